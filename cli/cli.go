@@ -1,0 +1,196 @@
+// Package cli is the ocmt command line (cobra): serve, version, doctor and
+// audit verify. Every serve flag also reads OCMT_<NAME> from the environment
+// (dashes become underscores); secrets also read OCMT_<NAME>_FILE.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/roles"
+	"github.com/ocmt/ocmt/version"
+)
+
+// Main runs the command line with args and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "ocmt:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ocmt",
+		Short:         "A self-hosted, multi-tenant home for personal AI agents",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newServe(), newVersion(), newDoctor(), newAudit(), newInternal())
+	return root
+}
+
+func newVersion() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "ocmt", version.String())
+		},
+	}
+}
+
+// flags binds cfg's fields to a flag set. Durations use Go syntax ("30m").
+func bindFlags(fs *pflag.FlagSet, cfg *config.Config) {
+	fs.StringVar((*string)(&cfg.Role), "role", string(cfg.Role), "what this process does: all, management, agent, relay, vault")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on (host:port)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the database, keys and per-user data")
+	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "URL users open (default http://<listen>)")
+	fs.StringVar((*string)(&cfg.Runtime), "runtime", string(cfg.Runtime), "container runtime: auto, docker, process")
+	fs.StringVar(&cfg.AgentImage, "agent-image", cfg.AgentImage, "image for user containers (default: built locally from --agent-binary)")
+	fs.StringVar(&cfg.AgentBinary, "agent-binary", cfg.AgentBinary, "ocmt binary run in user containers (default: this executable)")
+	fs.StringVar(&cfg.Network, "network", cfg.Network, "docker bridge network for user containers")
+	fs.Int64Var(&cfg.MemoryMiB, "memory-mib", cfg.MemoryMiB, "memory limit per user container, MiB")
+	fs.Var(&cpusValue{&cfg.NanoCPUs}, "cpus", "CPU limit per user container (e.g. 0.5)")
+	fs.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "process limit per user container")
+	fs.DurationVar(&cfg.IdlePauseAfter, "idle-pause-after", cfg.IdlePauseAfter, "pause a container after this long without activity (0 = never)")
+	fs.DurationVar(&cfg.PausedStopAfter, "paused-stop-after", cfg.PausedStopAfter, "stop a container after this long paused (0 = never)")
+	fs.DurationVar(&cfg.WakeTimeout, "wake-timeout", cfg.WakeTimeout, "how long a request waits for its container to wake")
+	fs.StringVar(&cfg.AgentURL, "agent-url", cfg.AgentURL, "agent role URL, for --role=management")
+	fs.StringVar(&cfg.ServiceSecret, "service-secret", cfg.ServiceSecret, "secret shared by split management and agent roles")
+	fs.StringVar(&cfg.VaultSecret, "vault-secret", cfg.VaultSecret, "per-container secret, for --role=vault")
+	fs.StringVar(&cfg.SMTPHost, "smtp-host", cfg.SMTPHost, "SMTP server for sign-in mail (default: print links on the console)")
+	fs.IntVar(&cfg.SMTPPort, "smtp-port", cfg.SMTPPort, "SMTP port")
+	fs.StringVar(&cfg.SMTPUsername, "smtp-username", cfg.SMTPUsername, "SMTP user name")
+	fs.StringVar(&cfg.SMTPPassword, "smtp-password", cfg.SMTPPassword, "SMTP password")
+	fs.StringVar(&cfg.SMTPTLS, "smtp-tls", cfg.SMTPTLS, "SMTP transport security: starttls, tls, none")
+	fs.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of sign-in mail")
+	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "how long a sign-in lasts")
+}
+
+// secretFlags may also be read from a file named by OCMT_<NAME>_FILE.
+var secretFlags = map[string]bool{"vault-secret": true, "service-secret": true, "smtp-password": true}
+
+// EnvName returns the environment variable for a flag: "data-dir" → "OCMT_DATA_DIR".
+func EnvName(flag string) string {
+	return "OCMT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable (or, for secrets, the file its _FILE variable names).
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		name := EnvName(f.Name)
+		v, from := getenv(name), name
+		if secretFlags[f.Name] && v == "" {
+			if path := getenv(name + "_FILE"); path != "" {
+				b, rerr := os.ReadFile(path)
+				if rerr != nil {
+					err = fmt.Errorf("%s_FILE: cannot read %s", name, path)
+					return
+				}
+				v, from = strings.TrimSpace(string(b)), name+"_FILE"
+			}
+		}
+		if v == "" {
+			return
+		}
+		if serr := f.Value.Set(v); serr != nil {
+			err = fmt.Errorf("%s: invalid value for --%s (%s)", from, f.Name, f.Usage)
+		}
+	})
+	return err
+}
+
+type cpusValue struct{ nano *int64 }
+
+func (c *cpusValue) String() string {
+	if c.nano == nil {
+		return ""
+	}
+	return strconv.FormatFloat(float64(*c.nano)/1e9, 'f', -1, 64)
+}
+func (c *cpusValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 || f > 1024 {
+		return errors.New("not a positive number of CPUs")
+	}
+	*c.nano = int64(f * 1e9)
+	return nil
+}
+func (c *cpusValue) Type() string { return "float" }
+
+func newServe() *cobra.Command {
+	cfg := config.Default()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run one role (default: all roles in one process)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags(), os.Getenv); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			if err := cfg.CheckDataDir(); err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return roles.Run(ctx, cfg, roles.Options{Log: log, Out: cmd.OutOrStdout()})
+		},
+	}
+	bindFlags(cmd.Flags(), &cfg)
+	return cmd
+}
+
+func newAudit() *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Work with the audit log"}
+	cfg := config.Default()
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the audit log's hash chain; exits non-zero if any row was edited, deleted or reordered",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags(), os.Getenv); err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
+			defer cancel()
+			n, err := roles.VerifyAudit(ctx, cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "audit log ok: %d rows, chain intact\n", n)
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory holding ocmt.db")
+	cmd.AddCommand(verify)
+	return cmd
+}

@@ -1,0 +1,224 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/roles/agent/runtime"
+)
+
+// Proxy limits.
+const (
+	// MaxFrameBytes bounds one WebSocket message in either direction (1 MiB).
+	MaxFrameBytes = 1 << 20
+	// MaxQueuedFrames bounds client messages held while the container wakes.
+	MaxQueuedFrames = 256
+)
+
+// strippedHeaders never reach a container: browser credentials of the
+// management role, and any forged container secret.
+var strippedHeaders = []string{"Cookie", "Authorization", "X-Csrf-Token", runtime.SecretHeader, "X-Forwarded-For", "X-Real-Ip"}
+
+// Proxy implements api.Agent: it forwards r (whose URL.Path is the path
+// inside the container) to the user's container, waking it first and
+// injecting the per-container secret. WebSocket upgrades are bridged
+// message by message; messages the client sends before the upstream
+// connection is open are queued (up to MaxQueuedFrames), not dropped.
+func (s *Server) Proxy(userID string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !validUserID(userID) {
+			writeErr(w, api.BadRequest("invalid_user", "invalid user id"))
+			return
+		}
+		if isWebSocket(r) {
+			s.proxyWebSocket(w, r, userID)
+			return
+		}
+		s.proxyHTTP(w, r, userID)
+	})
+}
+
+func isWebSocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
+		strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	ae, ok := api.AsError(err)
+	if !ok {
+		ae = api.E(http.StatusBadGateway, "agent_unreachable", "your agent could not be reached")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(ae.Status)
+	_ = jsonEncode(w, ae.Body())
+}
+
+func (s *Server) proxyHTTP(w http.ResponseWriter, r *http.Request, userID string) {
+	u := s.user(userID)
+	u.inflight.Add(1)
+	defer u.inflight.Add(-1)
+	s.Touch(userID)
+	ctx, cancel := context.WithTimeout(r.Context(), s.opt.WakeTimeout)
+	rec, err := s.Wake(ctx, userID)
+	cancel()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	target, err := url.Parse(rec.Endpoint)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	secret := s.ContainerSecret(userID)
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = target.Scheme, target.Host
+			pr.Out.Host = target.Host
+			for _, h := range strippedHeaders {
+				pr.Out.Header.Del(h)
+			}
+			pr.Out.Header.Set(runtime.SecretHeader, secret)
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header.Del("Set-Cookie")
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if !errors.Is(err, context.Canceled) {
+				s.log.Warn("proxy upstream failed", "user", userID, "err", err)
+			}
+			writeErr(w, api.E(http.StatusBadGateway, "agent_unreachable", "your agent did not answer"))
+		},
+	}
+	rp.ServeHTTP(w, r)
+	s.Touch(userID)
+}
+
+func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID string) {
+	// Origin was checked by the management role (the browser-facing side);
+	// requests reach this handler in-process or with the service secret.
+	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // Accept has answered the client
+	}
+	client.SetReadLimit(MaxFrameBytes)
+	ctx, cancel := context.WithCancel(s.base)
+	defer cancel()
+
+	type frame struct {
+		typ  websocket.MessageType
+		data []byte
+	}
+	queue := make(chan frame, MaxQueuedFrames)
+	clientDone := make(chan error, 1)
+	go func() { // client → queue
+		for {
+			typ, data, err := client.Read(ctx)
+			if err != nil {
+				clientDone <- err
+				close(queue)
+				return
+			}
+			s.Touch(userID)
+			select {
+			case queue <- frame{typ, data}:
+			default:
+				client.Close(websocket.StatusPolicyViolation, "too many messages while your agent wakes")
+				clientDone <- errors.New("queue full")
+				close(queue)
+				return
+			}
+		}
+	}()
+
+	wctx, wcancel := context.WithTimeout(ctx, s.opt.WakeTimeout)
+	rec, err := s.Wake(wctx, userID)
+	wcancel()
+	if err != nil {
+		client.Close(websocket.StatusTryAgainLater, closeReason(err, "your agent could not be woken"))
+		return
+	}
+	upURL := strings.Replace(rec.Endpoint, "http", "ws", 1) + r.URL.RequestURI()
+	hdr := http.Header{}
+	hdr.Set(runtime.SecretHeader, s.ContainerSecret(userID))
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	upstream, _, err := websocket.Dial(dctx, upURL, &websocket.DialOptions{HTTPHeader: hdr})
+	dcancel()
+	if err != nil {
+		s.log.Warn("proxy websocket dial failed", "user", userID, "err", err)
+		client.Close(websocket.StatusInternalError, "your agent did not accept the connection")
+		return
+	}
+	upstream.SetReadLimit(MaxFrameBytes)
+	defer upstream.CloseNow()
+
+	upDone := make(chan error, 1)
+	go func() { // upstream → client
+		for {
+			typ, data, err := upstream.Read(ctx)
+			if err != nil {
+				upDone <- err
+				return
+			}
+			if err := client.Write(ctx, typ, data); err != nil {
+				upDone <- nil
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case f, ok := <-queue:
+			if !ok {
+				err := <-clientDone
+				status := websocket.CloseStatus(err)
+				if status == -1 {
+					status = websocket.StatusGoingAway
+				}
+				upstream.Close(status, "")
+				return
+			}
+			// The container may have been hibernated while the socket sat idle.
+			if _, err := s.Wake(ctx, userID); err != nil {
+				client.Close(websocket.StatusTryAgainLater, closeReason(err, "your agent could not be woken"))
+				return
+			}
+			if err := upstream.Write(ctx, f.typ, f.data); err != nil {
+				client.Close(websocket.StatusInternalError, "your agent closed the connection")
+				return
+			}
+		case err := <-upDone:
+			if err == nil {
+				return // client went away
+			}
+			if st := websocket.CloseStatus(err); st != -1 {
+				client.Close(st, "your agent closed the connection")
+			} else {
+				client.Close(websocket.StatusInternalError, "lost the connection to your agent")
+			}
+			return
+		}
+	}
+}
+
+// closeReason keeps WebSocket close reasons under the 123-byte limit.
+func closeReason(err error, fallback string) string {
+	msg := fallback
+	if ae, ok := api.AsError(err); ok {
+		msg = ae.Msg
+	}
+	if len(msg) > 120 {
+		msg = msg[:120]
+	}
+	return msg
+}

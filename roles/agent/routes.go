@@ -1,0 +1,73 @@
+package agent
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ocmt/ocmt/api"
+)
+
+// ServiceHeader carries the per-deployment service secret on calls from the
+// management role to a separate agent role.
+const ServiceHeader = api.AgentServiceHeader
+
+func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
+
+// Routes mounts the agent role's service API on g (conventionally
+// "/internal/v1/agent"), every route guarded by the service secret:
+//
+//	GET  /containers                         → {"containers":[AgentStatus]}
+//	GET  /containers/:user                   → AgentStatus
+//	POST /containers/:user                   → 202 (provision or wake)
+//	POST /containers/:user/actions/:action   → 204
+//	ANY  /containers/:user/proxy/*           → the container, at path /*
+func (s *Server) Routes(g *echo.Group, serviceSecret string) {
+	g.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			got := c.Request().Header.Get(ServiceHeader)
+			if serviceSecret == "" || subtle.ConstantTimeCompare([]byte(got), []byte(serviceSecret)) != 1 {
+				return api.Unauthorized("missing or wrong service secret")
+			}
+			return next(c)
+		}
+	})
+	g.GET("/containers", func(c echo.Context) error {
+		l, err := s.List(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"containers": l})
+	})
+	g.GET("/containers/:user", func(c echo.Context) error {
+		st, err := s.Status(c.Request().Context(), c.Param("user"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, st)
+	})
+	g.POST("/containers/:user", func(c echo.Context) error {
+		if err := s.Provision(c.Request().Context(), c.Param("user")); err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusAccepted)
+	})
+	g.POST("/containers/:user/actions/:action", func(c echo.Context) error {
+		if err := s.Do(c.Request().Context(), c.Param("user"), c.Param("action")); err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
+	})
+	g.Any("/containers/:user/proxy/*", func(c echo.Context) error {
+		r := c.Request()
+		r.Header.Del(ServiceHeader)
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/" + c.Param("*")
+		r2.URL.RawPath = ""
+		s.Proxy(c.Param("user")).ServeHTTP(c.Response(), r2)
+		return nil
+	})
+}

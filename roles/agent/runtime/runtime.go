@@ -1,0 +1,99 @@
+// Package runtime defines the container runtime drivers of the agent role:
+// the interface the lifecycle manager drives, and the spec of one user's
+// container. Drivers live in subpackages (docker, process).
+package runtime
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ocmt/ocmt/api"
+)
+
+// Labels put on every user container (SPEC §11).
+const (
+	LabelUser    = "ocmt.user"    // owner's user id
+	LabelRole    = "ocmt.role"    // always "vault"
+	LabelVersion = "ocmt.version" // ocmt version that created it
+)
+
+// VaultPort is the port the vault role listens on inside a container.
+const VaultPort = 8080
+
+// SecretHeader carries the per-container secret from the proxy to the vault
+// role. The browser never sees it: the proxy strips any incoming copy.
+const SecretHeader = "X-Ocmt-Container-Secret"
+
+// ErrNotFound is returned for an instance the engine does not know.
+var ErrNotFound = errors.New("instance not found")
+
+// Engine states reported by Inspect and List.
+const (
+	EngineRunning = "running"
+	EnginePaused  = "paused"
+	EngineStopped = "stopped" // created or exited
+	EngineGone    = "gone"
+)
+
+// Spec describes one user's container.
+type Spec struct {
+	UserID    string
+	Name      string // engine-unique name, "ocmt-<userID>"
+	Secret    string // per-container secret, passed as OCMT_VAULT_SECRET; never logged
+	Image     string // docker: image reference from Prepare
+	Binary    string // process: the ocmt executable to run
+	DataDir   string // process: the user's data directory
+	MemoryMiB int64
+	NanoCPUs  int64
+	PidsLimit int64
+	Version   string // ocmt version, for the version label
+}
+
+// Instance is an engine's view of a user's container.
+type Instance struct {
+	ID       string // engine id (docker container id, or "pid:<n>")
+	UserID   string
+	State    string // one of the Engine* states
+	Endpoint string // base URL of the vault role, e.g. "http://127.0.0.1:49153"; "" unless running or paused
+	Image    string
+}
+
+// Stats is a point-in-time resource reading of an instance.
+type Stats struct {
+	MemoryBytes uint64 // resident memory in use
+	Pids        uint64
+}
+
+// Driver runs user containers. Methods are safe for concurrent use on
+// different instances; the manager serialises calls per user.
+type Driver interface {
+	// Name is "docker" or "process".
+	Name() string
+	// Prepare makes sure what Create needs exists (the agent image) and
+	// returns the image reference ("" for process). It reports progress
+	// through progress, which may be nil.
+	Prepare(ctx context.Context, progress func(api.Progress)) (string, error)
+	// Create creates (but does not start) the instance for spec, with its
+	// persistent data (docker volume, directory) created or reused.
+	Create(ctx context.Context, spec Spec) (Instance, error)
+	// Start starts a created or stopped instance and returns its new view
+	// (the endpoint may change across a stop/start).
+	Start(ctx context.Context, id string) (Instance, error)
+	Pause(ctx context.Context, id string) error
+	Unpause(ctx context.Context, id string) error
+	// Stop stops the instance gracefully, killing it after timeout.
+	Stop(ctx context.Context, id string, timeout time.Duration) error
+	// Remove removes the instance; with keepData its persistent data stays
+	// for the next Create of the same user.
+	Remove(ctx context.Context, id string, keepData bool) error
+	// Inspect returns the engine's view, or ErrNotFound.
+	Inspect(ctx context.Context, id string) (Instance, error)
+	// List returns every ocmt user instance the engine knows (for rebuilding
+	// state after a restart).
+	List(ctx context.Context) ([]Instance, error)
+	// Stats reads current resource use.
+	Stats(ctx context.Context, id string) (Stats, error)
+	// Close releases the driver (it does not stop instances).
+	Close() error
+}

@@ -1,0 +1,88 @@
+package roles
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/moby/moby/client"
+
+	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/roles/agent/docker"
+)
+
+// Check is one line of `ocmt doctor`.
+type Check struct {
+	Name   string
+	OK     bool
+	Warn   bool // not OK, but ocmt still works (e.g. the image is built on first use)
+	Detail string
+}
+
+// Doctor checks this machine for cfg: container engine reachable and its
+// version, data directory writable, agent image present, listen address free.
+func Doctor(ctx context.Context, cfg config.Config) []Check {
+	var out []Check
+	engine := Check{Name: "container engine"}
+	ver, err := docker.Ping(ctx)
+	switch {
+	case err == nil:
+		engine.OK, engine.Detail = true, "docker "+ver+" answers"
+	case cfg.Runtime == config.RuntimeDocker:
+		engine.Detail = "no engine answers: " + err.Error()
+	default:
+		engine.Warn, engine.Detail = true, "no engine answers; agents would run as processes (weaker isolation)"
+	}
+	out = append(out, engine)
+
+	dd := Check{Name: "data directory"}
+	if err := cfg.CheckDataDir(); err != nil {
+		dd.Detail = err.Error()
+	} else {
+		dd.OK, dd.Detail = true, cfg.DataDir+" is writable"
+	}
+	out = append(out, dd)
+
+	img := Check{Name: "agent image"}
+	switch {
+	case cfg.Runtime == config.RuntimeProcess:
+		img.OK, img.Detail = true, "not needed (process runtime)"
+	case engine.OK:
+		ref := cfg.AgentImage
+		if ref == "" {
+			bin, berr := agentBinary(cfg)
+			if berr == nil {
+				ref, berr = docker.ImageTag(bin)
+			}
+			if berr != nil {
+				img.Detail = berr.Error()
+				break
+			}
+		}
+		cli, cerr := client.New(client.FromEnv)
+		if cerr != nil {
+			img.Detail = cerr.Error()
+			break
+		}
+		defer cli.Close()
+		if _, err := cli.ImageInspect(ctx, ref); err == nil {
+			img.OK, img.Detail = true, ref+" is present"
+		} else if cfg.AgentImage != "" {
+			img.Detail = ref + " is missing (it was named with --agent-image, so it is not built)"
+		} else {
+			img.Warn, img.Detail = true, ref+" is missing; it is built on the first sign-in (about a few seconds)"
+		}
+	default:
+		img.Warn, img.Detail = true, "skipped: no engine"
+	}
+	out = append(out, img)
+
+	lc := Check{Name: "listen address"}
+	if ln, err := net.Listen("tcp", cfg.Listen); err != nil {
+		lc.Detail = fmt.Sprintf("%s is not free: %v", cfg.Listen, err)
+	} else {
+		ln.Close()
+		lc.OK, lc.Detail = true, cfg.Listen+" is free"
+	}
+	return append(out, lc)
+}

@@ -1,0 +1,273 @@
+package management_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/xtest"
+)
+
+func TestSignInFlow(t *testing.T) {
+	env := xtest.NewEnv(t)
+	ctx := context.Background()
+	admin, au := env.Admin("Admin@Example.org")
+	if !au.Admin || au.Email != "admin@example.org" {
+		t.Fatalf("bootstrap user = %+v, want admin with lower-cased email", au)
+	}
+	me, err := admin.Me(ctx)
+	if err != nil || me.ID != au.ID {
+		t.Fatalf("me = %+v, %v", me, err)
+	}
+
+	// Unknown and known addresses get the same answer; only the known one gets mail.
+	anon := env.Client()
+	for _, email := range []string{"nobody@example.org", "admin@example.org"} {
+		r, err := anon.Do(ctx, "POST", "/api/v1/auth/magic-link", api.MagicLinkRequest{Email: email})
+		if err != nil || r.Status != http.StatusAccepted {
+			t.Fatalf("magic-link %s: %v %v", email, r, err)
+		}
+	}
+	if strings.Contains(env.Out.String(), "nobody@example.org") {
+		t.Fatal("a link was sent to an address without an account")
+	}
+	tok := env.LinkFor("admin@example.org")
+
+	// GET shows a Continue page and consumes nothing.
+	for i := 0; i < 2; i++ {
+		r, err := anon.Do(ctx, "GET", "/auth/verify?token="+tok, nil)
+		if err != nil || r.Status != http.StatusOK || !strings.Contains(string(r.Body), "Continue") {
+			t.Fatalf("GET verify #%d: status %d err %v", i, r.Status, err)
+		}
+		if anon.Cookie("ocmt_session") != "" {
+			t.Fatal("GET /auth/verify set a session")
+		}
+	}
+	// A form POST consumes it and redirects to /.
+	r, err := anon.Do(ctx, "POST", "/auth/verify", url.Values{"token": {tok}, "_csrf": {anon.Cookie("ocmt_csrf")}})
+	if err != nil || r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/" {
+		t.Fatalf("POST verify: %+v %v", r, err)
+	}
+	if anon.Cookie("ocmt_session") == "" {
+		t.Fatal("no session cookie after verify")
+	}
+	var sc *http.Cookie
+	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
+		if c.Name == "ocmt_session" {
+			sc = c
+		}
+	}
+	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("session cookie flags wrong: %+v", sc)
+	}
+	// Reused link: clear page, no second session.
+	other := env.Client()
+	r, _ = other.Do(ctx, "POST", "/auth/verify", url.Values{"token": {tok}, "_csrf": {mustCSRF(t, other)}})
+	if r.Status != http.StatusGone || !strings.Contains(string(r.Body), "already used") {
+		t.Fatalf("reused link: status %d body %q", r.Status, r.Body)
+	}
+	// Logout ends the session server-side.
+	if err := anon.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := anon.Me(ctx); err == nil {
+		t.Fatal("me works after logout")
+	}
+}
+
+func mustCSRF(t *testing.T, c *api.Client) string {
+	t.Helper()
+	if err := c.EnsureCSRF(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c.Cookie("ocmt_csrf")
+}
+
+func TestBadLinks(t *testing.T) {
+	now := time.Now()
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.MagicLinkTTL = 300 * time.Millisecond }))
+	_ = now
+	ctx := context.Background()
+	admin, _ := env.Admin("admin@example.org")
+	c := env.Client()
+	if err := c.RequestLink(ctx, "admin@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	expired := env.LinkFor("admin@example.org")
+	time.Sleep(400 * time.Millisecond)
+	cases := []struct {
+		name, token string
+		status      int
+		want        string
+	}{
+		{"malformed", "abc%3Cscript%3E", http.StatusBadRequest, "not valid"},
+		{"unknown", strings.Repeat("A", 43), http.StatusNotFound, "not valid"},
+		{"expired", expired, http.StatusGone, "expired"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, method := range []string{"GET", "POST"} {
+				var r *api.Response
+				var err error
+				if method == "GET" {
+					r, err = c.Do(ctx, "GET", "/auth/verify?token="+tc.token, nil)
+				} else {
+					tok, _ := url.QueryUnescape(tc.token)
+					r, err = c.Do(ctx, "POST", "/auth/verify", url.Values{"token": {tok}, "_csrf": {mustCSRF(t, c)}})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Status != tc.status || !strings.Contains(string(r.Body), tc.want) {
+					t.Errorf("%s: status %d, body %q; want %d containing %q", method, r.Status, r.Body, tc.status, tc.want)
+				}
+				if strings.Contains(string(r.Body), "<script>") {
+					t.Errorf("%s: input echoed unescaped", method)
+				}
+			}
+		})
+	}
+	_ = admin
+}
+
+func TestCSRF(t *testing.T) {
+	env := xtest.NewEnv(t)
+	ctx := context.Background()
+	admin, _ := env.Admin("admin@example.org")
+	base := env.URL
+	send := func(method, path, csrf, origin string, withCookie bool) int {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(`{"email":"x@example.org"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if csrf != "" {
+			req.Header.Set("X-CSRF-Token", csrf)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		u, _ := url.Parse(base)
+		for _, ck := range admin.HC.Jar.Cookies(u) {
+			if ck.Name == "ocmt_session" || withCookie {
+				req.AddCookie(ck)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	tok := admin.Cookie("ocmt_csrf")
+	unbound := mustCSRF(t, env.Client()) // a valid token of another (signed-out) browser
+	for _, tc := range []struct {
+		name           string
+		method, path   string
+		csrf, origin   string
+		withCSRFCookie bool
+		want           int
+	}{
+		{"no token", "POST", "/api/v1/me/agent", "", "", true, http.StatusForbidden},
+		{"no cookie", "POST", "/api/v1/me/agent", tok, "", false, http.StatusForbidden},
+		{"wrong token", "POST", "/api/v1/me/agent", tok[:len(tok)-2] + "AA", "", true, http.StatusForbidden},
+		{"foreign origin", "POST", "/api/v1/me/agent", tok, "https://evil.example", true, http.StatusForbidden},
+		{"logout without token", "POST", "/api/v1/auth/logout", "", "", true, http.StatusForbidden},
+		{"invite without token", "POST", "/api/v1/admin/users", "", "", true, http.StatusForbidden},
+		{"good", "POST", "/api/v1/admin/users", tok, base, true, http.StatusAccepted},
+	} {
+		if got := send(tc.method, tc.path, tc.csrf, tc.origin, tc.withCSRFCookie); got != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	// A token minted for no session does not work for a signed-in session.
+	req, _ := http.NewRequest("POST", base+"/api/v1/auth/logout", nil)
+	req.Header.Set("X-CSRF-Token", unbound)
+	req.AddCookie(&http.Cookie{Name: "ocmt_csrf", Value: unbound})
+	u, _ := url.Parse(base)
+	for _, ck := range admin.HC.Jar.Cookies(u) {
+		if ck.Name == "ocmt_session" {
+			req.AddCookie(ck)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("session-unbound CSRF token: status %d, want 403", resp.StatusCode)
+	}
+	if _, err := admin.Me(ctx); err != nil {
+		t.Fatalf("admin was signed out by a forged request: %v", err)
+	}
+}
+
+func TestAPIScenarios(t *testing.T) {
+	env := xtest.NewEnv(t)
+	ctx := context.Background()
+	admin, _ := env.Admin("admin@example.org")
+	bob, _ := env.Invite(admin, "bob@example.org")
+	anon := env.Client()
+	for _, tc := range []struct {
+		name         string
+		c            *api.Client
+		method, path string
+		body         any
+		status       int
+		want, not    string
+	}{
+		{"health", anon, "GET", "/healthz", nil, 200, `"status":"ok"`, ""},
+		{"me signed out", anon, "GET", "/api/v1/me", nil, 401, "unauthorized", ""},
+		{"agent signed out", anon, "GET", "/api/v1/me/agent", nil, 401, "unauthorized", ""},
+		{"proxy signed out", anon, "GET", "/api/v1/me/agent/healthz", nil, 401, "unauthorized", ""},
+		{"admin users as member", bob, "GET", "/api/v1/admin/users", nil, 404, "not_found", "bob@"},
+		{"admin action as member", bob, "POST", "/api/v1/admin/containers/x/pause", nil, 404, "not_found", ""},
+		{"admin users", admin, "GET", "/api/v1/admin/users", nil, 200, "bob@example.org", ""},
+		{"bad email", anon, "POST", "/api/v1/auth/magic-link", map[string]string{"email": "not an email"}, 400, "invalid_email", "not an email"},
+		{"bad json", anon, "POST", "/api/v1/auth/magic-link", []int{1}, 400, "invalid_json", ""},
+		{"bad action", admin, "POST", "/api/v1/admin/containers/usr_x/explode", nil, 400, "invalid_action", ""},
+		{"unknown user action", admin, "POST", "/api/v1/admin/containers/usr_nobody/pause", nil, 404, "not_found", ""},
+		{"audit mine", bob, "GET", "/api/v1/audit", nil, 200, "auth.signin", "admin.invite"},
+		{"audit all", admin, "GET", "/api/v1/audit", nil, 200, "admin.invite", ""},
+		{"audit bad limit", admin, "GET", "/api/v1/audit?limit=-1", nil, 400, "invalid_limit", ""},
+		{"no route", anon, "GET", "/api/v1/nope", nil, 404, "not_found", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := tc.c.Do(ctx, tc.method, tc.path, tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != tc.status || !strings.Contains(string(r.Body), tc.want) || (tc.not != "" && strings.Contains(string(r.Body), tc.not)) {
+				t.Errorf("status %d body %s; want %d with %q without %q", r.Status, r.Body, tc.status, tc.want, tc.not)
+			}
+			if r.Header.Get("Content-Security-Policy") == "" || r.Header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("security headers missing: %v", r.Header)
+			}
+		})
+	}
+}
+
+func TestSignInRateLimit(t *testing.T) {
+	env := xtest.NewEnv(t)
+	ctx := context.Background()
+	env.Admin("admin@example.org")
+	c := env.Client()
+	limited := false
+	for i := 0; i < 10; i++ {
+		r, err := c.Do(ctx, "POST", "/api/v1/auth/magic-link", api.MagicLinkRequest{Email: "admin@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == http.StatusTooManyRequests {
+			limited = r.ErrorCode() == "rate_limited"
+			break
+		}
+	}
+	if !limited {
+		t.Fatal("10 sign-in requests for one address in a row were not rate limited")
+	}
+}

@@ -1,0 +1,248 @@
+// Package roles starts the roles a Config asks for on one listener and runs
+// them until the context ends: `ocmt serve` is roles.Run.
+package roles
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/mail"
+	"github.com/ocmt/ocmt/roles/agent"
+	"github.com/ocmt/ocmt/roles/agent/docker"
+	"github.com/ocmt/ocmt/roles/agent/process"
+	"github.com/ocmt/ocmt/roles/agent/runtime"
+	"github.com/ocmt/ocmt/roles/management"
+	"github.com/ocmt/ocmt/roles/relay"
+	"github.com/ocmt/ocmt/roles/vault"
+	"github.com/ocmt/ocmt/roles/web"
+	"github.com/ocmt/ocmt/store"
+	"github.com/ocmt/ocmt/version"
+)
+
+// Options are the parts of a run that are not configuration.
+type Options struct {
+	Log *slog.Logger
+	Out io.Writer // where the URL and console mail go
+	// Listener, if set, is used instead of listening on cfg.Listen (tests).
+	Listener net.Listener
+	// SweepInterval overrides the agent's hibernation interval (tests).
+	SweepInterval time.Duration
+	// Ready, if set, is called once the server accepts connections.
+	Ready func(addr string)
+}
+
+// Run runs the roles of cfg until ctx ends, then shuts down gracefully:
+// in-flight requests finish (up to 15 s), background work stops and the
+// database is closed. cfg must have passed Validate.
+func Run(ctx context.Context, cfg config.Config, opt Options) error {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if opt.Out == nil {
+		opt.Out = os.Stdout
+	}
+	if cfg.Role == config.RoleVault {
+		return runVault(ctx, cfg, opt)
+	}
+	log := opt.Log
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, store.FileName), nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	e := web.New(log, cfg.Secure())
+	var roleNames []string
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	done := make(chan struct{})
+	var ag *agent.Server
+
+	if cfg.Has(config.RoleAgent) {
+		roleNames = append(roleNames, string(config.RoleAgent))
+		drv, err := selectDriver(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		bin, err := agentBinary(cfg)
+		if err != nil {
+			drv.Close()
+			return err
+		}
+		ag, err = agent.New(ctx, agent.Options{
+			Driver: drv, Store: st, Log: log, Version: version.String(), Binary: bin,
+			DataDir: filepath.Join(cfg.DataDir, "users"), MemoryMiB: cfg.MemoryMiB, NanoCPUs: cfg.NanoCPUs,
+			PidsLimit: cfg.PidsLimit, IdlePauseAfter: cfg.IdlePauseAfter, PausedStopAfter: cfg.PausedStopAfter,
+			WakeTimeout: cfg.WakeTimeout, SweepInterval: opt.SweepInterval,
+		})
+		if err != nil {
+			drv.Close()
+			return err
+		}
+		defer ag.Close()
+		go func() { ag.Run(bg); close(done) }()
+		if cfg.Role == config.RoleAgent {
+			ag.Routes(e.Group("/internal/v1/agent"), cfg.ServiceSecret)
+		}
+	} else {
+		close(done)
+	}
+	if cfg.Has(config.RoleRelay) {
+		roleNames = append(roleNames, string(config.RoleRelay))
+		relay.New().Routes(e.Group("/relay/v1"))
+	}
+	var mg *management.Server
+	if cfg.Has(config.RoleManagement) {
+		roleNames = append(roleNames, string(config.RoleManagement))
+		var agentAPI api.Agent = ag
+		if ag == nil {
+			if agentAPI, err = api.NewAgentClient(cfg.AgentURL, cfg.ServiceSecret); err != nil {
+				return err
+			}
+		}
+		var mailer mail.Mailer = &mail.Console{W: opt.Out}
+		if cfg.SMTPHost != "" {
+			mailer = &mail.SMTP{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUsername,
+				Password: cfg.SMTPPassword, TLS: cfg.SMTPTLS, From: cfg.MailFrom}
+		}
+		mg, err = management.New(ctx, management.Options{
+			Store: st, Agent: agentAPI, Mailer: mailer, Log: log, PublicURL: cfg.PublicURL,
+			SessionTTL: cfg.SessionTTL, MagicLinkTTL: cfg.MagicLinkTTL, Version: version.String(),
+		})
+		if err != nil {
+			return err
+		}
+		mg.Routes(e)
+	}
+	health := api.Health{Status: "ok", Roles: roleNames, Version: version.String()}
+	e.GET("/healthz", func(c echo.Context) error {
+		if err := st.Ping(c.Request().Context()); err != nil {
+			return api.Unavailable("store_unavailable", "database unavailable", err)
+		}
+		return c.JSON(http.StatusOK, health)
+	})
+
+	ln := opt.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return &config.Error{Setting: "listen", Msg: fmt.Sprintf("cannot listen on %s: %v", cfg.Listen, errors.Unwrap(err))}
+		}
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	log.Info("ocmt serving", "roles", strings.Join(roleNames, ","), "listen", ln.Addr().String(), "version", version.String())
+	fmt.Fprintf(opt.Out, "ocmt is running at %s\n", cfg.PublicURL)
+	if mg != nil {
+		if link, err := mg.BootstrapLink(ctx, time.Hour); err != nil {
+			return err
+		} else if link != "" {
+			fmt.Fprintf(opt.Out, "No users yet. Open this one-time link to create the admin account (valid 1 hour):\n%s\n", link)
+		}
+	}
+	if opt.Ready != nil {
+		opt.Ready(ln.Addr().String())
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("shutting down")
+	if err := web.Shutdown(srv, 15*time.Second); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	stopBG()
+	<-done
+	return nil
+}
+
+func runVault(ctx context.Context, cfg config.Config, opt Options) error {
+	v := vault.New(cfg.VaultSecret, version.String(), opt.Log)
+	ln := opt.Listener
+	var err error
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return &config.Error{Setting: "listen", Msg: fmt.Sprintf("cannot listen on %s: %v", cfg.Listen, errors.Unwrap(err))}
+		}
+	}
+	srv := &http.Server{Handler: v.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	opt.Log.Info("vault serving", "listen", ln.Addr().String())
+	if opt.Ready != nil {
+		opt.Ready(ln.Addr().String())
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+	return web.Shutdown(srv, 10*time.Second)
+}
+
+// agentBinary is the ocmt executable put in images and run by the process driver.
+func agentBinary(cfg config.Config) (string, error) {
+	if cfg.AgentBinary != "" {
+		if _, err := os.Stat(cfg.AgentBinary); err != nil {
+			return "", &config.Error{Setting: "agent-binary", Msg: "no such file: " + cfg.AgentBinary}
+		}
+		return cfg.AgentBinary, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find own executable: %w", err)
+	}
+	return exe, nil
+}
+
+// selectDriver picks the runtime: docker if asked or if an engine answers in
+// auto mode; process otherwise, with a loud warning.
+func selectDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (runtime.Driver, error) {
+	if cfg.Runtime == config.RuntimeProcess {
+		log.Warn("RUNTIME IS PROCESS: user agents run as plain child processes, NOT isolated containers")
+		return process.New(log), nil
+	}
+	bin, err := agentBinary(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d, err := docker.New(ctx, docker.Options{Binary: bin, Image: cfg.AgentImage, Network: cfg.Network, Version: version.String(), Logger: log})
+	if err == nil {
+		log.Info("container runtime: docker")
+		return d, nil
+	}
+	if cfg.Runtime == config.RuntimeDocker {
+		return nil, &config.Error{Setting: "runtime", Msg: "docker was asked for but no engine answers (" + err.Error() + "); start Docker or use --runtime=process"}
+	}
+	log.Warn("NO CONTAINER ENGINE ANSWERED: falling back to the process runtime; user agents are NOT isolated in containers. Start Docker and restart ocmt for real isolation.", "docker_error", err.Error())
+	return process.New(log), nil
+}
+
+// VerifyAudit opens the database in dataDir and checks the audit chain.
+func VerifyAudit(ctx context.Context, dataDir string) (int64, error) {
+	path := filepath.Join(dataDir, store.FileName)
+	if _, err := os.Stat(path); err != nil {
+		return 0, &config.Error{Setting: "data-dir", Msg: "no database at " + path}
+	}
+	st, err := store.Open(ctx, path, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	return st.VerifyAudit(ctx)
+}

@@ -1,0 +1,145 @@
+// Package web holds what every role's HTTP server shares: the echo instance
+// with ocmt's error handler, security headers, body limits and request IDs,
+// and small JSON helpers.
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/ocmt/ocmt/api"
+)
+
+// CSP is the Content-Security-Policy of every page (no inline script or style).
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; " +
+	"require-trusted-types-for 'script'"
+
+// ErrorCSP is the policy of error pages and API error bodies.
+const ErrorCSP = "default-src 'none'; sandbox"
+
+// MaxBodyBytes bounds request bodies on every route (1 MiB).
+const MaxBodyBytes = 1 << 20
+
+// New returns an echo server with ocmt's error handler and middleware:
+// request IDs, panic recovery, body limit, security headers (HSTS when
+// secure). log receives one line per failed request, never bodies or cookies.
+func New(log *slog.Logger, secure bool) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = ErrorHandler(log)
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID}))
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		log.Error("panic", "path", c.Path(), "err", err, "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		return err
+	}}))
+	e.Use(middleware.BodyLimit("1M"))
+	e.Use(SecurityHeaders(secure))
+	return e
+}
+
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// SecurityHeaders sets CSP, nosniff, frame denial and no-referrer on every
+// response, and HSTS when secure.
+func SecurityHeaders(secure bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Response().Header()
+			h.Set("Content-Security-Policy", CSP)
+			h.Set("X-Content-Type-Options", "nosniff")
+			h.Set("X-Frame-Options", "DENY")
+			h.Set("Referrer-Policy", "no-referrer")
+			h.Set("Cross-Origin-Opener-Policy", "same-origin")
+			if secure {
+				h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+			}
+			return next(c)
+		}
+	}
+}
+
+// ErrorHandler maps errors to SPEC §11 JSON bodies: *api.Error as is,
+// echo's own errors by status, anything else a 500 with a generic message
+// and the request ID (the cause is logged, not sent). Browser page routes
+// may render their own error pages before returning.
+func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		rid := c.Response().Header().Get(echo.HeaderXRequestID)
+		var ae *api.Error
+		var he *echo.HTTPError
+		switch {
+		case errors.As(err, &ae):
+			if ae.Status >= 500 {
+				log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "code", ae.Code, "err", ae.Err, "request_id", rid)
+			}
+		case errors.As(err, &he):
+			ae = fromEcho(he)
+		case errors.Is(err, context.Canceled):
+			log.Info("request cancelled by client", "status", 499, "path", c.Path(), "request_id", rid)
+			return
+		default:
+			log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err, "request_id", rid)
+			ae = &api.Error{Status: http.StatusInternalServerError, Code: "internal", Msg: "something went wrong (request " + rid + ")"}
+		}
+		c.Response().Header().Set("Content-Security-Policy", ErrorCSP)
+		c.Response().Header().Set("Cache-Control", "no-store")
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(ae.Status)
+			return
+		}
+		_ = c.JSON(ae.Status, ae.Body())
+	}
+}
+
+func fromEcho(he *echo.HTTPError) *api.Error {
+	switch he.Code {
+	case http.StatusNotFound:
+		return api.NotFound("no such route")
+	case http.StatusMethodNotAllowed:
+		return api.E(he.Code, "method_not_allowed", "method not allowed on this route")
+	case http.StatusRequestEntityTooLarge:
+		return api.E(he.Code, "too_large", "request body too large")
+	case http.StatusUnsupportedMediaType:
+		return api.E(he.Code, "unsupported_media_type", "send JSON (Content-Type: application/json)")
+	case http.StatusBadRequest:
+		return api.BadRequest("bad_request", "malformed request")
+	}
+	return api.E(he.Code, strings.ReplaceAll(strings.ToLower(http.StatusText(he.Code)), " ", "_"), http.StatusText(he.Code))
+}
+
+// Bind decodes a JSON body into v, mapping decode errors to a 400 that does
+// not quote the input.
+func Bind(c echo.Context, v any) error {
+	if err := (&echo.DefaultBinder{}).BindBody(c, v); err != nil {
+		var he *echo.HTTPError
+		if errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
+			return fromEcho(he)
+		}
+		return api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
+	}
+	return nil
+}
+
+// Shutdown stops srv gracefully within timeout.
+func Shutdown(srv *http.Server, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}

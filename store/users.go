@@ -1,0 +1,105 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// UserID identifies a user: "usr_" and 26 base32 characters.
+type UserID string
+
+// User is an account. Email is stored lower-cased.
+type User struct {
+	ID        UserID
+	Email     string
+	Admin     bool
+	CreatedAt time.Time
+}
+
+// NormalizeEmail lower-cases and trims an address for storage and lookup.
+func NormalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
+// CreateUser adds a user. The first user ever created is made admin whatever
+// admin says. It returns ErrConflict if the email is taken.
+func (s *Store) CreateUser(ctx context.Context, email string, admin bool) (User, error) {
+	u := User{ID: UserID(NewID("usr")), Email: NormalizeEmail(email), CreatedAt: s.now().Truncate(time.Millisecond)}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&n); err != nil {
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
+	u.Admin = admin || n == 0
+	_, err = tx.ExecContext(ctx, `INSERT INTO users(id, email, admin, created_at) VALUES(?,?,?,?)`,
+		u.ID, u.Email, u.Admin, ms(u.CreatedAt))
+	if err != nil {
+		if isUnique(err) {
+			return User{}, ErrConflict
+		}
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
+	return u, tx.Commit()
+}
+
+// UserCount returns how many users exist.
+func (s *Store) UserCount(ctx context.Context) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&n)
+	return n, err
+}
+
+// UserByID returns a user or ErrNotFound.
+func (s *Store) UserByID(ctx context.Context, id UserID) (User, error) {
+	return s.userWhere(ctx, `id = ?`, string(id))
+}
+
+// UserByEmail returns a user or ErrNotFound.
+func (s *Store) UserByEmail(ctx context.Context, email string) (User, error) {
+	return s.userWhere(ctx, `email = ?`, NormalizeEmail(email))
+}
+
+func (s *Store) userWhere(ctx context.Context, where string, arg any) (User, error) {
+	var u User
+	var created int64
+	err := s.r.QueryRowContext(ctx, `SELECT id, email, admin, created_at FROM users WHERE `+where, arg).
+		Scan(&u.ID, &u.Email, &u.Admin, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("get user: %w", err)
+	}
+	u.CreatedAt = fromMS(created)
+	return u, nil
+}
+
+// Users lists all users, oldest first.
+func (s *Store) Users(ctx context.Context) ([]User, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, email, admin, created_at FROM users ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		var u User
+		var created int64
+		if err := rows.Scan(&u.ID, &u.Email, &u.Admin, &created); err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		u.CreatedAt = fromMS(created)
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}

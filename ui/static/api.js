@@ -1,0 +1,80 @@
+// api.js — fetch wrapper for the ocmt HTTP API (SPEC §11): JSON bodies, the
+// CSRF header on state-changing requests, and {"error":{"code","message"}}
+// bodies turned into APIError.
+
+/** APIError is thrown for non-2xx answers and network failures (status 0). */
+export class APIError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = 'APIError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** csrfToken returns the token from <body data-csrf>, else the ocmt_csrf cookie. */
+export function csrfToken() {
+  const fromBody = document.body ? document.body.dataset.csrf : '';
+  if (fromBody) return fromBody;
+  for (const part of document.cookie.split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === 'ocmt_csrf') return decodeURIComponent(v.join('='));
+  }
+  return '';
+}
+
+const fallbackMessages = {
+  400: 'The request was not accepted. Check the form and try again.',
+  401: 'Your session has ended. Please sign in again.',
+  403: 'You are not allowed to do that.',
+  404: 'Not found.',
+  409: 'That conflicts with the current state. Refresh and try again.',
+  413: 'That request is too large.',
+  423: 'Your vault is locked.',
+  429: 'Too many attempts. Please wait a moment and try again.',
+  503: 'The server is busy. Please try again shortly.',
+};
+
+function fallbackMessage(status) {
+  if (fallbackMessages[status]) return fallbackMessages[status];
+  if (status >= 500) return 'Something went wrong on the server. Please try again.';
+  return `Request failed (HTTP ${status}).`;
+}
+
+/**
+ * request sends method to path with an optional JSON body and resolves to
+ * {status, data} (data is the parsed JSON body or null). It rejects with
+ * APIError for any non-2xx status or network failure.
+ */
+export async function request(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = csrfToken();
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new APIError(0, 'network_error', 'Could not reach the server. Check your connection and try again.');
+  }
+  let data = null;
+  const text = await res.text().catch(() => '');
+  if (text) {
+    try { data = JSON.parse(text); } catch { data = null; }
+  }
+  if (!res.ok) {
+    const e = data && typeof data === 'object' && data.error && typeof data.error === 'object' ? data.error : {};
+    const code = typeof e.code === 'string' && e.code ? e.code : `http_${res.status}`;
+    const message = typeof e.message === 'string' && e.message ? e.message : fallbackMessage(res.status);
+    const err = new APIError(res.status, code, message);
+    if (typeof e.unlockUrl === 'string') err.unlockUrl = e.unlockUrl;
+    throw err;
+  }
+  return { status: res.status, data };
+}
+
+export const get = (path) => request('GET', path);
+export const post = (path, body) => request('POST', path, body);

@@ -1,0 +1,297 @@
+// Package xtest runs real ocmt servers in-process for tests: a fresh data
+// directory and SQLite database, a loopback listener, the console mailer
+// captured so tests can read sign-in links, and typed api.Clients.
+//
+// User containers need a real ocmt executable (the test binary is not one):
+// Binary builds it once per test process with `go build`.
+package xtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/roles"
+)
+
+// Buffer is a goroutine-safe bytes.Buffer.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// InCI reports whether CI=true: then tests needing Docker or Chromium fail
+// instead of skipping.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// SkipOrFail skips the test with reason, or fails it in CI.
+func SkipOrFail(t testing.TB, reason string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true and %s", reason)
+	}
+	t.Skip(reason + " (set CI=true to make this a failure)")
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// ModuleRoot returns the repository root (where go.mod is).
+func ModuleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// Binary builds the ocmt executable once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ocmt-xtest-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "ocmt")
+		cmd := exec.Command("go", "build", "-o", buildPath, ".")
+		cmd.Dir = ModuleRoot()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build ocmt: %v", buildErr)
+	}
+	return buildPath
+}
+
+// Env is one running ocmt server.
+type Env struct {
+	URL     string // base URL, e.g. "http://127.0.0.1:41234"
+	Cfg     config.Config
+	Out     *Buffer // console output: URL, sign-in links
+	Log     *Buffer // structured log
+	t       testing.TB
+	cancel  context.CancelFunc
+	errc    chan error
+	sweep   time.Duration
+	stopped bool
+}
+
+// Option changes an Env's configuration.
+type Option func(*Env)
+
+// WithRuntime selects the container runtime (default process).
+func WithRuntime(r config.Runtime) Option { return func(e *Env) { e.Cfg.Runtime = r } }
+
+// WithConfig lets a test change any setting.
+func WithConfig(f func(*config.Config)) Option { return func(e *Env) { f(&e.Cfg) } }
+
+// WithSweep sets the hibernation sweep interval.
+func WithSweep(d time.Duration) Option { return func(e *Env) { e.sweep = d } }
+
+// NewEnv starts ocmt (role all) on a loopback port with a fresh data
+// directory; it is stopped when the test ends.
+func NewEnv(t testing.TB, opts ...Option) *Env {
+	t.Helper()
+	e := &Env{t: t, Out: &Buffer{}, Log: &Buffer{}}
+	e.Cfg = config.Default()
+	e.Cfg.DataDir = t.TempDir()
+	e.Cfg.Runtime = config.RuntimeProcess
+	e.Cfg.Listen = "127.0.0.1:0"
+	e.Cfg.AgentBinary = Binary(t)
+	e.Cfg.Network = "ocmt-test"
+	for _, o := range opts {
+		o(e)
+	}
+	e.start()
+	t.Cleanup(e.Stop)
+	return e
+}
+
+func (e *Env) start() {
+	t := e.t
+	t.Helper()
+	ln, err := net.Listen("tcp", e.Cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.Cfg
+	cfg.Listen = ln.Addr().String()
+	cfg.PublicURL = "http://" + ln.Addr().String()
+	if e.URL != "" { // restart: keep the same public URL (links stay valid)
+		cfg.PublicURL = e.URL
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e.URL = cfg.PublicURL
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.errc, e.stopped = cancel, make(chan error, 1), false
+	ready := make(chan struct{})
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	go func() {
+		e.errc <- roles.Run(ctx, cfg, roles.Options{Log: log, Out: e.Out, Listener: ln, SweepInterval: e.sweep,
+			Ready: func(string) { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-e.errc:
+		t.Fatalf("ocmt did not start: %v\nlog:\n%s", err, e.Log.String())
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("ocmt did not start within 3 minutes\nlog:\n%s", e.Log.String())
+	}
+}
+
+func logSink() io.Writer {
+	if os.Getenv("OCMT_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
+// Stop shuts the server down gracefully and waits for it.
+func (e *Env) Stop() {
+	if e.stopped {
+		return
+	}
+	e.stopped = true
+	e.cancel()
+	select {
+	case err := <-e.errc:
+		if err != nil {
+			e.t.Errorf("ocmt exited with error: %v", err)
+		}
+	case <-time.After(time.Minute):
+		e.t.Errorf("ocmt did not stop within a minute")
+	}
+}
+
+// Restart stops the server and starts it again on the same data directory
+// and public URL.
+func (e *Env) Restart() {
+	e.t.Helper()
+	e.Stop()
+	e.Cfg.Listen = strings.TrimPrefix(e.URL, "http://")
+	e.start()
+}
+
+var linkRE = regexp.MustCompile(`(https?://\S+/auth/verify\?token=[A-Za-z0-9_-]+)`)
+
+// LinkFor waits (up to 5 s) for a new sign-in link mailed to email and
+// returns its token. Links already taken are not returned again.
+func (e *Env) LinkFor(email string) string {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		lines := strings.Split(e.Out.String(), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			l := lines[i]
+			if email == "" && strings.HasPrefix(l, "http") || email != "" && strings.Contains(l, " for "+email+": ") {
+				if m := linkRE.FindStringSubmatch(l); m != nil {
+					tok := m[1][strings.LastIndex(m[1], "=")+1:]
+					if !e.taken(tok) {
+						return tok
+					}
+				}
+				if email != "" {
+					break
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.t.Fatalf("no sign-in link for %q in output:\n%s", email, e.Out.String())
+	return ""
+}
+
+var (
+	takenMu sync.Mutex
+	taken   = map[string]bool{}
+)
+
+func (e *Env) taken(tok string) bool {
+	takenMu.Lock()
+	defer takenMu.Unlock()
+	if taken[tok] {
+		return true
+	}
+	taken[tok] = true
+	return false
+}
+
+// BootstrapToken returns the first start's admin link token.
+func (e *Env) BootstrapToken() string { e.t.Helper(); return e.LinkFor("") }
+
+// Client returns a fresh client (no cookies).
+func (e *Env) Client() *api.Client { return api.NewClient(e.URL) }
+
+// Admin signs in the first user (admin) through the bootstrap link.
+func (e *Env) Admin(email string) (*api.Client, api.User) {
+	e.t.Helper()
+	c := e.Client()
+	u, err := c.Verify(context.Background(), e.BootstrapToken(), email)
+	if err != nil {
+		e.t.Fatalf("bootstrap sign-in: %v", err)
+	}
+	return c, u
+}
+
+// Invite has admin invite email and signs that user in.
+func (e *Env) Invite(admin *api.Client, email string) (*api.Client, api.User) {
+	e.t.Helper()
+	ctx := context.Background()
+	if err := admin.JSON(ctx, "POST", "/api/v1/admin/users", api.InviteRequest{Email: email}, nil); err != nil {
+		e.t.Fatalf("invite %s: %v", email, err)
+	}
+	c := e.Client()
+	u, err := c.Verify(ctx, e.LinkFor(email), "")
+	if err != nil {
+		e.t.Fatalf("sign in %s: %v", email, err)
+	}
+	return c, u
+}
+
+// Eventually retries f every 50 ms until it returns nil or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("not within %s: %v", timeout, err)
+}
