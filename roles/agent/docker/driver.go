@@ -141,9 +141,17 @@ func (d *Driver) Close() error { return d.cli.Close() }
 func volumeName(userID string) string { return volumePrefix + userID }
 
 // Create creates (but does not start) the hardened container of spec.UserID,
-// creating its data volume if missing, and returns it in state
-// runtime.EngineStopped. spec.Image must come from Prepare. A name already
-// in use is an error (cerrdefs.ErrConflict).
+// named spec.Name, and returns it in state runtime.EngineStopped. It
+// creates the user's volume "ocmt-data-<userID>" if missing (an existing
+// one is reused as is) and mounts it at /data. The container runs as
+// 65532:65532 with a read-only root filesystem, a 16 MiB noexec /tmp, all
+// capabilities dropped and no-new-privileges; it is limited to
+// spec.MemoryMiB MiB without swap, spec.NanoCPUs (1e9 = one CPU) and
+// spec.PidsLimit processes, where 0 means no limit. Port 8080/tcp is
+// published on 127.0.0.1 only, at a port the engine picks when it starts.
+// spec.Secret goes into the environment as OCMT_VAULT_SECRET and is never
+// logged. spec.Image must come from Prepare. A name already in use is an
+// error matching cerrdefs.IsConflict.
 func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
 	if spec.UserID == "" || spec.Name == "" || spec.Image == "" {
 		return runtime.Instance{}, errors.New("create container: spec needs UserID, Name and Image")
@@ -220,6 +228,9 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	if err != nil {
 		return runtime.Instance{}, fmt.Errorf("create container %s: %w", spec.Name, err)
 	}
+	for _, w := range res.Warnings {
+		d.log.Warn("engine warning on create", "user", spec.UserID, "warning", w)
+	}
 	d.log.Info("container created", "user", spec.UserID, "container", shortID(res.ID), "image", spec.Image)
 	return runtime.Instance{ID: res.ID, UserID: spec.UserID, State: runtime.EngineStopped, Image: spec.Image}, nil
 }
@@ -237,7 +248,8 @@ func (d *Driver) Start(ctx context.Context, id string) (runtime.Instance, error)
 	return d.Inspect(ctx, id)
 }
 
-// Pause freezes every process of a running container.
+// Pause freezes every process of a running container. An unknown id gives
+// runtime.ErrNotFound.
 func (d *Driver) Pause(ctx context.Context, id string) error {
 	if _, err := d.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err != nil {
 		return engineErr("pause container", id, err)
@@ -245,7 +257,8 @@ func (d *Driver) Pause(ctx context.Context, id string) error {
 	return nil
 }
 
-// Unpause resumes a paused container.
+// Unpause resumes a paused container. An unknown id gives
+// runtime.ErrNotFound.
 func (d *Driver) Unpause(ctx context.Context, id string) error {
 	if _, err := d.cli.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{}); err != nil {
 		return engineErr("unpause container", id, err)
@@ -255,7 +268,7 @@ func (d *Driver) Unpause(ctx context.Context, id string) error {
 
 // Stop sends SIGTERM and kills the container after timeout (rounded up to
 // whole seconds; 0 kills at once). A paused container is stopped too; a
-// stopped one is left as is.
+// stopped one is left as is. An unknown id gives runtime.ErrNotFound.
 func (d *Driver) Stop(ctx context.Context, id string, timeout time.Duration) error {
 	secs := int((timeout + time.Second - 1) / time.Second)
 	if _, err := d.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil {

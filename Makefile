@@ -1,0 +1,27 @@
+# The README's commands. `make test` is what CI runs (through .ci/run).
+GO ?= go
+STATIC_TAGS = osusergo netgo sqlite_omit_load_extension
+STATIC_LDFLAGS = -s -w -linkmode external -extldflags -static
+
+.PHONY: test vet build static bench clean
+
+test: vet
+	$(GO) test -count=1 -timeout 25m ./...
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+build:
+	$(GO) build -o ocmt .
+
+# A statically linked binary: goes into agent images as is.
+static:
+	CGO_ENABLED=1 $(GO) build -tags '$(STATIC_TAGS)' -ldflags '$(STATIC_LDFLAGS)' -o ocmt .
+
+# Performance tables (needs a Docker engine); see README "Performance".
+bench:
+	$(GO) run ./cmd/ocmt-bench
+
+clean:
+	rm -f ocmt

@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ocmt/ocmt/store"
+)
+
+func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	code := Main(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notDir, nil, 0o600)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"unknown role", nil, []string{"serve", "--role=boss"}, "accepted: all, management, agent, relay, vault"},
+		{"unknown role from env", map[string]string{"OCMT_ROLE": "boss"}, []string{"serve"}, "--role: unknown role"},
+		{"bad runtime", nil, []string{"serve", "--runtime=kvm"}, "accepted: auto, docker, process"},
+		{"bad duration", nil, []string{"serve", "--idle-pause-after=soon"}, "invalid argument"},
+		{"bad duration from env", map[string]string{"OCMT_IDLE_PAUSE_AFTER": "soon"}, []string{"serve"}, "OCMT_IDLE_PAUSE_AFTER"},
+		{"bad listen", nil, []string{"serve", "--listen=nowhere"}, "--listen"},
+		{"unwritable data dir", nil, []string{"serve", "--data-dir=" + filepath.Join(notDir, "sub")}, "--data-dir"},
+		{"vault without secret", nil, []string{"serve", "--role=vault"}, "--vault-secret"},
+		{"management without agent url", nil, []string{"serve", "--role=management", "--service-secret=0123456789abcdef"}, "--agent-url"},
+		{"unknown flag", nil, []string{"serve", "--colour=blue"}, "unknown flag"},
+		{"missing secret file", map[string]string{"OCMT_VAULT_SECRET_FILE": "/nonexistent/secret"}, []string{"serve", "--role=vault"}, "OCMT_VAULT_SECRET_FILE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := run(t, tc.env, tc.args...)
+			if code == 0 {
+				t.Fatal("exit code 0")
+			}
+			lines := strings.Split(strings.TrimSpace(errOut), "\n")
+			if len(lines) != 1 || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("stderr = %q; want one line containing %q", errOut, tc.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "ocmt ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	if got := EnvName("idle-pause-after"); got != "OCMT_IDLE_PAUSE_AFTER" {
+		t.Fatal(got)
+	}
+}
+
+// TestAuditVerifyDetectsTampering edits, deletes and reorders rows behind the
+// store's back and checks that `ocmt audit verify` fails each time.
+func TestAuditVerifyDetectsTampering(t *testing.T) {
+	tamper := map[string]string{
+		"edit action":    `UPDATE audit_log SET action = 'auth.nothing' WHERE seq = 2`,
+		"edit detail":    `UPDATE audit_log SET detail = '{"ip":"10.0.0.1"}' WHERE seq = 3`,
+		"edit time":      `UPDATE audit_log SET ts = ts + 1 WHERE seq = 1`,
+		"delete middle":  `DELETE FROM audit_log WHERE seq = 3`,
+		"delete first":   `DELETE FROM audit_log WHERE seq = 1`,
+		"delete last":    `DELETE FROM audit_log WHERE seq = 5`,
+		"delete all":     `DELETE FROM audit_log`,
+		"reorder":        `UPDATE audit_log SET actor = CASE seq WHEN 2 THEN (SELECT actor FROM audit_log WHERE seq = 4) ELSE (SELECT actor FROM audit_log WHERE seq = 2) END, action = CASE seq WHEN 2 THEN (SELECT action FROM audit_log WHERE seq = 4) ELSE (SELECT action FROM audit_log WHERE seq = 2) END WHERE seq IN (2, 4)`,
+		"swap sequence":  `UPDATE audit_log SET seq = CASE seq WHEN 2 THEN 102 WHEN 4 THEN 2 END WHERE seq IN (2, 4); UPDATE audit_log SET seq = 4 WHERE seq = 102`,
+		"rehash one row": `UPDATE audit_log SET action = 'x', hash = 'deadbeef' WHERE seq = 2`,
+	}
+	for name, q := range tamper {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := context.Background()
+			st, err := store.Open(ctx, filepath.Join(dir, store.FileName), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, a := range []string{"auth.signin", "agent.provisioned", "auth.signout", "admin.invite", "agent.wake"} {
+				if _, err := st.Audit(ctx, "usr_a", a, "usr_b", map[string]string{"n": string(rune('0' + i))}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st.Close()
+			if code, out, errOut := run(t, nil, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "5 rows") {
+				t.Fatalf("untouched log: %d %q %q", code, out, errOut)
+			}
+			db, err := sql.Open("sqlite3", filepath.Join(dir, store.FileName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			code, _, errOut := run(t, nil, "audit", "verify", "--data-dir", dir)
+			if code == 0 || !strings.Contains(errOut, "audit chain broken") {
+				t.Fatalf("tampering (%s) not detected: exit %d, stderr %q", name, code, errOut)
+			}
+		})
+	}
+}
