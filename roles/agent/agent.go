@@ -327,7 +327,9 @@ func (s *Server) startProvision(ctx context.Context, userID string, old store.Co
 			s.audit(userID, "agent.provision_failed", map[string]string{"runtime": s.drv.Name()})
 			return
 		}
-		s.audit(userID, "agent.provisioned", map[string]string{"runtime": s.drv.Name(), "ms": fmt.Sprint(time.Since(start).Milliseconds())})
+		ms := time.Since(start).Milliseconds()
+		s.log.Info("provisioned container", "user", userID, "runtime", s.drv.Name(), "ms", ms)
+		s.audit(userID, "agent.provisioned", map[string]string{"runtime": s.drv.Name(), "ms": fmt.Sprint(ms)})
 	}()
 	return nil
 }

@@ -1,0 +1,226 @@
+package agent_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/roles/agent/docker"
+	"github.com/ocmt/ocmt/xtest"
+)
+
+// dockerEnv starts ocmt on the docker runtime, or skips (fails in CI) when
+// no engine answers. Containers the test creates are removed afterwards.
+func dockerEnv(t *testing.T, opts ...xtest.Option) (*xtest.Env, *client.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := docker.Ping(ctx); err != nil {
+		xtest.SkipOrFail(t, "no Docker engine answers: "+err.Error())
+	}
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := xtest.NewEnv(t, append([]xtest.Option{xtest.WithRuntime(config.RuntimeDocker)}, opts...)...)
+	t.Cleanup(func() { removeUserContainers(t, cli, env) })
+	return env, cli
+}
+
+// removeUserContainers removes the containers and volumes of env's users.
+func removeUserContainers(t *testing.T, cli *client.Client, env *xtest.Env) {
+	ctx := context.Background()
+	for _, id := range userIDs(env) {
+		cli.ContainerRemove(ctx, "ocmt-"+id, client.ContainerRemoveOptions{Force: true})
+		cli.VolumeRemove(ctx, "ocmt-data-"+id, client.VolumeRemoveOptions{Force: true})
+	}
+}
+
+// userIDs finds user ids in env's log (every provisioned user is logged).
+func userIDs(env *xtest.Env) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range strings.Fields(env.Log.String()) {
+		if v, ok := strings.CutPrefix(f, "user="); ok && strings.HasPrefix(v, "usr_") && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func containerName(uid string) string { return "ocmt-" + uid }
+
+// execDial runs `ocmt internal dial addr` inside the user's container and
+// reports whether the connection succeeded.
+func execDial(t *testing.T, cli *client.Client, uid, addr string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ex, err := cli.ExecCreate(ctx, containerName(uid), client.ExecCreateOptions{
+		Cmd: []string{"/ocmt", "internal", "dial", addr}, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		t.Fatalf("exec create: %v", err)
+	}
+	att, err := cli.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		t.Fatalf("exec attach: %v", err)
+	}
+	io.Copy(io.Discard, att.Reader)
+	att.Close()
+	for {
+		in, err := cli.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+		if err != nil {
+			t.Fatalf("exec inspect: %v", err)
+		}
+		if !in.Running {
+			return in.ExitCode == 0
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func writeVolume(t *testing.T, cli *client.Client, uid, name, content string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(content)), Uid: 65532, Gid: 65532})
+	tw.Write([]byte(content))
+	tw.Close()
+	if _, err := cli.CopyToContainer(context.Background(), containerName(uid), client.CopyToContainerOptions{
+		DestinationPath: "/data", Content: &buf,
+	}); err != nil {
+		t.Fatalf("copy into /data: %v", err)
+	}
+}
+
+func readVolume(cli *client.Client, uid, name string) string {
+	res, err := cli.CopyFromContainer(context.Background(), containerName(uid), client.CopyFromContainerOptions{SourcePath: "/data/" + name})
+	if err != nil {
+		return ""
+	}
+	defer res.Content.Close()
+	tr := tar.NewReader(res.Content)
+	if _, err := tr.Next(); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(tr)
+	return string(b)
+}
+
+func TestLifecycleDocker(t *testing.T) {
+	env, cli := dockerEnv(t)
+	lifecycle(t, env,
+		func(uid string) { writeVolume(t, cli, uid, "marker", "keep me") },
+		func(uid string) bool { return readVolume(cli, uid, "marker") == "keep me" })
+}
+
+func TestIdleWebSocketDocker(t *testing.T) {
+	env, _ := dockerEnv(t, xtest.WithConfig(hibernateConfig), xtest.WithSweep(100*time.Millisecond))
+	idleWebSocket(t, env)
+}
+
+// TestIsolationDocker checks SPEC §4: containers cannot reach each other,
+// the Docker socket or the host's management port, and run hardened.
+func TestIsolationDocker(t *testing.T) {
+	env, cli := dockerEnv(t, xtest.WithConfig(func(c *config.Config) {
+		c.MemoryMiB, c.NanoCPUs, c.PidsLimit = 96, 500_000_000, 64
+	}))
+	ctx := context.Background()
+	admin, au := env.Admin("admin@example.org")
+	bob, bu := env.Invite(admin, "bob@example.org")
+	provision(t, admin)
+	provision(t, bob)
+
+	ins := func(uid string) client.ContainerInspectResult {
+		r, err := cli.ContainerInspect(ctx, containerName(uid), client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	a, b := ins(au.ID), ins(bu.ID)
+	netName := env.Cfg.Network
+	bIP := b.Container.NetworkSettings.Networks[netName].IPAddress.String()
+	gw := a.Container.NetworkSettings.Networks[netName].Gateway.String()
+	if bIP == "" || gw == "" {
+		t.Fatalf("containers not on network %s: %+v", netName, a.Container.NetworkSettings.Networks)
+	}
+
+	// The probe works: a container reaches its own vault port.
+	if !execDial(t, cli, au.ID, "127.0.0.1:8080") {
+		t.Fatal("probe cannot reach its own port; the checks below would prove nothing")
+	}
+	if execDial(t, cli, au.ID, net.JoinHostPort(bIP, "8080")) {
+		t.Error("alice's container reached bob's container over the network")
+	}
+	_, mport, _ := net.SplitHostPort(strings.TrimPrefix(env.URL, "http://"))
+	if execDial(t, cli, au.ID, net.JoinHostPort(gw, mport)) {
+		t.Error("a container reached the management port through the bridge gateway")
+	}
+	if execDial(t, cli, au.ID, "unix:/var/run/docker.sock") || execDial(t, cli, au.ID, "unix:/run/docker.sock") {
+		t.Error("a container reached the Docker socket")
+	}
+	if execDial(t, cli, au.ID, net.JoinHostPort(gw, "2375")) {
+		t.Error("a container reached a Docker TCP port on the host")
+	}
+
+	hc := a.Container.HostConfig
+	cfg := a.Container.Config
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"read-only root filesystem", hc.ReadonlyRootfs},
+		{"all capabilities dropped", len(hc.CapDrop) == 1 && strings.EqualFold(hc.CapDrop[0], "ALL") && len(hc.CapAdd) == 0},
+		{"no-new-privileges", strings.Contains(strings.Join(hc.SecurityOpt, ","), "no-new-privileges")},
+		{"not privileged", !hc.Privileged},
+		{"memory limit", hc.Memory == 96<<20},
+		{"cpu limit", hc.NanoCPUs == 500_000_000},
+		{"pids limit", hc.PidsLimit != nil && *hc.PidsLimit == 64},
+		{"non-root user", cfg.User != "" && cfg.User != "0" && cfg.User != "root" && !strings.HasPrefix(cfg.User, "0:")},
+		{"own bridge network", string(hc.NetworkMode) == netName},
+		{"labels", cfg.Labels["ocmt.user"] == au.ID && cfg.Labels["ocmt.role"] == "vault"},
+		{"tmpfs for scratch", len(hc.Tmpfs) > 0},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("hardening: %s not applied (%+v)", c.name, hc)
+		}
+	}
+	for _, m := range a.Container.Mounts {
+		if strings.Contains(m.Source, "docker.sock") || strings.Contains(m.Destination, "docker.sock") {
+			t.Errorf("docker socket mounted: %+v", m)
+		}
+		if m.Destination == "/data" && m.Name != "ocmt-data-"+au.ID {
+			t.Errorf("/data is not the user's volume: %+v", m)
+		}
+	}
+	for port, binds := range hc.PortBindings {
+		for _, pb := range binds {
+			if pb.HostIP.String() != "127.0.0.1" {
+				t.Errorf("port %v published on %v, want loopback only", port, pb.HostIP)
+			}
+		}
+	}
+	nw, err := cli.NetworkInspect(ctx, netName, client.NetworkInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nw.Network.Options["com.docker.network.bridge.enable_icc"] != "false" {
+		t.Errorf("network %s allows inter-container traffic: %v", netName, nw.Network.Options)
+	}
+	if st, _ := admin.Agent(ctx); st.State != api.StateRunning {
+		t.Fatalf("state %s", st.State)
+	}
+}
