@@ -5,6 +5,11 @@ import (
 	"net/http"
 )
 
+// ContainerSecretHeader carries the per-container secret from the agent
+// role's proxy to the vault role in the container. The browser never sees
+// it: the proxy strips any incoming copy and injects its own.
+const ContainerSecretHeader = "X-Ocmt-Container-Secret"
+
 // Container actions accepted by Agent.Do and
 // POST /api/v1/admin/containers/{userID}/{action}.
 const (

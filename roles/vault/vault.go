@@ -14,7 +14,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ocmt/ocmt/api"
-	"github.com/ocmt/ocmt/roles/agent/runtime"
 	"github.com/ocmt/ocmt/roles/web"
 )
 
@@ -27,7 +26,7 @@ type Server struct {
 }
 
 // New returns a vault server that accepts only requests carrying secret in
-// the runtime.SecretHeader header.
+// the api.ContainerSecretHeader header.
 func New(secret, version string, log *slog.Logger) *Server {
 	return &Server{secret: []byte(secret), version: version, log: log, started: time.Now()}
 }
@@ -43,7 +42,7 @@ func (s *Server) Handler() http.Handler {
 
 func (s *Server) requireSecret(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		got := []byte(c.Request().Header.Get(runtime.SecretHeader))
+		got := []byte(c.Request().Header.Get(api.ContainerSecretHeader))
 		if subtle.ConstantTimeCompare(got, s.secret) != 1 {
 			return api.Unauthorized("this endpoint only answers its agent proxy")
 		}

@@ -22,8 +22,8 @@ const (
 const VaultPort = 8080
 
 // SecretHeader carries the per-container secret from the proxy to the vault
-// role. The browser never sees it: the proxy strips any incoming copy.
-const SecretHeader = "X-Ocmt-Container-Secret"
+// role (an alias of api.ContainerSecretHeader).
+const SecretHeader = api.ContainerSecretHeader
 
 // ErrNotFound is returned for an instance the engine does not know.
 var ErrNotFound = errors.New("instance not found")
