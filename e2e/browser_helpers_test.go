@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -132,7 +133,10 @@ func (b *browser) onEvent(ev any) {
 		}
 		parts := make([]string, 0, len(ev.Args))
 		for _, a := range ev.Args {
+			var str string
 			switch {
+			case a.Type == runtime.RemoteObjectTypeString && json.Unmarshal([]byte(a.Value), &str) == nil:
+				parts = append(parts, str)
 			case a.Description != "":
 				parts = append(parts, a.Description)
 			case len(a.Value) > 0:
@@ -213,7 +217,8 @@ func (b *browser) navigate(what, path string, steps ...chromedp.Action[chromedp.
 	}
 	want, _, _ := strings.Cut(path, "?")
 	if resp.Status != 200 || u.Path != want {
-		b.fatalf("%s: landed on %s with status %d, want %s with 200", what, resp.URL, resp.Status, path)
+		body, _ := eval[string](b, `document.body ? document.body.innerText.slice(0, 500) : ''`)
+		b.fatalf("%s: landed on %s with status %d, want %s with 200; page says: %q", what, resp.URL, resp.Status, path, body)
 	}
 }
 

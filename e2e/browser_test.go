@@ -35,6 +35,7 @@ func TestBrowserSignInAndAgentRuns(t *testing.T) {
 	const email = "admin@example.com"
 
 	b.signInBootstrap(email)
+	removeDockerAgentAtEnd(b, env)
 	if who := mustEval[string](b, `document.querySelector('.site-nav .who')?.textContent.trim() || ''`); who != email {
 		t.Errorf("header shows %q, want the signed-in email %q", who, email)
 	}

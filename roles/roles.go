@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			return err
 		}
 		ag, err = agent.New(ctx, agent.Options{
-			Driver: drv, Store: st, Log: log, Version: version.String(), Binary: bin,
+			Driver: drv, Store: st, Log: log, Version: version.String(), Binary: bin, PublicURL: cfg.PublicURL,
 			DataDir: filepath.Join(cfg.DataDir, "users"), MemoryMiB: cfg.MemoryMiB, NanoCPUs: cfg.NanoCPUs,
 			PidsLimit: cfg.PidsLimit, IdlePauseAfter: cfg.IdlePauseAfter, PausedStopAfter: cfg.PausedStopAfter,
 			WakeTimeout: cfg.WakeTimeout, SweepInterval: opt.SweepInterval,

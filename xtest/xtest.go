@@ -23,9 +23,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/roles"
+	"github.com/ocmt/ocmt/store"
 )
 
 // Buffer is a goroutine-safe bytes.Buffer.
@@ -135,8 +138,40 @@ func NewEnv(t testing.TB, opts ...Option) *Env {
 		o(e)
 	}
 	e.start()
-	t.Cleanup(e.Stop)
+	t.Cleanup(func() {
+		e.Stop()
+		if e.Cfg.Runtime == config.RuntimeDocker {
+			e.removeContainers()
+		}
+	})
 	return e
+}
+
+// removeContainers removes the docker containers and volumes of this env's
+// users: they outlive the server by design, but a test's data dir is gone.
+func (e *Env) removeContainers() {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(e.Cfg.DataDir, store.FileName), nil)
+	if err != nil {
+		e.t.Errorf("cleanup: %v", err)
+		return
+	}
+	defer st.Close()
+	recs, err := st.Containers(ctx)
+	if err != nil {
+		e.t.Errorf("cleanup: %v", err)
+		return
+	}
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		e.t.Errorf("cleanup: %v", err)
+		return
+	}
+	defer cli.Close()
+	for _, r := range recs {
+		cli.ContainerRemove(ctx, "ocmt-"+string(r.UserID), client.ContainerRemoveOptions{Force: true})
+		cli.VolumeRemove(ctx, "ocmt-data-"+string(r.UserID), client.VolumeRemoveOptions{Force: true})
+	}
 }
 
 func (e *Env) start() {

@@ -36,6 +36,7 @@ type Options struct {
 	Log             *slog.Logger
 	Now             func() time.Time // nil = time.Now
 	Version         string
+	PublicURL       string // passed to containers as OCMT_PUBLIC_URL (for unlock links)
 	Binary          string // process driver: executable to run
 	DataDir         string // process driver: parent of per-user data dirs
 	MemoryMiB       int64
@@ -399,6 +400,7 @@ func (s *Server) spec(userID, image string) runtime.Spec {
 		UserID: userID, Name: containerName(userID), Secret: s.ContainerSecret(userID), Image: image,
 		Binary: s.opt.Binary, DataDir: s.opt.DataDir, MemoryMiB: s.opt.MemoryMiB, NanoCPUs: s.opt.NanoCPUs,
 		PidsLimit: s.opt.PidsLimit, Version: s.opt.Version,
+		Env: map[string]string{"OCMT_PUBLIC_URL": s.opt.PublicURL},
 	}
 }
 

@@ -32,30 +32,8 @@ func dockerEnv(t *testing.T, opts ...xtest.Option) (*xtest.Env, *client.Client) 
 		t.Fatal(err)
 	}
 	env := xtest.NewEnv(t, append([]xtest.Option{xtest.WithRuntime(config.RuntimeDocker)}, opts...)...)
-	t.Cleanup(func() { removeUserContainers(t, cli, env) })
+	t.Cleanup(func() { cli.Close() })
 	return env, cli
-}
-
-// removeUserContainers removes the containers and volumes of env's users.
-func removeUserContainers(t *testing.T, cli *client.Client, env *xtest.Env) {
-	ctx := context.Background()
-	for _, id := range userIDs(env) {
-		cli.ContainerRemove(ctx, "ocmt-"+id, client.ContainerRemoveOptions{Force: true})
-		cli.VolumeRemove(ctx, "ocmt-data-"+id, client.VolumeRemoveOptions{Force: true})
-	}
-}
-
-// userIDs finds user ids in env's log (every provisioned user is logged).
-func userIDs(env *xtest.Env) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, f := range strings.Fields(env.Log.String()) {
-		if v, ok := strings.CutPrefix(f, "user="); ok && strings.HasPrefix(v, "usr_") && !seen[v] {
-			seen[v] = true
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 func containerName(uid string) string { return "ocmt-" + uid }

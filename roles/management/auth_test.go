@@ -65,6 +65,34 @@ func TestSignInFlow(t *testing.T) {
 	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteLaxMode {
 		t.Fatalf("session cookie flags wrong: %+v", sc)
 	}
+	// A real browser posts the Continue form with "Origin: null" (the page
+	// has Referrer-Policy: no-referrer): the token decides.
+	if err := anon.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := anon.RequestLink(ctx, "admin@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	tok2 := env.LinkFor("admin@example.org")
+	req, _ := http.NewRequest("POST", env.URL+"/auth/verify", strings.NewReader(url.Values{"token": {tok2}, "_csrf": {anon.Cookie("ocmt_csrf")}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "null")
+	req.AddCookie(&http.Cookie{Name: "ocmt_csrf", Value: anon.Cookie("ocmt_csrf")})
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("form post with Origin: null: %v %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	// Without the token, a form post gets a page, not JSON.
+	req, _ = http.NewRequest("POST", env.URL+"/auth/verify", strings.NewReader(url.Values{"token": {tok2}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: "ocmt_csrf", Value: anon.Cookie("ocmt_csrf")})
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusForbidden || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("form post without token: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
 	// Reused link: clear page, no second session.
 	other := env.Client()
 	r, _ = other.Do(ctx, "POST", "/auth/verify", url.Values{"token": {tok}, "_csrf": {mustCSRF(t, other)}})

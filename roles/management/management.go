@@ -204,12 +204,14 @@ func (s *Server) csrf(next echo.HandlerFunc) echo.HandlerFunc {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
 			return next(c)
 		}
-		if o := r.Header.Get("Origin"); o != "" && !s.sameOrigin(o, r) {
-			return api.Forbidden("csrf_failed", "cross-origin request refused")
+		// Browsers send "Origin: null" on form posts from pages with
+		// Referrer-Policy: no-referrer; the token check below decides then.
+		if o := r.Header.Get("Origin"); o != "" && o != "null" && !s.sameOrigin(o, r) {
+			return s.formError(c, api.Forbidden("csrf_failed", "cross-origin request refused"))
 		}
 		ck, err := c.Cookie(CSRFCookie)
 		if err != nil || ck.Value == "" {
-			return api.Forbidden("csrf_failed", "missing CSRF cookie; reload the page")
+			return s.formError(c, api.Forbidden("csrf_failed", "missing CSRF cookie; reload the page"))
 		}
 		got := r.Header.Get(CSRFHeader)
 		if got == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
@@ -217,10 +219,20 @@ func (s *Server) csrf(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		session, _ := c.Get("session").(string)
 		if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(ck.Value)) != 1 || !s.csrfValid(session, got) {
-			return api.Forbidden("csrf_failed", "missing or invalid CSRF token; reload the page")
+			return s.formError(c, api.Forbidden("csrf_failed", "missing or invalid CSRF token; reload the page"))
 		}
 		return next(c)
 	}
+}
+
+// formError answers an HTML form post with a page instead of JSON.
+func (s *Server) formError(c echo.Context, e *api.Error) error {
+	if !strings.HasPrefix(c.Request().Header.Get("Content-Type"), "application/x-www-form-urlencoded") || wantsJSON(c) {
+		return e
+	}
+	return s.render(c, e.Status, "message", "Error", map[string]string{
+		"heading": "That did not work", "message": e.Msg + ".", "link-href": "/signin", "link-text": "Start again",
+	})
 }
 
 func (s *Server) sameOrigin(origin string, r *http.Request) bool {

@@ -182,7 +182,7 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 		Config: &container.Config{
 			Image: spec.Image,
 			User:  userSpec,
-			Env:   []string{"OCMT_VAULT_SECRET=" + spec.Secret},
+			Env:   spec.EnvList(),
 			Labels: map[string]string{
 				runtime.LabelUser:    spec.UserID,
 				runtime.LabelRole:    roleVault,

@@ -127,7 +127,7 @@ func (d *Driver) Start(ctx context.Context, id string) (runtime.Instance, error)
 	}
 	cmd := exec.Command(in.spec.Binary, "serve", "--role=vault",
 		"--listen=127.0.0.1:"+strconv.Itoa(port), "--data-dir="+in.spec.DataDir)
-	cmd.Env = []string{"OCMT_VAULT_SECRET=" + in.spec.Secret, "HOME=" + in.spec.DataDir, "PATH=/usr/bin:/bin"}
+	cmd.Env = append(in.spec.EnvList(), "HOME="+in.spec.DataDir, "PATH=/usr/bin:/bin")
 	cmd.Dir = in.spec.DataDir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()

@@ -6,6 +6,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"sort"
 	"time"
 
 	"github.com/ocmt/ocmt/api"
@@ -48,6 +49,24 @@ type Spec struct {
 	NanoCPUs  int64
 	PidsLimit int64
 	Version   string // ocmt version, for the version label
+	// Env is extra OCMT_* settings for the vault role (e.g. OCMT_PUBLIC_URL),
+	// never secrets other than Secret.
+	Env map[string]string
+}
+
+// EnvList returns the container environment: OCMT_VAULT_SECRET and Env,
+// sorted by name.
+func (s Spec) EnvList() []string {
+	out := []string{"OCMT_VAULT_SECRET=" + s.Secret}
+	keys := make([]string, 0, len(s.Env))
+	for k := range s.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out = append(out, k+"="+s.Env[k])
+	}
+	return out
 }
 
 // Instance is an engine's view of a user's container.
