@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,5 +115,28 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 				t.Fatalf("tampering (%s) not detected: exit %d, stderr %q", name, code, errOut)
 			}
 		})
+	}
+}
+
+func TestDoctor(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := run(t, nil, "doctor", "--data-dir", dir, "--listen", "127.0.0.1:0", "--runtime", "process")
+	if code != 0 {
+		t.Fatalf("doctor: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"container engine", "data directory", "agent image", "listen address", dir + " is writable"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+	// A taken address is reported as a failure.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	code, out, _ = run(t, nil, "doctor", "--data-dir", dir, "--listen", ln.Addr().String(), "--runtime", "process")
+	if code == 0 || !strings.Contains(out, "FAIL  listen address") {
+		t.Errorf("doctor passed with a taken listen address:\n%s", out)
 	}
 }
