@@ -412,7 +412,9 @@ func (s *Server) waitHealthy(ctx context.Context, userID, endpoint string) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opt.HealthTimeout)
 	defer cancel()
-	delay := 5 * time.Millisecond
+	// Poll fast at first (a vault answers within tens of milliseconds of
+	// starting), then back off to 100 ms.
+	delay, fastUntil := 5*time.Millisecond, time.Now().Add(300*time.Millisecond)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/healthz", nil)
 		req.Header.Set(runtime.SecretHeader, s.ContainerSecret(userID))
@@ -428,7 +430,7 @@ func (s *Server) waitHealthy(ctx context.Context, userID, endpoint string) error
 			return fmt.Errorf("agent did not become healthy within %s", s.opt.HealthTimeout)
 		case <-time.After(delay):
 		}
-		if delay < 100*time.Millisecond {
+		if delay < 100*time.Millisecond && time.Now().After(fastUntil) {
 			delay *= 2
 		}
 	}
