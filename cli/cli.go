@@ -45,6 +45,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServe(), newVersion(), newDoctor(), newAudit(), newInternal())
+	for _, c := range root.Commands() {
+		c.SetFlagErrorFunc(flagError)
+	}
 	return root
 }
 
@@ -65,6 +68,7 @@ func bindFlags(fs *pflag.FlagSet, cfg *config.Config) {
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on (host:port)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the database, keys and per-user data")
 	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "URL users open (default http://<listen>)")
+	fs.StringSliceVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "CIDRs of reverse proxies whose X-Forwarded-For is believed (comma-separated)")
 	fs.StringVar((*string)(&cfg.Runtime), "runtime", string(cfg.Runtime), "container runtime: auto, docker, process")
 	fs.StringVar(&cfg.AgentImage, "agent-image", cfg.AgentImage, "image for user containers (default: built locally from --agent-binary)")
 	fs.StringVar(&cfg.AgentBinary, "agent-binary", cfg.AgentBinary, "ocmt binary run in user containers (default: this executable)")
@@ -78,6 +82,8 @@ func bindFlags(fs *pflag.FlagSet, cfg *config.Config) {
 	fs.StringVar(&cfg.AgentURL, "agent-url", cfg.AgentURL, "agent role URL, for --role=management")
 	fs.StringVar(&cfg.ServiceSecret, "service-secret", cfg.ServiceSecret, "secret shared by split management and agent roles")
 	fs.StringVar(&cfg.VaultSecret, "vault-secret", cfg.VaultSecret, "per-container secret, for --role=vault")
+	fs.StringVar(&cfg.VaultUser, "vault-user", cfg.VaultUser, "owner's user id, for --role=vault")
+	fs.DurationVar(&cfg.VaultAutoLock, "vault-auto-lock", cfg.VaultAutoLock, "lock a vault after this long unused (wall clock)")
 	fs.StringVar(&cfg.SMTPHost, "smtp-host", cfg.SMTPHost, "SMTP server for sign-in mail (default: print links on the console)")
 	fs.IntVar(&cfg.SMTPPort, "smtp-port", cfg.SMTPPort, "SMTP port")
 	fs.StringVar(&cfg.SMTPUsername, "smtp-username", cfg.SMTPUsername, "SMTP user name")
@@ -119,9 +125,47 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 			return
 		}
 		if serr := f.Value.Set(v); serr != nil {
-			err = fmt.Errorf("%s: invalid value for --%s (%s)", from, f.Name, f.Usage)
+			err = fmt.Errorf("%s: %q is not %s (--%s: %s)", from, v, kindOf(f), f.Name, f.Usage)
 		}
 	})
+	return err
+}
+
+// kindOf describes what a flag accepts, for error messages.
+func kindOf(f *pflag.Flag) string {
+	switch f.Value.Type() {
+	case "duration":
+		return "a duration (examples: 90s, 30m, 4h)"
+	case "int", "int64":
+		return "a whole number"
+	case "float":
+		return "a positive number"
+	case "stringSlice":
+		return "a comma-separated list"
+	}
+	return "a valid value"
+}
+
+// flagError rewrites pflag's parse errors ("invalid argument "x" for
+// "--memory-mib" flag: strconv.ParseInt: ...") into one plain line.
+func flagError(cmd *cobra.Command, err error) error {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "invalid argument ") {
+		return err
+	}
+	i := strings.Index(msg, `" for "`)
+	j := strings.Index(msg, `" flag`)
+	if i < 0 || j < i {
+		return err
+	}
+	name := strings.TrimLeft(msg[i+len(`" for "`):j], "-")
+	if k := strings.LastIndex(name, " --"); k >= 0 { // "-x, --name"
+		name = name[k+3:]
+	}
+	value := strings.TrimPrefix(msg[:i], `invalid argument "`)
+	if f := cmd.Flags().Lookup(name); f != nil {
+		return fmt.Errorf("--%s: %q is not %s", name, value, kindOf(f))
+	}
 	return err
 }
 

@@ -35,8 +35,11 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"unknown role", nil, []string{"serve", "--role=boss"}, "accepted: all, management, agent, relay, vault"},
 		{"unknown role from env", map[string]string{"OCMT_ROLE": "boss"}, []string{"serve"}, "--role: unknown role"},
 		{"bad runtime", nil, []string{"serve", "--runtime=kvm"}, "accepted: auto, docker, process"},
-		{"bad duration", nil, []string{"serve", "--idle-pause-after=soon"}, "invalid argument"},
-		{"bad duration from env", map[string]string{"OCMT_IDLE_PAUSE_AFTER": "soon"}, []string{"serve"}, "OCMT_IDLE_PAUSE_AFTER"},
+		{"bad duration", nil, []string{"serve", "--idle-pause-after=soon"}, `--idle-pause-after: "soon" is not a duration`},
+		{"bad number", nil, []string{"serve", "--memory-mib=abc"}, `--memory-mib: "abc" is not a whole number`},
+		{"bad duration from env", map[string]string{"OCMT_IDLE_PAUSE_AFTER": "soon"}, []string{"serve"}, `OCMT_IDLE_PAUSE_AFTER: "soon" is not a duration`},
+		{"zero session ttl", nil, []string{"serve", "--session-ttl=0"}, "--session-ttl: must be at least 1m"},
+		{"bad proxy cidr", nil, []string{"serve", "--trusted-proxies=10.0.0.1"}, "--trusted-proxies"},
 		{"bad listen", nil, []string{"serve", "--listen=nowhere"}, "--listen"},
 		{"unwritable data dir", nil, []string{"serve", "--data-dir=" + filepath.Join(notDir, "sub")}, "--data-dir"},
 		{"vault without secret", nil, []string{"serve", "--role=vault"}, "--vault-secret"},
@@ -84,6 +87,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 		"reorder":        `UPDATE audit_log SET actor = CASE seq WHEN 2 THEN (SELECT actor FROM audit_log WHERE seq = 4) ELSE (SELECT actor FROM audit_log WHERE seq = 2) END, action = CASE seq WHEN 2 THEN (SELECT action FROM audit_log WHERE seq = 4) ELSE (SELECT action FROM audit_log WHERE seq = 2) END WHERE seq IN (2, 4)`,
 		"swap sequence":  `UPDATE audit_log SET seq = CASE seq WHEN 2 THEN 102 WHEN 4 THEN 2 END WHERE seq IN (2, 4); UPDATE audit_log SET seq = 4 WHERE seq = 102`,
 		"rehash one row": `UPDATE audit_log SET action = 'x', hash = 'deadbeef' WHERE seq = 2`,
+		"empty the log":  `DELETE FROM audit_log; DELETE FROM kv WHERE k = 'audit.head'`,
 	}
 	for name, q := range tamper {
 		t.Run(name, func(t *testing.T) {
@@ -91,6 +95,9 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 			ctx := context.Background()
 			st, err := store.Open(ctx, filepath.Join(dir, store.FileName), nil)
 			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.CreateUser(ctx, "a@example.org", false); err != nil {
 				t.Fatal(err)
 			}
 			for i, a := range []string{"auth.signin", "agent.provisioned", "auth.signout", "admin.invite", "agent.wake"} {

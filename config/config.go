@@ -58,6 +58,7 @@ const (
 	DefaultMagicLinkTTL    = 15 * time.Minute
 	DefaultMailFrom        = "ocmt <ocmt@localhost>"
 	DefaultSMTPPort        = 587
+	DefaultVaultAutoLock   = 30 * time.Minute
 )
 
 // Config is every setting of every role. The zero value is not usable; start
@@ -67,6 +68,9 @@ type Config struct {
 	Listen    string // host:port
 	DataDir   string // directory for the SQLite database, keys and per-user data
 	PublicURL string // base URL users open, e.g. "https://ocmt.example.org"; "" = http://<Listen>
+	// TrustedProxies are CIDRs whose X-Forwarded-For is believed (a reverse
+	// proxy in front of ocmt); empty = use the connection's address.
+	TrustedProxies []string
 
 	// Agent role.
 	Runtime         Runtime
@@ -85,7 +89,9 @@ type Config struct {
 	ServiceSecret string // shared by management and agent roles in split mode
 
 	// Vault role.
-	VaultSecret string // per-container secret the proxy presents; required for --role=vault
+	VaultSecret   string        // per-container secret the proxy presents; required for --role=vault
+	VaultUser     string        // owner's user id (set by the agent role)
+	VaultAutoLock time.Duration // lock the vault after this long unused
 
 	// Management role.
 	SMTPHost     string // "" = console mailer
@@ -118,6 +124,7 @@ func Default() Config {
 		MailFrom:        DefaultMailFrom,
 		SessionTTL:      DefaultSessionTTL,
 		MagicLinkTTL:    DefaultMagicLinkTTL,
+		VaultAutoLock:   DefaultVaultAutoLock,
 	}
 }
 
@@ -178,6 +185,17 @@ func (c *Config) Validate() error {
 		errs = append(errs, bad("public-url", "%q is not an http(s) URL", c.PublicURL))
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	for _, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil {
+			errs = append(errs, bad("trusted-proxies", "%q is not a CIDR (example: 127.0.0.1/32)", p))
+		}
+	}
+	if c.SessionTTL < time.Minute {
+		errs = append(errs, bad("session-ttl", "must be at least 1m"))
+	}
+	if c.MagicLinkTTL <= 0 {
+		errs = append(errs, bad("magic-link-ttl", "must be positive"))
+	}
 	if c.MemoryMiB < 16 {
 		errs = append(errs, bad("memory-mib", "must be at least 16"))
 	}
@@ -189,6 +207,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IdlePauseAfter < 0 || c.PausedStopAfter < 0 {
 		errs = append(errs, bad("idle-pause-after", "durations must not be negative"))
+	}
+	if c.VaultAutoLock < time.Minute || c.VaultAutoLock > 24*time.Hour {
+		errs = append(errs, bad("vault-auto-lock", "must be between 1m and 24h"))
 	}
 	if c.WakeTimeout <= 0 {
 		errs = append(errs, bad("wake-timeout", "must be positive"))
@@ -216,6 +237,17 @@ func (c *Config) Validate() error {
 		return errs[0]
 	}
 	return nil
+}
+
+// TrustedProxyNets parses TrustedProxies (Validate has checked them).
+func (c *Config) TrustedProxyNets() []*net.IPNet {
+	var out []*net.IPNet
+	for _, p := range c.TrustedProxies {
+		if _, n, err := net.ParseCIDR(p); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Secure reports whether the public URL is https (cookies get Secure, HSTS is sent).

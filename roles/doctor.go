@@ -2,13 +2,16 @@ package roles
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 
 	"github.com/moby/moby/client"
 
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/roles/agent/docker"
+	"github.com/ocmt/ocmt/version"
 )
 
 // Check is one line of `ocmt doctor`.
@@ -36,8 +39,14 @@ func Doctor(ctx context.Context, cfg config.Config) []Check {
 	out = append(out, engine)
 
 	dd := Check{Name: "data directory"}
-	if err := cfg.CheckDataDir(); err != nil {
+	if fi, err := os.Stat(cfg.DataDir); errors.Is(err, os.ErrNotExist) {
+		dd.OK, dd.Detail = true, cfg.DataDir+" does not exist yet; serve creates it (0700)"
+	} else if err != nil || !fi.IsDir() {
+		dd.Detail = cfg.DataDir + " is not a usable directory"
+	} else if err := cfg.CheckDataDir(); err != nil {
 		dd.Detail = err.Error()
+	} else if fi.Mode().Perm()&0o077 != 0 {
+		dd.Warn, dd.Detail = true, fmt.Sprintf("%s is writable but readable by others (mode %v); chmod 700 it", cfg.DataDir, fi.Mode().Perm())
 	} else {
 		dd.OK, dd.Detail = true, cfg.DataDir+" is writable"
 	}
@@ -52,7 +61,7 @@ func Doctor(ctx context.Context, cfg config.Config) []Check {
 		if ref == "" {
 			bin, berr := agentBinary(cfg)
 			if berr == nil {
-				ref, berr = docker.ImageTag(bin)
+				ref, berr = docker.ImageTag(bin, version.String())
 			}
 			if berr != nil {
 				img.Detail = berr.Error()

@@ -64,7 +64,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	defer st.Close()
 
-	e := web.New(log, cfg.Secure())
+	e := web.New(log, cfg.Secure(), cfg.TrustedProxyNets()...)
 	var roleNames []string
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -73,7 +73,11 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 
 	if cfg.Has(config.RoleAgent) {
 		roleNames = append(roleNames, string(config.RoleAgent))
-		drv, err := selectDriver(ctx, cfg, log)
+		deployment, err := st.GetOrCreateKV(ctx, "deployment.id", func() []byte { return []byte(store.NewID("dep")) })
+		if err != nil {
+			return err
+		}
+		drv, err := selectDriver(ctx, cfg, log, string(deployment))
 		if err != nil {
 			return err
 		}
@@ -128,12 +132,15 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		mg.Routes(e)
 	}
 	health := api.Health{Status: "ok", Roles: roleNames, Version: version.String()}
-	e.GET("/healthz", func(c echo.Context) error {
+	healthz := func(c echo.Context) error {
 		if err := st.Ping(c.Request().Context()); err != nil {
 			return api.Unavailable("store_unavailable", "database unavailable", err)
 		}
+		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.JSON(http.StatusOK, health)
-	})
+	}
+	e.GET("/healthz", healthz)
+	e.HEAD("/healthz", healthz)
 
 	ln := opt.Listener
 	if ln == nil {
@@ -172,9 +179,12 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 }
 
 func runVault(ctx context.Context, cfg config.Config, opt Options) error {
-	v := vault.New(cfg.VaultSecret, version.String(), opt.Log)
+	v, err := vault.New(vault.Options{Secret: cfg.VaultSecret, Version: version.String(), Log: opt.Log,
+		DataDir: cfg.DataDir, PublicURL: cfg.PublicURL, UserID: cfg.VaultUser, AutoLock: cfg.VaultAutoLock})
+	if err != nil {
+		return err
+	}
 	ln := opt.Listener
-	var err error
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return &config.Error{Setting: "listen", Msg: fmt.Sprintf("cannot listen on %s: %v", cfg.Listen, errors.Unwrap(err))}
@@ -183,6 +193,9 @@ func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 	srv := &http.Server{Handler: v.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	vctx, stopVault := context.WithCancel(context.Background())
+	vdone := make(chan struct{})
+	go func() { v.Run(vctx); close(vdone) }()
 	opt.Log.Info("vault serving", "listen", ln.Addr().String())
 	if opt.Ready != nil {
 		opt.Ready(ln.Addr().String())
@@ -190,9 +203,14 @@ func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
+		stopVault()
+		<-vdone
 		return fmt.Errorf("serve: %w", err)
 	}
-	return web.Shutdown(srv, 10*time.Second)
+	err = web.Shutdown(srv, 10*time.Second)
+	stopVault()
+	<-vdone
+	return err
 }
 
 // agentBinary is the ocmt executable put in images and run by the process driver.
@@ -212,7 +230,7 @@ func agentBinary(cfg config.Config) (string, error) {
 
 // selectDriver picks the runtime: docker if asked or if an engine answers in
 // auto mode; process otherwise, with a loud warning.
-func selectDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (runtime.Driver, error) {
+func selectDriver(ctx context.Context, cfg config.Config, log *slog.Logger, deployment string) (runtime.Driver, error) {
 	if cfg.Runtime == config.RuntimeProcess {
 		log.Warn("RUNTIME IS PROCESS: user agents run as plain child processes, NOT isolated containers")
 		return process.New(log), nil
@@ -221,7 +239,7 @@ func selectDriver(ctx context.Context, cfg config.Config, log *slog.Logger) (run
 	if err != nil {
 		return nil, err
 	}
-	d, err := docker.New(ctx, docker.Options{Binary: bin, Image: cfg.AgentImage, Network: cfg.Network, Version: version.String(), Logger: log})
+	d, err := docker.New(ctx, docker.Options{Binary: bin, Image: cfg.AgentImage, Network: cfg.Network, Version: version.String(), Logger: log, Deployment: deployment})
 	if err == nil {
 		log.Info("container runtime: docker")
 		return d, nil
@@ -239,7 +257,7 @@ func VerifyAudit(ctx context.Context, dataDir string) (int64, error) {
 	if _, err := os.Stat(path); err != nil {
 		return 0, &config.Error{Setting: "data-dir", Msg: "no database at " + path}
 	}
-	st, err := store.Open(ctx, path, nil)
+	st, err := store.OpenReadOnly(ctx, path)
 	if err != nil {
 		return 0, err
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -13,11 +14,14 @@ import (
 
 // AuditEvent is one row of the append-only audit log.
 //
-// Rows form a hash chain: Hash = hex(SHA-256(PrevHash ‖ 0x00 ‖ len-prefixed
-// fields)), where the fields are Seq (8 bytes big-endian), TS (unix ms, 8
-// bytes big-endian), Actor, Action, Target and Detail, each preceded by its
-// length as 4 bytes big-endian. The first row's PrevHash is 64 zeros. The
-// chain's head (last Seq and Hash) is also kept in the kv table, so
+// Rows form a keyed hash chain: Hash = hex(HMAC-SHA256(audit key, PrevHash ‖
+// 0x00 ‖ len-prefixed fields)), where the fields are Seq (8 bytes
+// big-endian), TS (unix ms, 8 bytes big-endian), Actor, Action, Target and
+// Detail, each preceded by its length as 4 bytes big-endian. The first row's
+// PrevHash is 64 zeros. The audit key is 32 random bytes in the file
+// audit.key beside the database (0600), so someone who can edit the
+// database but not read that file cannot rewrite the chain consistently.
+// The chain's head (last Seq and Hash) is also kept in the kv table, so
 // truncating the tail is detected too. See [Store.VerifyAudit].
 type AuditEvent struct {
 	Seq      int64
@@ -35,9 +39,9 @@ var GenesisHash = strings.Repeat("0", 64)
 
 const auditHeadKey = "audit.head"
 
-// AuditHash computes the chain hash of e (see AuditEvent).
-func AuditHash(e AuditEvent, detailJSON string) string {
-	h := sha256.New()
+// auditHash computes the chain hash of e under key (see AuditEvent).
+func auditHash(key []byte, e AuditEvent, detailJSON string) string {
+	h := hmac.New(sha256.New, key)
 	h.Write([]byte(e.PrevHash))
 	h.Write([]byte{0})
 	var b [8]byte
@@ -74,7 +78,7 @@ func (s *Store) Audit(ctx context.Context, actor, action, target string, detail 
 		return AuditEvent{}, fmt.Errorf("audit: %w", err)
 	}
 	e.Seq++
-	e.Hash = AuditHash(e, string(dj))
+	e.Hash = auditHash(s.auditKey, e, string(dj))
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log(seq, ts, actor, action, target, detail, prev_hash, hash) VALUES(?,?,?,?,?,?,?,?)`,
 		e.Seq, ms(e.TS), e.Actor, e.Action, e.Target, string(dj), e.PrevHash, e.Hash); err != nil {
 		return AuditEvent{}, fmt.Errorf("audit: %w", err)
@@ -176,7 +180,7 @@ func (s *Store) VerifyAudit(ctx context.Context) (int64, error) {
 			return n, &AuditChainError{Seq: lastSeq + 1, Reason: fmt.Sprintf("expected row %d, found row %d (deleted or reordered)", lastSeq+1, e.Seq)}
 		case e.PrevHash != prev:
 			return n, &AuditChainError{Seq: e.Seq, Reason: "previous-hash link does not match (row deleted, inserted or reordered)"}
-		case AuditHash(e, dj) != e.Hash:
+		case !hmac.Equal([]byte(auditHash(s.auditKey, e, dj)), []byte(e.Hash)):
 			return n, &AuditChainError{Seq: e.Seq, Reason: "content does not match its hash (row edited)"}
 		}
 		prev, lastSeq = e.Hash, e.Seq
@@ -187,6 +191,9 @@ func (s *Store) VerifyAudit(ctx context.Context) (int64, error) {
 	head, err := s.GetKV(ctx, auditHeadKey)
 	switch {
 	case err == ErrNotFound && n == 0:
+		if users, uerr := s.UserCount(ctx); uerr == nil && users > 0 {
+			return 0, &AuditChainError{Seq: 1, Reason: fmt.Sprintf("the log is empty but %d users exist (rows deleted)", users)}
+		}
 		return 0, nil
 	case err != nil:
 		return n, &AuditChainError{Seq: lastSeq, Reason: "chain head record is missing"}

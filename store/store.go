@@ -42,9 +42,40 @@ const FileName = "ocmt.db"
 
 // Store is an open database. It is safe for concurrent use.
 type Store struct {
-	w   *sql.DB // one connection: all writes
-	r   *sql.DB // readers
-	now func() time.Time
+	w        *sql.DB // one connection: all writes; nil when read-only
+	r        *sql.DB // readers
+	now      func() time.Time
+	auditKey []byte // HMAC key of the audit chain (audit.key beside the database)
+}
+
+// AuditKeyFile is the audit chain's key file, beside the database.
+const AuditKeyFile = "audit.key"
+
+// loadAuditKey reads dir/audit.key, creating it (0600, 32 random bytes)
+// when create is set and it does not exist.
+func loadAuditKey(dir string, create bool) ([]byte, error) {
+	path := filepath.Join(dir, AuditKeyFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && create {
+		b = make([]byte, 32)
+		rand.Read(b)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("create audit key: %w", err)
+		}
+		_, werr := f.Write(b)
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			return nil, fmt.Errorf("create audit key: %w", err)
+		}
+		return b, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read audit key: %w", err)
+	}
+	if len(b) != 32 {
+		return nil, fmt.Errorf("audit key %s is not 32 bytes", path)
+	}
+	return b, nil
 }
 
 // Open opens (creating if needed) the database at path and applies all
@@ -55,6 +86,19 @@ func Open(ctx context.Context, path string, now func() time.Time) (*Store, error
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	// Create the file 0600 before SQLite does: SQLite gives its -wal and
+	// -shm files the database file's mode, so they are never readable by
+	// others either (they hold recent rows, including per-deployment keys).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
 	}
 	dsn := "file:" + path + "?_journal_mode=WAL&_busy_timeout=5000&_foreign_keys=on&_synchronous=NORMAL"
 	w, err := sql.Open("sqlite3", dsn+"&_txlock=immediate")
@@ -69,13 +113,13 @@ func Open(ctx context.Context, path string, now func() time.Time) (*Store, error
 	}
 	r.SetMaxOpenConns(4)
 	s := &Store{w: w, r: r, now: now}
-	if err := s.migrate(ctx); err != nil {
+	if s.auditKey, err = loadAuditKey(filepath.Dir(path), true); err != nil {
 		s.Close()
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := s.migrate(ctx); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, err
 	}
 	return s, nil
 }
@@ -95,8 +139,33 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
+// OpenReadOnly opens an existing database for inspection (ocmt audit
+// verify): no migrations run and nothing is written.
+func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	r, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Store{r: r, now: time.Now}
+	if s.auditKey, err = loadAuditKey(filepath.Dir(path), false); err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return s, nil
+}
+
 // Close closes the database.
 func (s *Store) Close() error {
+	if s.w == nil {
+		return s.r.Close()
+	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 

@@ -186,7 +186,7 @@ func run(ctx context.Context, c config) (res *Results, err error) {
 		users: map[string]bool{}, raws: map[string]bool{}}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b.drv, err = docker.New(ctx, docker.Options{Binary: bin, Network: c.network, Version: benchVersion, Logger: logger})
+	b.drv, err = docker.New(ctx, docker.Options{Binary: bin, Network: c.network, Version: benchVersion, Logger: logger, Deployment: "bench-" + b.runID})
 	if err != nil {
 		return nil, fmt.Errorf("no Docker engine answers: %w", err)
 	}
@@ -199,7 +199,7 @@ func run(ctx context.Context, c config) (res *Results, err error) {
 	}()
 
 	t0 := time.Now()
-	tag, _ := docker.ImageTag(bin)
+	tag, _ := docker.ImageTag(bin, benchVersion)
 	progressf("preparing agent image %s (built once if missing; not timed)", tag)
 	b.image, err = b.drv.Prepare(ctx, nil)
 	if err != nil {

@@ -400,7 +400,7 @@ func (s *Server) spec(userID, image string) runtime.Spec {
 		UserID: userID, Name: containerName(userID), Secret: s.ContainerSecret(userID), Image: image,
 		Binary: s.opt.Binary, DataDir: s.opt.DataDir, MemoryMiB: s.opt.MemoryMiB, NanoCPUs: s.opt.NanoCPUs,
 		PidsLimit: s.opt.PidsLimit, Version: s.opt.Version,
-		Env: map[string]string{"OCMT_PUBLIC_URL": s.opt.PublicURL},
+		Env: map[string]string{"OCMT_PUBLIC_URL": s.opt.PublicURL, "OCMT_VAULT_USER": userID},
 	}
 }
 

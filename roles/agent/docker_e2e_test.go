@@ -202,3 +202,48 @@ func TestIsolationDocker(t *testing.T) {
 		t.Fatalf("state %s", st.State)
 	}
 }
+
+// TestDeploymentsStayApart runs two deployments on one engine: neither
+// adopts, lists nor removes the other's containers.
+func TestDeploymentsStayApart(t *testing.T) {
+	a, cli := dockerEnv(t)
+	admin, au := a.Admin("admin@example.org")
+	provision(t, admin)
+	b, _ := dockerEnv(t)
+	bAdmin, _ := b.Admin("admin@example.org")
+	var list struct {
+		Containers []api.AdminContainer `json:"containers"`
+	}
+	if err := bAdmin.JSON(context.Background(), "GET", "/api/v1/admin/containers", nil, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range list.Containers {
+		if c.UserID == au.ID {
+			t.Fatalf("deployment B adopted deployment A's container: %+v", c)
+		}
+	}
+	b.Stop()
+	if _, err := cli.ContainerInspect(context.Background(), containerName(au.ID), client.ContainerInspectOptions{}); err != nil {
+		t.Fatalf("A's container is gone after B stopped: %v", err)
+	}
+	healthz(t, admin)
+}
+
+// TestVanishedContainer removes a running container behind ocmt's back: the
+// next request recreates it (keeping /data) instead of failing forever.
+func TestVanishedContainer(t *testing.T) {
+	env, cli := dockerEnv(t)
+	admin, au := env.Admin("admin@example.org")
+	provision(t, admin)
+	writeVolume(t, cli, au.ID, "marker", "still here")
+	if _, err := cli.ContainerRemove(context.Background(), containerName(au.ID), client.ContainerRemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	healthz(t, admin) // refused upstream → refresh → recreate → retry
+	if readVolume(cli, au.ID, "marker") != "still here" {
+		t.Fatal("data lost when the vanished container was recreated")
+	}
+	if s, _ := admin.Agent(context.Background()); s.State != api.StateRunning {
+		t.Fatalf("state %q", s.State)
+	}
+}

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/ocmt/ocmt/roles/agent/runtime"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -38,6 +40,7 @@ func (s *Server) flushActivity(ctx context.Context) {
 // way is never paused. Open but idle WebSockets do not count as activity.
 func (s *Server) Sweep(ctx context.Context) {
 	s.flushActivity(ctx)
+	s.syncEngine(ctx)
 	recs, err := s.st.Containers(ctx)
 	if err != nil {
 		s.log.Error("sweep", "err", err)
@@ -73,4 +76,68 @@ func (s *Server) hibernate(ctx context.Context, uid string, u *userState, want s
 	}
 	s.log.Info("hibernated container", "user", uid, "state", rec.State)
 	s.audit(uid, action, nil)
+}
+
+// syncEngine corrects records whose container changed behind our back (it
+// vanished, exited or was paused by someone else), so status is true and
+// the next request wakes or recreates it.
+func (s *Server) syncEngine(ctx context.Context) {
+	insts, err := s.drv.List(ctx)
+	if err != nil {
+		s.log.Warn("sync with engine", "err", err)
+		return
+	}
+	byID := map[string]runtime.Instance{}
+	for _, in := range insts {
+		byID[in.ID] = in
+	}
+	recs, err := s.st.Containers(ctx)
+	if err != nil {
+		return
+	}
+	for _, rec := range recs {
+		if rec.State == store.StateProvisioning || rec.State == store.StateError || rec.EngineID == "" {
+			continue
+		}
+		in, ok := byID[rec.EngineID]
+		if ok && engineToState(in.State) == rec.State && (in.Endpoint == "" || in.Endpoint == rec.Endpoint) {
+			continue
+		}
+		s.refresh(ctx, string(rec.UserID))
+	}
+}
+
+// refresh re-reads one user's container from the engine and fixes the
+// record: a vanished container becomes stopped with no engine id (the next
+// wake recreates it, keeping its data), an exited one stopped.
+func (s *Server) refresh(ctx context.Context, userID string) {
+	u := s.user(userID)
+	if !u.op.TryLock() {
+		return // a lifecycle operation is under way; it knows better
+	}
+	defer u.op.Unlock()
+	rec, err := s.st.ContainerByUser(ctx, store.UserID(userID))
+	if err != nil || rec.EngineID == "" || rec.State == store.StateProvisioning {
+		return
+	}
+	in, err := s.drv.Inspect(ctx, rec.EngineID)
+	state, endpoint, engineID := "", "", rec.EngineID
+	switch {
+	case errors.Is(err, runtime.ErrNotFound):
+		state, engineID = store.StateStopped, ""
+	case err != nil:
+		return
+	default:
+		state, endpoint = engineToState(in.State), in.Endpoint
+	}
+	if state == rec.State && endpoint == rec.Endpoint && engineID == rec.EngineID {
+		return
+	}
+	s.log.Warn("container changed outside ocmt", "user", userID, "was", rec.State, "now", state, "gone", engineID == "")
+	rec.State, rec.Endpoint, rec.EngineID, rec.StateSince = state, endpoint, engineID, s.now()
+	if err := s.st.PutContainer(ctx, rec); err != nil {
+		s.log.Error("refresh container record", "err", err)
+		return
+	}
+	s.audit(userID, "agent.changed_outside", map[string]string{"state": state})
 }

@@ -67,17 +67,38 @@ func (s *Server) proxyHTTP(w http.ResponseWriter, r *http.Request, userID string
 	u.inflight.Add(1)
 	defer u.inflight.Add(-1)
 	s.Touch(userID)
-	ctx, cancel := context.WithTimeout(r.Context(), s.opt.WakeTimeout)
-	rec, err := s.Wake(ctx, userID)
-	cancel()
-	if err != nil {
-		writeErr(w, err)
-		return
+	// A container can vanish or die behind our back (engine restart, OOM,
+	// someone's docker rm): when the upstream refuses the connection, the
+	// record is refreshed from the engine and a bodiless request is retried
+	// once after waking the container again.
+	retriable := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(r.Context(), s.opt.WakeTimeout)
+		rec, err := s.Wake(ctx, userID)
+		cancel()
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		failed := s.forward(w, r, userID, rec.Endpoint)
+		if !failed {
+			break
+		}
+		s.refresh(r.Context(), userID)
+		if attempt > 0 || !retriable || r.Context().Err() != nil {
+			writeErr(w, api.E(http.StatusBadGateway, "agent_unreachable", "your agent did not answer; try again in a moment"))
+			return
+		}
 	}
-	target, err := url.Parse(rec.Endpoint)
-	if err != nil {
-		writeErr(w, err)
-		return
+	s.Touch(userID)
+}
+
+// forward proxies r to endpoint. It reports true, having written nothing,
+// when the upstream could not be reached.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, userID, endpoint string) (failed bool) {
+	target, err := url.Parse(endpoint)
+	if err != nil || endpoint == "" {
+		return true
 	}
 	secret := s.ContainerSecret(userID)
 	rp := &httputil.ReverseProxy{
@@ -97,11 +118,11 @@ func (s *Server) proxyHTTP(w http.ResponseWriter, r *http.Request, userID string
 			if !errors.Is(err, context.Canceled) {
 				s.log.Warn("proxy upstream failed", "user", userID, "err", err)
 			}
-			writeErr(w, api.E(http.StatusBadGateway, "agent_unreachable", "your agent did not answer"))
+			failed = true
 		},
 	}
 	rp.ServeHTTP(w, r)
-	s.Touch(userID)
+	return failed
 }
 
 func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID string) {
@@ -148,12 +169,24 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 		client.Close(websocket.StatusTryAgainLater, closeReason(err, "your agent could not be woken"))
 		return
 	}
-	upURL := strings.Replace(rec.Endpoint, "http", "ws", 1) + r.URL.RequestURI()
 	hdr := http.Header{}
 	hdr.Set(runtime.SecretHeader, s.ContainerSecret(userID))
-	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-	upstream, _, err := websocket.Dial(dctx, upURL, &websocket.DialOptions{HTTPHeader: hdr})
-	dcancel()
+	dial := func(endpoint string) (*websocket.Conn, error) {
+		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer dcancel()
+		c, _, err := websocket.Dial(dctx, strings.Replace(endpoint, "http", "ws", 1)+r.URL.RequestURI(), &websocket.DialOptions{HTTPHeader: hdr})
+		return c, err
+	}
+	upstream, err := dial(rec.Endpoint)
+	if err != nil { // the container may have vanished: refresh, wake, retry once
+		s.refresh(ctx, userID)
+		wctx, wcancel := context.WithTimeout(ctx, s.opt.WakeTimeout)
+		rec, err = s.Wake(wctx, userID)
+		wcancel()
+		if err == nil {
+			upstream, err = dial(rec.Endpoint)
+		}
+	}
 	if err != nil {
 		s.log.Warn("proxy websocket dial failed", "user", userID, "err", err)
 		client.Close(websocket.StatusInternalError, "your agent did not accept the connection")

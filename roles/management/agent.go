@@ -1,13 +1,22 @@
 package management
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/crypto"
+	"github.com/ocmt/ocmt/store"
 )
 
 // agentStatus handles GET /api/v1/me/agent.
@@ -31,8 +40,14 @@ func (s *Server) agentProvision(c echo.Context) error {
 
 // agentProxy handles /api/v1/me/agent/* by forwarding to the caller's own
 // container at path /*. WebSocket upgrades must come from our own origin.
+// Unlock attempts are rate limited per user here too (the vault also backs
+// off). Successful vault changes are audited as metadata (which provider,
+// never the key), and a newly created vault's signed public keys are
+// fetched into the directory.
 func (s *Server) agentProxy(c echo.Context) error {
 	r := c.Request()
+	u := currentUser(c)
+	uid := string(u.ID)
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		o := r.Header.Get("Origin")
 		if o == "" || !s.sameOrigin(o, r) {
@@ -40,12 +55,115 @@ func (s *Server) agentProxy(c echo.Context) error {
 		}
 	}
 	inner := "/" + c.Param("*")
-	if strings.Contains(inner, "..") {
+	if strings.Contains(inner, "..") || strings.Contains(inner, "//") {
 		return api.BadRequest("invalid_path", "invalid path")
+	}
+	if r.Method == http.MethodPost && (inner == "/vault/unlock" || inner == "/vault/password") && !s.unlockByUser.allow(uid) {
+		return api.TooMany("too many unlock attempts; wait a minute")
 	}
 	r2 := r.Clone(r.Context())
 	r2.URL = &url.URL{Path: inner, RawQuery: r.URL.RawQuery}
 	r2.RequestURI = ""
-	s.agent.Proxy(string(currentUser(c).ID)).ServeHTTP(c.Response(), r2)
+	rec := &statusRecorder{ResponseWriter: c.Response().Writer, status: http.StatusOK}
+	h := s.agent.Proxy(uid)
+	if r2.Header.Get("Upgrade") != "" {
+		h.ServeHTTP(c.Response(), r2)
+		return nil
+	}
+	h.ServeHTTP(rec, r2)
+	if rec.status < 200 || rec.status > 299 {
+		return nil
+	}
+	ctx := context.WithoutCancel(r.Context())
+	switch {
+	case r.Method == http.MethodPost && inner == "/vault/init":
+		s.audit(ctx, uid, "vault.created", uid, nil)
+		if err := s.publishKeys(ctx, u.ID); err != nil {
+			s.log.Error("publish keys", "user", uid, "err", err)
+		}
+	case r.Method == http.MethodPut && strings.HasPrefix(inner, "/vault/apikeys/"):
+		s.audit(ctx, uid, "vault.provider_configured", uid, map[string]string{"provider": strings.TrimPrefix(inner, "/vault/apikeys/")})
+	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/apikeys/"):
+		s.audit(ctx, uid, "vault.provider_removed", uid, map[string]string{"provider": strings.TrimPrefix(inner, "/vault/apikeys/")})
+	case r.Method == http.MethodPost && inner == "/vault/unlock":
+		s.audit(ctx, uid, "vault.unlocked", uid, nil)
+	case r.Method == http.MethodPost && inner == "/vault/lock":
+		s.audit(ctx, uid, "vault.locked", uid, nil)
+	case r.Method == http.MethodPost && inner == "/vault/password":
+		s.audit(ctx, uid, "vault.password_changed", uid, nil)
+	}
 	return nil
+}
+
+// publishKeys fetches the container's signed key record and stores it in
+// the directory after checking the signature and that its subject is the
+// user whose container answered.
+func (s *Server) publishKeys(ctx context.Context, user store.UserID) error {
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/vault/identity", nil)
+	rec := httptest.NewRecorder()
+	s.agent.Proxy(string(user)).ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return errors.New("container did not return its identity")
+	}
+	var sr crypto.SignedKeyRecord
+	if err := json.NewDecoder(io.LimitReader(rec.Body, 16<<10)).Decode(&sr); err != nil {
+		return err
+	}
+	kr, err := crypto.VerifyKeyRecord(sr)
+	if err != nil {
+		return err
+	}
+	if kr.Subject != string(user) {
+		return errors.New("key record names another subject")
+	}
+	if err := s.st.PutDirectoryEntry(ctx, store.DirectoryEntry{UserID: user, Ed25519: kr.Ed25519, X25519: kr.X25519, Record: sr.Record, Sig: sr.Sig}); err != nil {
+		return err
+	}
+	s.audit(ctx, string(user), "directory.keys_published", string(user), map[string]string{"ed25519": kr.Ed25519})
+	return nil
+}
+
+// myKeys handles GET /api/v1/me/keys: the caller's published public keys.
+func (s *Server) myKeys(c echo.Context) error {
+	e, err := s.st.DirectoryEntry(c.Request().Context(), currentUser(c).ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.NotFound("no keys published yet; create your vault first")
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"ed25519": e.Ed25519, "x25519": e.X25519, "publishedAt": e.PublishedAt,
+		"signed": map[string]string{"record": e.Record, "sig": e.Sig}})
+}
+
+// statusRecorder passes a response through while noting its status.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if h, ok := r.ResponseWriter.(http.Hijacker); ok {
+		return h.Hijack()
+	}
+	return nil, nil, errors.New("hijack not supported")
 }

@@ -266,9 +266,19 @@ func bindJSON(c echo.Context, v any) error {
 		return api.E(http.StatusUnsupportedMediaType, "unsupported_media_type", "send JSON (Content-Type: application/json)")
 	}
 	if err := (&echo.DefaultBinder{}).BindBody(c, v); err != nil {
-		return api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
+		return bindError(err)
 	}
 	return nil
+}
+
+// bindError maps a body decoding error: too large → 413, else 400.
+func bindError(err error) error {
+	var he *echo.HTTPError
+	if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) ||
+		errors.As(err, &he) && (he.Code == http.StatusRequestEntityTooLarge || errors.Is(he.Internal, echo.ErrStatusRequestEntityTooLarge)) {
+		return api.E(http.StatusRequestEntityTooLarge, "too_large", "request body too large (1 MiB at most)")
+	}
+	return api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
 }
 
 func (s *Server) render(c echo.Context, status int, page, title string, data map[string]string) error {

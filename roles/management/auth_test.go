@@ -299,3 +299,39 @@ func TestSignInRateLimit(t *testing.T) {
 		t.Fatal("10 sign-in requests for one address in a row were not rate limited")
 	}
 }
+
+// TestForwardedForIgnored: without trusted proxies, X-Forwarded-For cannot
+// dodge the sign-in rate limit or forge the audited address.
+func TestForwardedForIgnored(t *testing.T) {
+	env := xtest.NewEnv(t)
+	ctx := context.Background()
+	admin, _ := env.Admin("admin@example.org")
+	c := env.Client()
+	mustCSRF(t, c)
+	limited := false
+	for i := 0; i < 40 && !limited; i++ {
+		req, _ := http.NewRequest("POST", env.URL+"/api/v1/auth/magic-link", strings.NewReader(`{"email":"u`+string(rune('a'+i%26))+`@example.org"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-CSRF-Token", c.Cookie("ocmt_csrf"))
+		req.Header.Set("X-Forwarded-For", "198.51.100."+string(rune('0'+i%10)))
+		req.AddCookie(&http.Cookie{Name: "ocmt_csrf", Value: c.Cookie("ocmt_csrf")})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		limited = resp.StatusCode == http.StatusTooManyRequests
+	}
+	if !limited {
+		t.Fatal("rotating X-Forwarded-For escaped the per-IP sign-in limit")
+	}
+	var audit struct {
+		Events []api.AuditEvent `json:"events"`
+	}
+	admin.JSON(ctx, "GET", "/api/v1/audit", nil, &audit)
+	for _, e := range audit.Events {
+		if strings.HasPrefix(e.Detail["ip"], "198.51.100.") {
+			t.Fatalf("forged address audited: %+v", e)
+		}
+	}
+}

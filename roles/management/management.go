@@ -62,6 +62,7 @@ type Server struct {
 	signinByIP    *limiter
 	signinByEmail *limiter
 	verifyByIP    *limiter
+	unlockByUser  *limiter
 }
 
 // New makes the management role.
@@ -85,12 +86,13 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		signinByEmail: newLimiter(rate.Every(3*time.Minute), 5),
 		signinByIP:    newLimiter(rate.Every(30*time.Second), 30),
 		verifyByIP:    newLimiter(rate.Every(6*time.Second), 20),
+		unlockByUser:  newLimiter(rate.Every(3*time.Second), 20),
 	}, nil
 }
 
 // Routes mounts every management route on e.
 func (s *Server) Routes(e *echo.Echo) {
-	e.Use(s.loadSession, s.csrf)
+	e.Use(noStoreAPI, s.loadSession, s.csrf)
 	s.pageRoutes(e)
 	e.POST("/api/v1/auth/magic-link", s.magicLink)
 	e.GET("/auth/verify", s.verifyPage)
@@ -101,6 +103,7 @@ func (s *Server) Routes(e *echo.Echo) {
 	me.GET("", s.me)
 	me.GET("/agent", s.agentStatus)
 	me.POST("/agent", s.agentProvision)
+	me.GET("/keys", s.myKeys)
 	me.Any("/agent/*", s.agentProxy)
 	e.GET("/api/v1/audit", s.auditList, s.requireUser)
 
@@ -109,6 +112,16 @@ func (s *Server) Routes(e *echo.Echo) {
 	admin.POST("/users", s.adminInvite)
 	admin.GET("/containers", s.adminContainers)
 	admin.POST("/containers/:user/:action", s.adminContainerAction)
+}
+
+// noStoreAPI keeps API answers (personal data) out of caches.
+func noStoreAPI(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			c.Response().Header().Set("Cache-Control", "no-store")
+		}
+		return next(c)
+	}
 }
 
 // --- sessions and CSRF -----------------------------------------------------
@@ -270,6 +283,9 @@ type entry struct {
 	seen time.Time
 }
 
+// maxLimiterKeys bounds the memory of one limiter.
+const maxLimiterKeys = 50_000
+
 func newLimiter(every rate.Limit, burst int) *limiter {
 	return &limiter{every: every, burst: burst, m: map[string]*entry{}}
 }
@@ -278,13 +294,16 @@ func (l *limiter) allow(key string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	if now.Sub(l.sweep) > 10*time.Minute {
+	if now.Sub(l.sweep) > 10*time.Minute || len(l.m) >= maxLimiterKeys {
 		for k, e := range l.m {
-			if now.Sub(e.seen) > time.Hour {
+			if now.Sub(e.seen) > time.Hour || len(l.m) >= maxLimiterKeys && now.Sub(e.seen) > time.Minute {
 				delete(l.m, k)
 			}
 		}
 		l.sweep = now
+		if len(l.m) >= maxLimiterKeys { // still full: refuse new keys rather than grow
+			return false
+		}
 	}
 	e := l.m[key]
 	if e == nil {

@@ -1,13 +1,29 @@
-// Package vault is the vault role, which runs inside each user's container.
-// For now it serves its health and a diagnostic WebSocket echo, and refuses
-// every request that does not carry the per-container secret; the
-// zero-knowledge vault itself (SPEC §5) builds on this server.
+// Package vault is the vault role, which runs inside each user's container
+// (SPEC §5): the zero-knowledge secret store (unlock in the browser, keys
+// only here), sealed transcripts, the agent runtime (chat loop with tools,
+// streaming from the model provider), the chat WebSocket (OpenClaw gateway
+// protocol v3 subset) and the same tools over MCP.
+//
+// Every request must carry the per-container secret that the agent role's
+// proxy injects (api.ContainerSecretHeader); the vault refuses anything else.
+//
+// Routes (paths inside the container; the browser reaches them below
+// /api/v1/me/agent):
+//
+//	GET  /healthz            health
+//	GET  /ws/echo            diagnostic WebSocket echo
+//	     /vault/...          the vault API (SPEC §11)
+//	GET  /chat               chat WebSocket (SPEC §5.5)
+//	     /mcp                the agent tools over MCP (streamable HTTP)
 package vault
 
 import (
+	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/coder/websocket"
@@ -17,26 +33,103 @@ import (
 	"github.com/ocmt/ocmt/roles/web"
 )
 
+// Options configure a vault Server.
+type Options struct {
+	Secret    string // per-container secret; required
+	Version   string
+	Log       *slog.Logger
+	DataDir   string           // /data in a container
+	PublicURL string           // for unlock links, e.g. "https://ocmt.example.org"
+	UserID    string           // owner, for the signed key record
+	AutoLock  time.Duration    // 0 = DefaultAutoLock
+	Now       func() time.Time // nil = time.Now
+	// ProviderHTTP carries model provider requests; nil = a default client.
+	ProviderHTTP *http.Client
+}
+
 // Server is the vault role's HTTP server.
 type Server struct {
-	secret  []byte
-	version string
-	log     *slog.Logger
-	started time.Time
+	secret       []byte
+	version      string
+	log          *slog.Logger
+	started      time.Time
+	dataDir      string
+	publicURL    string
+	userID       string
+	keys         *keyring
+	transcripts  *transcripts
+	hub          *chatHub
+	providerHTTP *http.Client
+	base         context.Context
+	cancel       context.CancelFunc
 }
 
-// New returns a vault server that accepts only requests carrying secret in
-// the api.ContainerSecretHeader header.
-func New(secret, version string, log *slog.Logger) *Server {
-	return &Server{secret: []byte(secret), version: version, log: log, started: time.Now()}
+// New opens the vault in opt.DataDir (it need not be initialized yet).
+func New(opt Options) (*Server, error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.AutoLock <= 0 {
+		opt.AutoLock = DefaultAutoLock
+	}
+	if opt.ProviderHTTP == nil {
+		opt.ProviderHTTP = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 2 * time.Minute, TLSHandshakeTimeout: 10 * time.Second}}
+	}
+	k, err := newKeyring(opt.DataDir, opt.Now, opt.AutoLock)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := newTranscripts(filepath.Join(opt.DataDir, transcriptDir))
+	if err != nil {
+		return nil, err
+	}
+	base, cancel := context.WithCancel(context.Background())
+	return &Server{
+		secret: []byte(opt.Secret), version: opt.Version, log: opt.Log, started: time.Now(),
+		dataDir: opt.DataDir, publicURL: opt.PublicURL, userID: opt.UserID, keys: k, transcripts: tr,
+		hub: newChatHub(), providerHTTP: opt.ProviderHTTP, base: base, cancel: cancel,
+	}, nil
 }
 
-// Handler returns the vault's routes on a fresh echo instance.
+// Run locks the vault when its auto-lock time passes, until ctx ends; then
+// it stops every chat run and locks.
+func (s *Server) Run(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.cancel()
+			s.hub.wg.Wait()
+			s.keys.mu.Lock()
+			s.keys.lockLocked()
+			s.keys.mu.Unlock()
+			return
+		case <-t.C:
+			s.keys.mu.Lock()
+			wasOpen := s.keys.dek != nil
+			s.keys.expireLocked()
+			locked := wasOpen && s.keys.dek == nil
+			s.keys.mu.Unlock()
+			if locked {
+				s.log.Info("vault auto-locked")
+				s.abortAllRuns()
+			}
+		}
+	}
+}
+
+// Handler returns the vault's routes.
 func (s *Server) Handler() http.Handler {
 	e := web.New(s.log, false)
 	e.Use(s.requireSecret)
 	e.GET("/healthz", s.healthz)
 	e.GET("/ws/echo", s.echo)
+	e.GET("/chat", s.chat)
+	s.vaultRoutes(e.Group("/vault"))
+	mcp := echo.WrapHandler(s.mcpHandler())
+	e.Any("/mcp", mcp)
+	e.Any("/mcp/*", mcp)
 	return e
 }
 
@@ -60,7 +153,7 @@ func (s *Server) healthz(c echo.Context) error {
 // echo is a diagnostic WebSocket that sends every message back. It proves
 // the proxy path (queueing, wake, close reasons) end to end.
 func (s *Server) echo(c echo.Context) error {
-	conn, err := websocket.Accept(c.Response(), c.Request(), nil)
+	conn, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return nil
 	}
@@ -77,3 +170,8 @@ func (s *Server) echo(c echo.Context) error {
 		}
 	}
 }
+
+func jsonMarshal(v any) ([]byte, error)   { return json.Marshal(v) }
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+func knownProvider(p string) bool         { return p == "anthropic" || p == "openai" }
+func validBaseURL(u string) bool          { return baseURLOK(u) }

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ import (
 )
 
 // CSP is the Content-Security-Policy of every page (no inline script or style).
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+const CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; " +
 	"require-trusted-types-for 'script'"
 
@@ -33,9 +34,21 @@ const MaxBodyBytes = 1 << 20
 // New returns an echo server with ocmt's error handler and middleware:
 // request IDs, panic recovery, body limit, security headers (HSTS when
 // secure). log receives one line per failed request, never bodies or cookies.
-func New(log *slog.Logger, secure bool) *echo.Echo {
+//
+// The client IP (rate limits, audit) is the connection's peer address;
+// X-Forwarded-For is believed only from the trusted proxies given, and then
+// only its last untrusted hop.
+func New(log *slog.Logger, secure bool, trustedProxies ...*net.IPNet) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = echo.ExtractIPDirect()
+	if len(trustedProxies) > 0 {
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range trustedProxies {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
 	e.HTTPErrorHandler = ErrorHandler(log)
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID}))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -129,8 +142,8 @@ func fromEcho(he *echo.HTTPError) *api.Error {
 func Bind(c echo.Context, v any) error {
 	if err := (&echo.DefaultBinder{}).BindBody(c, v); err != nil {
 		var he *echo.HTTPError
-		if errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
-			return fromEcho(he)
+		if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) || errors.As(err, &he) && (he.Code == http.StatusRequestEntityTooLarge || errors.Is(he.Internal, echo.ErrStatusRequestEntityTooLarge)) {
+			return api.E(http.StatusRequestEntityTooLarge, "too_large", "request body too large")
 		}
 		return api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
 	}

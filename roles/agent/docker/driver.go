@@ -55,6 +55,9 @@ type Options struct {
 	Version string
 	// Logger receives lifecycle events; nil discards them.
 	Logger *slog.Logger
+	// Deployment labels every container and volume (runtime.LabelDeployment)
+	// and restricts List to them; "" lists every ocmt user container.
+	Deployment string
 }
 
 // Driver is the docker runtime.Driver. It is safe for concurrent use.
@@ -163,7 +166,7 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	vol := volumeName(spec.UserID)
 	if _, err := d.cli.VolumeCreate(ctx, client.VolumeCreateOptions{
 		Name:   vol,
-		Labels: map[string]string{runtime.LabelUser: spec.UserID, LabelManaged: "true"},
+		Labels: d.labels(map[string]string{runtime.LabelUser: spec.UserID, LabelManaged: "true"}),
 	}); err != nil { // creating an existing local volume returns it unchanged
 		return runtime.Instance{}, fmt.Errorf("create volume %s: %w", vol, err)
 	}
@@ -183,11 +186,11 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 			Image: spec.Image,
 			User:  userSpec,
 			Env:   spec.EnvList(),
-			Labels: map[string]string{
+			Labels: d.labels(map[string]string{
 				runtime.LabelUser:    spec.UserID,
 				runtime.LabelRole:    roleVault,
 				runtime.LabelVersion: version,
-			},
+			}),
 			ExposedPorts: network.PortSet{vaultPort: {}},
 		},
 		HostConfig: &container.HostConfig{
@@ -303,6 +306,14 @@ func (d *Driver) Remove(ctx context.Context, id string, keepData bool) error {
 	return nil
 }
 
+// labels adds the deployment label, if any, to l.
+func (d *Driver) labels(l map[string]string) map[string]string {
+	if d.opts.Deployment != "" {
+		l[runtime.LabelDeployment] = d.opts.Deployment
+	}
+	return l
+}
+
 // Inspect returns the engine's view of the container: running and
 // restarting map to runtime.EngineRunning, paused to EnginePaused,
 // created/exited/dead to EngineStopped, removing to EngineGone. Endpoint is
@@ -335,10 +346,11 @@ func (d *Driver) Inspect(ctx context.Context, id string) (runtime.Instance, erro
 
 // List returns every container labelled ocmt.role=vault, in any state.
 func (d *Driver) List(ctx context.Context) ([]runtime.Instance, error) {
-	res, err := d.cli.ContainerList(ctx, client.ContainerListOptions{
-		All:     true,
-		Filters: make(client.Filters).Add("label", runtime.LabelRole+"="+roleVault),
-	})
+	filters := make(client.Filters).Add("label", runtime.LabelRole+"="+roleVault)
+	if d.opts.Deployment != "" {
+		filters = filters.Add("label", runtime.LabelDeployment+"="+d.opts.Deployment)
+	}
+	res, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters})
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}

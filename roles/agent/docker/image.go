@@ -69,8 +69,10 @@ func (d *Driver) Prepare(ctx context.Context, progress func(api.Progress)) (stri
 }
 
 // ImageTag returns the tag Prepare gives the image built from the binary
-// at path: "ocmt-agent:" and the first 12 hex digits of its SHA-256.
-func ImageTag(path string) (string, error) {
+// at path for version: "ocmt-agent:" and the first 12 hex digits of
+// SHA-256(binary ‖ 0x00 ‖ version), so a new binary, or the same binary
+// labelled with another version, gets its own image.
+func ImageTag(path, version string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("hash binary: %w", err)
@@ -80,6 +82,8 @@ func ImageTag(path string) (string, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("hash binary %s: %w", path, err)
 	}
+	h.Write([]byte{0})
+	h.Write([]byte(version))
 	return ImageRepo + ":" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
@@ -118,7 +122,7 @@ func (d *Driver) operatorImage(ctx context.Context, ref string, report func(stri
 // exists already, and returns the tag.
 func (d *Driver) buildImage(ctx context.Context, report func(string, int)) (string, error) {
 	report("checking image", pctCheck)
-	tag, err := ImageTag(d.opts.Binary)
+	tag, err := ImageTag(d.opts.Binary, d.opts.Version)
 	if err != nil {
 		return "", err
 	}

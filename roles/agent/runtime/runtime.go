@@ -17,6 +17,9 @@ const (
 	LabelUser    = "ocmt.user"    // owner's user id
 	LabelRole    = "ocmt.role"    // always "vault"
 	LabelVersion = "ocmt.version" // ocmt version that created it
+	// LabelDeployment names the ocmt deployment (one data directory) that
+	// owns a container. A deployment only lists, adopts and removes its own.
+	LabelDeployment = "ocmt.deployment"
 )
 
 // VaultPort is the port the vault role listens on inside a container.

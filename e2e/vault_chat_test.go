@@ -1,0 +1,274 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/moby/moby/client"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/crypto"
+	"github.com/ocmt/ocmt/roles/agent/docker"
+	"github.com/ocmt/ocmt/testdata/fakeprovider"
+	"github.com/ocmt/ocmt/xtest"
+)
+
+const (
+	e2ePassword = "tangerine-orbit-lantern-42"
+	e2eAPIKey   = "sk-ant-e2e-4f9c2d7a1b"
+	e2eReply    = "Zebra quartz umbrella: the reply only the model knows."
+	e2eQuestion = "What is the secret phrase of the octopus?"
+)
+
+// vaultAPI drives the vault through the management proxy like the browser.
+type vaultAPI struct {
+	t   *testing.T
+	c   *api.Client
+	env *xtest.Env
+}
+
+func (v vaultAPI) json(method, path string, body, out any) {
+	v.t.Helper()
+	if err := v.c.JSON(context.Background(), method, "/api/v1/me/agent/vault"+path, body, out); err != nil {
+		v.t.Fatalf("%s %s: %v", method, path, err)
+	}
+}
+
+func (v vaultAPI) deriveKey(password string) crypto.KEK {
+	v.t.Helper()
+	var p struct {
+		Salt string           `json:"salt"`
+		KDF  crypto.KDFParams `json:"kdf"`
+	}
+	v.json("GET", "/params", nil, &p)
+	salt, _ := base64.StdEncoding.DecodeString(p.Salt)
+	k, err := crypto.DeriveKEK([]byte(password), salt, p.KDF)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return k
+}
+
+type chatWS struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+func dialChat(t *testing.T, env *xtest.Env, c *api.Client) *chatWS {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, strings.Replace(env.URL, "http", "ws", 1)+"/api/v1/me/agent/chat",
+		&websocket.DialOptions{HTTPClient: c.HC, HTTPHeader: http.Header{"Origin": {env.URL}}})
+	if err != nil {
+		t.Fatalf("dial chat: %v %v", err, resp)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	cw := &chatWS{t: t, ws: ws}
+	cw.next() // connect.challenge
+	cw.send("c1", "connect", map[string]any{"minProtocol": 3, "maxProtocol": 3,
+		"client": map[string]any{"id": "e2e", "version": "1", "platform": "go", "mode": "test"}, "role": "operator", "scopes": []string{}})
+	if r := cw.until(func(f map[string]any) bool { return f["id"] == "c1" }); r["ok"] != true {
+		t.Fatalf("connect: %v", r)
+	}
+	return cw
+}
+
+func (c *chatWS) send(id, method string, params any) {
+	b, _ := json.Marshal(map[string]any{"type": "req", "id": id, "method": method, "params": params})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *chatWS) next() map[string]any {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, b, err := c.ws.Read(ctx)
+	if err != nil {
+		c.t.Fatalf("chat read: %v", err)
+	}
+	var f map[string]any
+	json.Unmarshal(b, &f)
+	return f
+}
+
+func (c *chatWS) until(match func(map[string]any) bool) map[string]any {
+	c.t.Helper()
+	for {
+		if f := c.next(); match(f) {
+			return f
+		}
+	}
+}
+
+// chatOnce sends a message and returns the number of deltas and the final text.
+func (c *chatWS) chatOnce(session, msg string) (int, string) {
+	c.t.Helper()
+	id := "s" + msg[:3]
+	c.send(id, "chat.send", map[string]any{"sessionKey": session, "message": msg, "idempotencyKey": id})
+	r := c.until(func(f map[string]any) bool { return f["id"] == id })
+	if r["ok"] != true {
+		c.t.Fatalf("chat.send: %v", r)
+	}
+	run := r["payload"].(map[string]any)["runId"]
+	deltas := 0
+	for {
+		f := c.until(func(f map[string]any) bool { return f["event"] == "chat" })
+		p := f["payload"].(map[string]any)
+		if p["runId"] != run {
+			continue
+		}
+		switch p["state"] {
+		case "delta":
+			deltas++
+		case "final":
+			m := p["message"].(map[string]any)["content"].([]any)[0].(map[string]any)
+			return deltas, m["text"].(string)
+		default:
+			c.t.Fatalf("run ended %v", p)
+		}
+	}
+}
+
+// runVaultChat is the API-level main job: create a vault with a password the
+// server never sees, store a provider key in the container, chat with a
+// streamed reply, and find no secret in the platform's files or logs.
+func runVaultChat(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, containerFiles func(userID string) map[string][]byte) {
+	ctx := context.Background()
+	admin, au := env.Admin("alice@example.org")
+	if err := admin.ProvisionAgent(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if _, err := admin.WaitAgent(wctx, api.StateRunning); err != nil {
+		t.Fatal(err)
+	}
+	v := vaultAPI{t: t, c: admin, env: env}
+	k := v.deriveKey(e2ePassword)
+	v.json("POST", "/init", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(k[:])}, nil)
+	fp.SetKey(e2eAPIKey)
+	fp.Script(fakeprovider.Reply{Text: e2eReply})
+	v.json("PUT", "/apikeys/anthropic", map[string]string{"key": e2eAPIKey, "baseUrl": fp.URL()}, nil)
+
+	// The directory holds the container's verified public keys.
+	var keys map[string]any
+	if err := admin.JSON(ctx, "GET", "/api/v1/me/keys", nil, &keys); err != nil || !strings.HasPrefix(keys["ed25519"].(string), "ed25519:") {
+		t.Fatalf("directory: %v %v", keys, err)
+	}
+	cw := dialChat(t, env, admin)
+	deltas, final := cw.chatOnce("main", e2eQuestion)
+	if final != e2eReply || deltas < 2 {
+		t.Fatalf("reply %q after %d deltas", final, deltas)
+	}
+	if got := fp.Requests(); len(got) != 1 || !strings.Contains(string(got[0].Messages), "octopus") {
+		t.Fatalf("provider requests: %+v", got)
+	}
+	// The audit log knows that a provider was configured, not the key.
+	var audit struct {
+		Events []api.AuditEvent `json:"events"`
+	}
+	admin.JSON(ctx, "GET", "/api/v1/audit?action=vault.", nil, &audit)
+	found := false
+	for _, e := range audit.Events {
+		found = found || (e.Action == "vault.provider_configured" && e.Detail["provider"] == "anthropic")
+	}
+	if !found {
+		t.Fatalf("no provider_configured audit event: %+v", audit.Events)
+	}
+	env.Stop() // flush and close everything before reading the bytes
+
+	needles := []string{e2ePassword, e2eAPIKey, e2eReply, e2eQuestion, base64.StdEncoding.EncodeToString(k[:])}
+	check := func(where string, b []byte) {
+		for _, n := range needles {
+			if bytes.Contains(b, []byte(n)) {
+				t.Errorf("%s holds %q in the clear", where, n)
+			}
+		}
+	}
+	check("server log", []byte(env.Log.String()))
+	check("console", []byte(env.Out.String()))
+	filepath.Walk(env.Cfg.DataDir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			b, _ := os.ReadFile(p)
+			check(p, b)
+		}
+		return nil
+	})
+	for name, b := range containerFiles(string(au.ID)) {
+		check("container "+name, b)
+	}
+}
+
+func TestVaultChatProcess(t *testing.T) {
+	env := xtest.NewEnv(t)
+	fp := fakeprovider.New()
+	defer fp.Close()
+	runVaultChat(t, env, fp, func(string) map[string][]byte { return nil }) // process data lives in DataDir
+}
+
+func TestVaultChatDocker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := docker.Ping(ctx); err != nil {
+		xtest.SkipOrFail(t, "no Docker engine answers: "+err.Error())
+	}
+	env := xtest.NewEnv(t, xtest.WithRuntime(config.RuntimeDocker))
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	// The fake provider listens on the agent network's gateway, the one
+	// host address a user container can reach.
+	nw, err := cli.NetworkInspect(ctx, env.Cfg.Network, client.NetworkInspectOptions{})
+	if err != nil || len(nw.Network.IPAM.Config) == 0 {
+		t.Fatalf("inspect network: %v", err)
+	}
+	gw := nw.Network.IPAM.Config[0].Gateway.String()
+	ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := fakeprovider.NewOn(ln)
+	defer fp.Close()
+	runVaultChat(t, env, fp, func(uid string) map[string][]byte {
+		out := map[string][]byte{}
+		res, err := cli.CopyFromContainer(context.Background(), "ocmt-"+uid, client.CopyFromContainerOptions{SourcePath: "/data"})
+		if err != nil {
+			t.Errorf("copy /data: %v", err)
+			return out
+		}
+		defer res.Content.Close()
+		tr := tar.NewReader(res.Content)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			b, _ := io.ReadAll(tr)
+			out[h.Name] = b
+		}
+		if len(out) < 3 {
+			t.Errorf("container /data has only %d files; the check would prove nothing", len(out))
+		}
+		return out
+	})
+}

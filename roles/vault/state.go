@@ -1,0 +1,302 @@
+package vault
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/crypto"
+)
+
+// Files under the data directory (/data in a container).
+const (
+	vaultFileName    = "vault.ocv"         // header + wrapped DEK + sealed secrets (crypto.VaultFile)
+	paramsFileName   = "vault.params.json" // salt and KDF parameters offered before init (not secret)
+	identityFileName = "identity.json"     // signed public-key record (not secret)
+	transcriptDir    = "transcripts"
+)
+
+// Unlock rules.
+const (
+	challengeTTL     = 60 * time.Second
+	maxChallenges    = 32
+	backoffBase      = 250 * time.Millisecond
+	backoffMax       = 5 * time.Minute
+	DefaultAutoLock  = 30 * time.Minute
+	maxProviderBytes = 4096
+)
+
+// secrets is the sealed body of the vault file (JSON).
+type secrets struct {
+	Identity []byte            `json:"identity"` // crypto.Identity.Bytes()
+	APIKeys  map[string]apiKey `json:"apiKeys"`
+	Settings map[string]string `json:"settings,omitempty"`
+}
+
+// apiKey is one model provider credential.
+type apiKey struct {
+	Key     string    `json:"key"`
+	BaseURL string    `json:"baseUrl,omitempty"`
+	Model   string    `json:"model,omitempty"`
+	AddedAt time.Time `json:"addedAt"`
+}
+
+type challenge struct {
+	bytes   []byte
+	expires time.Time
+}
+
+// keyring is the vault's state. The DEK, identity and decrypted secrets are
+// held only while unlocked and are wiped on lock. Guarded by mu.
+type keyring struct {
+	mu       sync.Mutex
+	dir      string
+	now      func() time.Time
+	autoLock time.Duration
+
+	file     *crypto.VaultFile // nil until initialized
+	dek      *crypto.DEK       // nil while locked
+	id       *crypto.Identity  // nil while locked
+	sec      *secrets          // nil while locked
+	tkey     *crypto.SubKey    // transcript key; nil while locked
+	lastUse  time.Time         // wall clock (monotonic reading stripped)
+	chals    map[string]challenge
+	failures int
+	nextTry  time.Time
+}
+
+func newKeyring(dir string, now func() time.Time, autoLock time.Duration) (*keyring, error) {
+	k := &keyring{dir: dir, now: now, autoLock: autoLock, chals: map[string]challenge{}}
+	crypto.CleanTempFiles(dir)
+	b, err := os.ReadFile(filepath.Join(dir, vaultFileName))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("read vault: %w", err)
+	default:
+		f, err := crypto.ParseVaultFile(b)
+		if err != nil {
+			return nil, fmt.Errorf("parse vault: %w", err)
+		}
+		k.file = f
+	}
+	return k, nil
+}
+
+// wall returns now without its monotonic reading, so that durations are
+// measured on the wall clock and time spent paused or suspended counts.
+func (k *keyring) wall() time.Time { return k.now().Round(0) }
+
+// expireLocked locks the vault if it has been unused for autoLock. k.mu held.
+func (k *keyring) expireLocked() {
+	if k.dek != nil && k.wall().Sub(k.lastUse) >= k.autoLock {
+		k.lockLocked()
+	}
+}
+
+func (k *keyring) lockLocked() {
+	if k.dek != nil {
+		k.dek.Zero()
+	}
+	if k.id != nil {
+		k.id.Zero()
+	}
+	if k.tkey != nil {
+		for i := range k.tkey {
+			k.tkey[i] = 0
+		}
+	}
+	if k.sec != nil {
+		clear(k.sec.Identity)
+	}
+	k.dek, k.id, k.sec, k.tkey = nil, nil, nil, nil
+}
+
+// expiresIn is the time until auto-lock (0 when locked). k.mu held.
+func (k *keyring) expiresIn() time.Duration {
+	if k.dek == nil {
+		return 0
+	}
+	d := k.autoLock - k.wall().Sub(k.lastUse)
+	if d < 0 {
+		return 0
+	}
+	return d
+}
+
+// errLocked is the SPEC §11 locked-vault answer.
+func errLocked(publicURL string) error {
+	return &api.Error{Status: http.StatusLocked, Code: "vault_locked",
+		Msg: "your vault is locked; unlock it to continue", Extra: map[string]any{"unlockUrl": unlockURL(publicURL)}}
+}
+
+func unlockURL(publicURL string) string { return publicURL + "/#unlock" }
+
+// use marks the vault used (extending auto-lock) and returns the unlocked
+// secrets, or a vault_locked error. k.mu held.
+func (k *keyring) useLocked(publicURL string) error {
+	if k.file == nil {
+		return api.Conflict("vault_not_initialized", "create your vault first")
+	}
+	k.expireLocked()
+	if k.dek == nil {
+		return errLocked(publicURL)
+	}
+	k.lastUse = k.wall()
+	return nil
+}
+
+// params returns the salt and KDF parameters: the vault's own once
+// initialized, else the ones offered for init (created once and kept).
+func (k *keyring) params() ([]byte, crypto.KDFParams, error) {
+	if k.file != nil {
+		return k.file.Salt(), k.file.KDF(), nil
+	}
+	path := filepath.Join(k.dir, paramsFileName)
+	var p struct {
+		Salt []byte           `json:"salt"`
+		KDF  crypto.KDFParams `json:"kdf"`
+	}
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &p) == nil && len(p.Salt) >= 16 && p.KDF.Validate() == nil {
+		return p.Salt, p.KDF, nil
+	}
+	salt, err := crypto.NewSalt()
+	if err != nil {
+		return nil, crypto.KDFParams{}, err
+	}
+	p.Salt, p.KDF = salt, crypto.DefaultKDFParams()
+	b, _ := json.Marshal(p)
+	if err := crypto.WriteFileAtomic(path, b, 0o600); err != nil {
+		return nil, crypto.KDFParams{}, fmt.Errorf("store params: %w", err)
+	}
+	return p.Salt, p.KDF, nil
+}
+
+func decodeKey(b64 string) (*crypto.KEK, error) {
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(b) != 32 {
+		return nil, api.BadRequest("invalid_key", "derivedKey must be 32 bytes, base64")
+	}
+	k, err := crypto.KEKFromBytes(b)
+	clear(b)
+	if err != nil {
+		return nil, api.BadRequest("invalid_key", "derivedKey must be 32 bytes, base64")
+	}
+	return &k, nil
+}
+
+// newChallenge issues a single-use unlock challenge. k.mu held.
+func (k *keyring) newChallengeLocked() (string, []byte) {
+	now := k.wall()
+	for id, c := range k.chals {
+		if now.After(c.expires) {
+			delete(k.chals, id)
+		}
+	}
+	if len(k.chals) >= maxChallenges { // drop the oldest
+		var oldest string
+		for id, c := range k.chals {
+			if oldest == "" || c.expires.Before(k.chals[oldest].expires) {
+				oldest = id
+			}
+		}
+		delete(k.chals, oldest)
+	}
+	idb := make([]byte, 16)
+	rand.Read(idb)
+	ch := make([]byte, 32)
+	rand.Read(ch)
+	id := base64.RawURLEncoding.EncodeToString(idb)
+	k.chals[id] = challenge{bytes: ch, expires: now.Add(challengeTTL)}
+	return id, ch
+}
+
+// takeChallenge consumes a challenge and checks the proof
+// HMAC-SHA256(key=derivedKey, msg=challenge). k.mu held.
+func (k *keyring) checkProofLocked(challengeID, proofB64 string, kek *crypto.KEK) error {
+	c, ok := k.chals[challengeID]
+	delete(k.chals, challengeID) // single use, whatever happens next
+	if !ok || k.wall().After(c.expires) {
+		return api.E(http.StatusBadRequest, "challenge_invalid", "the unlock challenge is unknown, used or expired; request a new one")
+	}
+	proof, err := base64.StdEncoding.DecodeString(proofB64)
+	if err != nil {
+		return api.BadRequest("invalid_proof", "proof must be base64")
+	}
+	if !crypto.VerifyUnlockProof(kek, c.bytes, proof) {
+		return api.E(http.StatusUnauthorized, "bad_proof", "the proof does not match the challenge")
+	}
+	return nil
+}
+
+// backoffLocked refuses attempts during the backoff after failures. k.mu held.
+func (k *keyring) backoffLocked() error {
+	now := k.wall()
+	if now.Before(k.nextTry) {
+		wait := k.nextTry.Sub(now)
+		return &api.Error{Status: http.StatusTooManyRequests, Code: "unlock_backoff",
+			Msg:   fmt.Sprintf("too many failed attempts; try again in %d s", int(wait.Seconds())+1),
+			Extra: map[string]any{"retryAfterMs": wait.Milliseconds()}}
+	}
+	return nil
+}
+
+// failLocked records a failed attempt: the next one waits 250 ms × 2^(n-1),
+// at most 5 minutes. k.mu held.
+func (k *keyring) failLocked() {
+	k.failures++
+	d := backoffBase << min(k.failures-1, 20)
+	if d > backoffMax || d <= 0 {
+		d = backoffMax
+	}
+	k.nextTry = k.wall().Add(d)
+}
+
+// openLocked decrypts the body and identity with dek and keeps them. k.mu held.
+func (k *keyring) openLocked(dek crypto.DEK) error {
+	body, err := k.file.OpenBody(&dek)
+	if err != nil {
+		return fmt.Errorf("open vault body: %w", err)
+	}
+	var s secrets
+	err = json.Unmarshal(body, &s)
+	clear(body)
+	if err != nil {
+		return fmt.Errorf("decode vault body: %w", err)
+	}
+	if s.APIKeys == nil {
+		s.APIKeys = map[string]apiKey{}
+	}
+	id, err := crypto.IdentityFromBytes(s.Identity)
+	if err != nil {
+		return err
+	}
+	tk, err := crypto.TranscriptKey(&dek)
+	if err != nil {
+		return err
+	}
+	k.dek, k.sec, k.id, k.tkey = &dek, &s, id, &tk
+	k.lastUse = k.wall()
+	return nil
+}
+
+// saveLocked re-seals the secrets and writes the vault file atomically. k.mu held.
+func (k *keyring) saveLocked() error {
+	body, err := json.Marshal(k.sec)
+	if err != nil {
+		return err
+	}
+	defer clear(body)
+	if err := k.file.SealBody(k.dek, body); err != nil {
+		return err
+	}
+	return crypto.WriteFileAtomic(filepath.Join(k.dir, vaultFileName), k.file.Marshal(), 0o600)
+}

@@ -1,0 +1,409 @@
+package vault
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/crypto"
+	"github.com/ocmt/ocmt/roles/web"
+)
+
+// Wire types of the container vault API (SPEC §11, below /vault).
+type (
+	publicKeysJSON struct {
+		Ed25519 string `json:"ed25519"`
+		X25519  string `json:"x25519"`
+	}
+	statusJSON struct {
+		Initialized bool            `json:"initialized"`
+		Locked      bool            `json:"locked"`
+		ExpiresIn   int64           `json:"expiresIn"` // seconds until auto-lock; 0 when locked
+		PublicKeys  *publicKeysJSON `json:"publicKeys"`
+	}
+	paramsJSON struct {
+		Salt string           `json:"salt"`
+		KDF  crypto.KDFParams `json:"kdf"`
+	}
+	unlockReq struct {
+		ChallengeID string `json:"challengeId"`
+		DerivedKey  string `json:"derivedKey"`
+		Proof       string `json:"proof"`
+	}
+	passwordReq struct {
+		unlockReq
+		NewDerivedKey string           `json:"newDerivedKey"`
+		NewSalt       string           `json:"newSalt"`
+		NewKDF        crypto.KDFParams `json:"newKdf"`
+	}
+	apiKeyReq struct {
+		Key     string `json:"key"`
+		BaseURL string `json:"baseUrl"`
+		Model   string `json:"model"`
+	}
+	providerJSON struct {
+		Provider string    `json:"provider"`
+		BaseURL  string    `json:"baseUrl,omitempty"`
+		Model    string    `json:"model,omitempty"`
+		AddedAt  time.Time `json:"addedAt"`
+	}
+)
+
+func (s *Server) vaultRoutes(g *echo.Group) {
+	g.GET("/status", s.status)
+	g.GET("/params", s.params)
+	g.GET("/identity", s.identity)
+	g.POST("/init", s.init)
+	g.POST("/unlock/challenge", s.challenge)
+	g.POST("/unlock", s.unlock)
+	g.POST("/lock", s.lock)
+	g.POST("/extend", s.extend)
+	g.POST("/password", s.password)
+	g.GET("/apikeys", s.listAPIKeys)
+	g.PUT("/apikeys/:provider", s.putAPIKey)
+	g.DELETE("/apikeys/:provider", s.deleteAPIKey)
+}
+
+func (s *Server) publicKeys() *publicKeysJSON {
+	rec, err := s.readIdentity()
+	if err != nil {
+		return nil
+	}
+	return &publicKeysJSON{Ed25519: rec.Ed25519, X25519: rec.X25519}
+}
+
+func (s *Server) readIdentity() (crypto.KeyRecord, error) {
+	b, err := os.ReadFile(filepath.Join(s.dataDir, identityFileName))
+	if err != nil {
+		return crypto.KeyRecord{}, err
+	}
+	var sr crypto.SignedKeyRecord
+	if err := jsonUnmarshal(b, &sr); err != nil {
+		return crypto.KeyRecord{}, err
+	}
+	return crypto.VerifyKeyRecord(sr)
+}
+
+func (s *Server) status(c echo.Context) error {
+	k := s.keys
+	k.mu.Lock()
+	k.expireLocked()
+	st := statusJSON{Initialized: k.file != nil, Locked: k.dek == nil, ExpiresIn: int64(k.expiresIn().Seconds())}
+	k.mu.Unlock()
+	if st.Initialized {
+		st.PublicKeys = s.publicKeys()
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) params(c echo.Context) error {
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	salt, p, err := k.params()
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, paramsJSON{Salt: base64.StdEncoding.EncodeToString(salt), KDF: p})
+}
+
+// identity serves the signed public-key record for the directory.
+func (s *Server) identity(c echo.Context) error {
+	b, err := os.ReadFile(filepath.Join(s.dataDir, identityFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return api.NotFound("the vault has no identity yet")
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSONBlob(http.StatusOK, b)
+}
+
+func (s *Server) init(c echo.Context) error {
+	var req struct {
+		DerivedKey string `json:"derivedKey"`
+	}
+	if err := web.Bind(c, &req); err != nil {
+		return err
+	}
+	kek, err := decodeKey(req.DerivedKey)
+	if err != nil {
+		return err
+	}
+	defer kek.Zero()
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.file != nil {
+		return api.Conflict("already_initialized", "this vault already exists")
+	}
+	salt, params, err := k.params()
+	if err != nil {
+		return err
+	}
+	id, err := crypto.NewIdentity()
+	if err != nil {
+		return err
+	}
+	var sec secrets
+	sec.Identity = id.Bytes()
+	sec.APIKeys = map[string]apiKey{}
+	body, err := jsonMarshal(&sec)
+	if err != nil {
+		return err
+	}
+	f, dek, err := crypto.NewVaultFile(kek, salt, params, body)
+	clear(body)
+	if err != nil {
+		return err
+	}
+	pub := id.Public()
+	signed, err := id.SignKeyRecord(crypto.KeyRecord{Ed25519: pub.Ed25519Text(), X25519: pub.X25519Text(), Subject: s.userID, IssuedAt: k.wall().Unix()})
+	if err != nil {
+		return err
+	}
+	sb, err := jsonMarshal(signed)
+	if err != nil {
+		return err
+	}
+	// Identity record first: a crash before the vault file leaves an
+	// uninitialized vault whose next init replaces it.
+	if err := crypto.WriteFileAtomic(filepath.Join(s.dataDir, identityFileName), sb, 0o600); err != nil {
+		return err
+	}
+	if err := crypto.WriteFileAtomic(filepath.Join(s.dataDir, vaultFileName), f.Marshal(), 0o600); err != nil {
+		return err
+	}
+	k.file = f
+	if err := k.openLocked(dek); err != nil {
+		return err
+	}
+	s.log.Info("vault created")
+	return c.JSON(http.StatusCreated, map[string]any{"publicKeys": publicKeysJSON{Ed25519: pub.Ed25519Text(), X25519: pub.X25519Text()}})
+}
+
+func (s *Server) challenge(c echo.Context) error {
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.file == nil {
+		return api.Conflict("vault_not_initialized", "create your vault first")
+	}
+	id, ch := k.newChallengeLocked()
+	return c.JSON(http.StatusOK, map[string]string{"challengeId": id, "challenge": base64.StdEncoding.EncodeToString(ch)})
+}
+
+// checkUnlockLocked runs the unlock checks in order: backoff, challenge and
+// proof, then the AEAD (the real check). It returns the DEK. k.mu held.
+func (s *Server) checkUnlockLocked(req unlockReq) (crypto.DEK, error) {
+	k := s.keys
+	if k.file == nil {
+		return crypto.DEK{}, api.Conflict("vault_not_initialized", "create your vault first")
+	}
+	if err := k.backoffLocked(); err != nil {
+		return crypto.DEK{}, err
+	}
+	kek, err := decodeKey(req.DerivedKey)
+	if err != nil {
+		return crypto.DEK{}, err
+	}
+	defer kek.Zero()
+	if err := k.checkProofLocked(req.ChallengeID, req.Proof, kek); err != nil {
+		if ae, ok := api.AsError(err); ok && ae.Code == "bad_proof" {
+			k.failLocked()
+		}
+		return crypto.DEK{}, err
+	}
+	dek, err := k.file.Unlock(kek)
+	if err != nil {
+		k.failLocked()
+		s.log.Warn("unlock failed: wrong key", "failures", k.failures)
+		return crypto.DEK{}, api.E(http.StatusUnauthorized, "wrong_key", "wrong password")
+	}
+	k.failures = 0
+	return dek, nil
+}
+
+func (s *Server) unlock(c echo.Context) error {
+	var req unlockReq
+	if err := web.Bind(c, &req); err != nil {
+		return err
+	}
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	dek, err := s.checkUnlockLocked(req)
+	if err != nil {
+		return err
+	}
+	k.lockLocked()
+	if err := k.openLocked(dek); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]int64{"expiresIn": int64(k.expiresIn().Seconds())})
+}
+
+func (s *Server) lock(c echo.Context) error {
+	k := s.keys
+	k.mu.Lock()
+	k.lockLocked()
+	k.mu.Unlock()
+	s.abortAllRuns()
+	return c.JSON(http.StatusOK, map[string]int64{"expiresIn": 0})
+}
+
+func (s *Server) extend(c echo.Context) error {
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]int64{"expiresIn": int64(k.expiresIn().Seconds())})
+}
+
+// password changes the password: it proves the old key like an unlock, then
+// re-wraps the DEK under the new key with a new salt (the data stays sealed
+// under the same DEK).
+func (s *Server) password(c echo.Context) error {
+	var req passwordReq
+	if err := web.Bind(c, &req); err != nil {
+		return err
+	}
+	salt, err := base64.StdEncoding.DecodeString(req.NewSalt)
+	if err != nil || len(salt) < 16 || len(salt) > 64 {
+		return api.BadRequest("invalid_salt", "newSalt must be 16 to 64 bytes, base64")
+	}
+	if err := req.NewKDF.Validate(); err != nil {
+		return api.BadRequest("invalid_kdf", "newKdf: "+err.Error())
+	}
+	def := crypto.DefaultKDFParams()
+	if req.NewKDF.MemoryKiB < def.MemoryKiB/2 || req.NewKDF.Iterations < 2 {
+		return api.BadRequest("weak_kdf", "newKdf is weaker than this server allows")
+	}
+	newKEK, err := decodeKey(req.NewDerivedKey)
+	if err != nil {
+		return err
+	}
+	defer newKEK.Zero()
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	oldKEK, err := decodeKey(req.DerivedKey)
+	if err != nil {
+		return err
+	}
+	defer oldKEK.Zero()
+	dek, err := s.checkUnlockLocked(req.unlockReq)
+	if err != nil {
+		return err
+	}
+	dek.Zero()
+	next, err := crypto.ParseVaultFile(k.file.Marshal()) // work on a copy
+	if err != nil {
+		return err
+	}
+	if err := next.Rewrap(oldKEK, newKEK, salt, req.NewKDF); err != nil {
+		return err
+	}
+	if err := crypto.WriteFileAtomic(filepath.Join(s.dataDir, vaultFileName), next.Marshal(), 0o600); err != nil {
+		return err
+	}
+	k.file = next
+	s.log.Info("vault password changed")
+	return c.NoContent(http.StatusNoContent)
+}
+
+var providerRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{1,31}$`)
+
+func (s *Server) listAPIKeys(c echo.Context) error {
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		return err
+	}
+	out := []providerJSON{}
+	for p, v := range k.sec.APIKeys {
+		out = append(out, providerJSON{Provider: p, BaseURL: v.BaseURL, Model: v.Model, AddedAt: v.AddedAt})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Provider < out[j].Provider })
+	return c.JSON(http.StatusOK, map[string]any{"providers": out})
+}
+
+func (s *Server) putAPIKey(c echo.Context) error {
+	provider := c.Param("provider")
+	if !knownProvider(provider) {
+		return api.BadRequest("invalid_provider", "provider must be anthropic or openai (use openai with a baseUrl for compatible servers)")
+	}
+	var req apiKeyReq
+	if err := web.Bind(c, &req); err != nil {
+		return err
+	}
+	req.Key = strings.TrimSpace(req.Key)
+	if req.Key == "" || len(req.Key) > maxProviderBytes || strings.ContainsAny(req.Key, "\r\n") {
+		return api.BadRequest("invalid_key", "the API key is empty or malformed")
+	}
+	if req.BaseURL != "" && !validBaseURL(req.BaseURL) {
+		return api.BadRequest("invalid_base_url", "baseUrl must be an http(s) URL")
+	}
+	if len(req.Model) > 200 {
+		return api.BadRequest("invalid_model", "model name too long")
+	}
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		return err
+	}
+	old, had := k.sec.APIKeys[provider]
+	k.sec.APIKeys[provider] = apiKey{Key: req.Key, BaseURL: req.BaseURL, Model: req.Model, AddedAt: k.wall().UTC()}
+	if k.sec.Settings == nil {
+		k.sec.Settings = map[string]string{}
+	}
+	k.sec.Settings["defaultProvider"] = provider
+	if err := k.saveLocked(); err != nil {
+		if had {
+			k.sec.APIKeys[provider] = old
+		} else {
+			delete(k.sec.APIKeys, provider)
+		}
+		return err
+	}
+	return c.JSON(http.StatusOK, providerJSON{Provider: provider, BaseURL: req.BaseURL, Model: req.Model, AddedAt: k.sec.APIKeys[provider].AddedAt})
+}
+
+func (s *Server) deleteAPIKey(c echo.Context) error {
+	provider := c.Param("provider")
+	if !providerRE.MatchString(provider) {
+		return api.BadRequest("invalid_provider", "invalid provider name")
+	}
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		return err
+	}
+	old, had := k.sec.APIKeys[provider]
+	if !had {
+		return api.NotFound("no key for this provider")
+	}
+	delete(k.sec.APIKeys, provider)
+	if k.sec.Settings["defaultProvider"] == provider {
+		delete(k.sec.Settings, "defaultProvider")
+	}
+	if err := k.saveLocked(); err != nil {
+		k.sec.APIKeys[provider] = old
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
