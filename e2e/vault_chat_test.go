@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -193,6 +194,33 @@ func runVaultChat(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, contain
 	if !found {
 		t.Fatalf("no provider_configured audit event: %+v", audit.Events)
 	}
+	// History survives a container restart: stop, wake (the vault comes back
+	// locked, the key was only in memory), unlock, read.
+	if err := admin.AdminAction(ctx, string(au.ID), api.ActionStop); err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Locked bool `json:"locked"`
+	}
+	v.json("GET", "/status", nil, &st)
+	if !st.Locked {
+		t.Fatal("vault unlocked after a container restart")
+	}
+	var ch struct {
+		ChallengeID string `json:"challengeId"`
+		Challenge   string `json:"challenge"`
+	}
+	v.json("POST", "/unlock/challenge", nil, &ch)
+	chb, _ := base64.StdEncoding.DecodeString(ch.Challenge)
+	v.json("POST", "/unlock", map[string]string{"challengeId": ch.ChallengeID, "derivedKey": base64.StdEncoding.EncodeToString(k[:]),
+		"proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&k, chb))}, nil)
+	cw = dialChat(t, env, admin)
+	cw.send("h1", "chat.history", map[string]any{"sessionKey": "main"})
+	h := cw.until(func(f map[string]any) bool { return f["id"] == "h1" })
+	if !strings.Contains(fmt.Sprint(h), e2eReply) {
+		t.Fatalf("history after restart: %v", h)
+	}
+
 	env.Stop() // flush and close everything before reading the bytes
 
 	needles := []string{e2ePassword, e2eAPIKey, e2eReply, e2eQuestion, base64.StdEncoding.EncodeToString(k[:])}

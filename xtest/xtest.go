@@ -9,6 +9,9 @@ package xtest
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -329,4 +332,30 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("not within %s: %v", timeout, err)
+}
+
+// ContainerAccess returns the base URL of a user's vault and the
+// per-container secret the proxy would inject, read from the database like
+// the agent role does. Tests use it to measure the proxy against a direct
+// connection.
+func (e *Env) ContainerAccess(userID string) (endpoint, secret string) {
+	e.t.Helper()
+	ctx := context.Background()
+	st, err := store.OpenReadOnly(ctx, filepath.Join(e.Cfg.DataDir, store.FileName))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer st.Close()
+	rec, err := st.ContainerByUser(ctx, store.UserID(userID))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	key, err := st.GetKV(ctx, "agent.container-secret-key")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("ocmt container secret v1\x00"))
+	m.Write([]byte(userID))
+	return rec.Endpoint, hex.EncodeToString(m.Sum(nil))
 }

@@ -345,3 +345,32 @@ func TestIdentityRecordVerifies(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// TestMCPThroughVault lists and calls the agent tools over MCP with the
+// container secret, as an external agent runtime in the container would.
+func TestMCPThroughVault(t *testing.T) {
+	v := newTestVault(t, "")
+	v.create("correct horse battery staple")
+	call := func(body string) string {
+		req, _ := http.NewRequest("POST", v.srv.URL+"/mcp", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set(api.ContainerSecretHeader, testSecret)
+		req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	list := call(`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`)
+	if !strings.Contains(list, "ocmt_vault_status") || !strings.Contains(list, "ocmt_unlock_link") {
+		t.Fatalf("tools/list: %s", list)
+	}
+	res := call(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ocmt_unlock_link","arguments":{}}}`)
+	if !strings.Contains(res, "https://ocmt.example/#unlock") {
+		t.Fatalf("tools/call: %s", res)
+	}
+}
