@@ -27,7 +27,7 @@ func BenchmarkTranscriptAppend(b *testing.B) {
 				}
 			}
 			tr.counts, tr.ends = map[string]uint64{}, map[string]int64{} // as after a restart
-			if err := tr.Append(&key, "big", msg); err != nil { // first append rescans once
+			if err := tr.Append(&key, "big", msg); err != nil {          // first append rescans once
 				b.Fatal(err)
 			}
 			b.ResetTimer()
