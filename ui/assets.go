@@ -205,6 +205,13 @@ func AssetURL(name string) string {
 	return "/static/" + name
 }
 
+// WorkerCSP is the Content-Security-Policy the asset handler sends with
+// JavaScript files. Browsers ignore it for page scripts but apply it to a
+// Web Worker's global scope, where kdf-worker.js imports Go's wasm_exec.js,
+// fetches kdf.wasm and compiles it (hence 'wasm-unsafe-eval'; SPEC §9).
+const WorkerCSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; " +
+	"base-uri 'none'; require-trusted-types-for 'script'"
+
 // Assets returns the handler for embedded static files, to be mounted at
 // /static/ (it accepts request paths with or without that prefix).
 //
@@ -214,7 +221,8 @@ func AssetURL(name string) string {
 // and outside links. Anything else, including a stale hash, is 404. Only
 // GET and HEAD are allowed (405 otherwise). Content-Type is set from the
 // extension (text/javascript for .js, application/wasm for .wasm, ...) and
-// nosniff is always sent.
+// nosniff is always sent. JavaScript files carry [WorkerCSP], replacing any
+// policy set before (it only governs workers started from them).
 func Assets() http.Handler {
 	return assetHandler{assets}
 }
@@ -243,5 +251,8 @@ func (h assetHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Cache-Control", cache)
 	hd.Set("ETag", a.etag)
 	hd.Set("X-Content-Type-Options", "nosniff")
+	if strings.HasPrefix(a.ctype, "text/javascript") {
+		hd.Set("Content-Security-Policy", WorkerCSP)
+	}
 	http.ServeContent(w, r, a.name, time.Time{}, bytes.NewReader(a.body))
 }

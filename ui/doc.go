@@ -16,7 +16,8 @@
 //	connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none';
 //	require-trusted-types-for 'script'
 //
-// so there is no inline <script> or <style>, no style= or on*= attribute and
+// (plus 'wasm-unsafe-eval' in script-src on the "app" page, see below) so
+// there is no inline <script> or <style>, no style= or on*= attribute and
 // no javascript: URL. The one entry module, static/app.js, imports the page
 // modules (signin.js, agent.js, admin.js) and the helpers (api.js for fetch,
 // CSRF header and error parsing; dom.js for building elements), picks the
@@ -25,6 +26,28 @@
 // createElement and textContent only; innerHTML and friends would be blocked
 // by Trusted Types anyway. Tests scan templates, static files and rendered
 // pages for violations and run `node --check` on every module.
+//
+// # Vault and chat ("app" page)
+//
+// Once the container runs, agent.js hands over to workspace.js: the vault
+// bar, lock/extend and the unlock dialog (vault.js), the first-run wizard
+// (onboarding.js), the "Vault & keys" tab with providers and the password
+// change (settings.js), and the chat (chat.js over gateway.js and
+// protocol.js, the OpenClaw gateway v3 subset of SPEC §5.5, with assistant
+// Markdown rendered to DOM nodes by markdown.js). The vault password is
+// stretched in the browser (SPEC §5.1): kdf.js starts kdf-worker.js as a
+// module Web Worker, which loads Go's wasm/wasm_exec.js and the project's
+// wasm/kdf.wasm (crypto/wasm) and calls ocmtDeriveKey. The worker URL is a
+// TrustedScriptURL from the page's one Trusted Types policy, "ocmt"
+// (trusted.js), which allows only same-origin /static/ URLs. Compiling the
+// wasm needs 'wasm-unsafe-eval': browsers following CSP Level 3 (Chromium,
+// checked) take a dedicated worker's policy from the worker script's
+// response, so [Assets] sends [WorkerCSP]
+// with every JS file; browsers that let workers inherit the page's policy
+// need it on the page too, so Render's default for "app" includes it and a
+// caller that sets its own CSP for "app" should add it. The pure modules
+// (markdown.js, password.js, protocol.js, gateway.js, vaultcrypto.js,
+// trusted.js) have node unit tests in testdata/js, run by TestJSUnits.
 //
 // # Asset URLs
 //

@@ -71,6 +71,13 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; " +
 	"require-trusted-types-for 'script'"
 
+// appContentSecurityPolicy is contentSecurityPolicy plus 'wasm-unsafe-eval',
+// for the "app" page, whose key derivation worker compiles WebAssembly
+// (browsers that give a worker its owner's policy need it on the page).
+const appContentSecurityPolicy = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; " +
+	"require-trusted-types-for 'script'"
+
 // Render writes the named page with status. Pages: "signin", "verify",
 // "message", "app", "admin" (see the templates for the Data keys each
 // uses). It sets Content-Type text/html; charset=utf-8 and Cache-Control
@@ -112,7 +119,11 @@ func Render(w http.ResponseWriter, status int, page string, p Page) error {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	if h.Get("Content-Security-Policy") == "" {
-		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		if page == "app" {
+			h.Set("Content-Security-Policy", appContentSecurityPolicy)
+		} else {
+			h.Set("Content-Security-Policy", contentSecurityPolicy)
+		}
 	}
 	if h.Get("X-Content-Type-Options") == "" {
 		h.Set("X-Content-Type-Options", "nosniff")

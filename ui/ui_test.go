@@ -35,7 +35,14 @@ var renderCases = []struct {
 		[]string{"Link expired", "Links work for 15 minutes.", `href="/signin"`, "Request a new link", "<title>ocmt · Link expired</title>"}, nil},
 	{"message", 400, Page{Data: map[string]string{"heading": "Bad link"}}, []string{"Bad link"}, []string{`class="btn btn-primary" href`}},
 	{"app", 200, Page{CSRF: "c4", User: &User{ID: "u2", Email: "bob@example.com"}},
-		[]string{`id="agent-state"`, `data-state=`, `data-action="provision"`, "Create my agent", `data-action="logout"`, "My agent", "Isolation is weaker:", "this server runs agents as processes, not containers", `aria-current="page"`},
+		[]string{`id="agent-state"`, `data-state=`, `data-action="provision"`, "Create my agent", `data-action="logout"`, "My agent", "Isolation is weaker:", "this server runs agents as processes, not containers", `aria-current="page"`,
+			// vault, onboarding and chat (workspace.js)
+			`id="vault-state" class="vault-state" data-locked="true"`, `id="vault-lock"`, `id="vault-extend"`, `<dialog id="unlock-dialog"`, `id="unlock-password"`, `id="unlock-submit"`,
+			`id="onboarding"`, `id="vault-password"`, `id="vault-password-confirm"`, `id="provider-setup-form"`,
+			`id="chat-input"`, `id="chat-send"`, `id="chat-stop"`, `id="chat-messages"`, `id="session-list"`, `id="new-session"`,
+			`id="provider-list"`, `id="provider-form"`, `id="password-form"`,
+			`data-worker="` + AssetURL("kdf-worker.js") + `"`, `data-wasm="` + AssetURL("wasm/kdf.wasm") + `"`, `data-wasm-exec="` + AssetURL("wasm/wasm_exec.js") + `"`,
+			`name="username" autocomplete="username" value="bob@example.com"`},
 		[]string{`href="/admin"`}},
 	{"admin", 200, Page{CSRF: "c5", User: admin}, []string{`href="/admin" aria-current="page"`, `id="invite-form"`, `id="containers-body"`, `id="users-body"`, `data-action="logout"`}, nil},
 }
@@ -156,6 +163,7 @@ var (
 	jsURL       = regexp.MustCompile(`(?i)javascript:`)
 	htmlSinks   = regexp.MustCompile(`innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function\(|setAttribute\(\s*['"](on|style)`)
 	setTimeoutS = regexp.MustCompile(`set(Timeout|Interval)\(\s*['"]`)
+	workerSink  = regexp.MustCompile(`new\s+(Shared)?Worker\(\s*`)
 )
 
 // checkHTML fails when markup would need a CSP exception.
@@ -205,6 +213,15 @@ func TestEmbeddedFilesCSPClean(t *testing.T) {
 			if jsURL.MatchString(s) || styleTag.MatchString(s) || styleAttr.MatchString(s) {
 				t.Errorf("%s: javascript: URL or style", p)
 			}
+			// Script URLs pass the "ocmt" Trusted Types policy (trusted.js).
+			for _, i := range workerSink.FindAllStringIndex(s, -1) {
+				if !strings.HasPrefix(s[i[1]:], "scriptURL(") {
+					t.Errorf("%s: %q without scriptURL()", p, s[i[0]:i[1]])
+				}
+			}
+			if strings.Contains(s, "importScripts(") {
+				t.Errorf("%s: importScripts (use a module worker)", p)
+			}
 		case ".svg", ".html":
 			checkHTML(t, p, s)
 		case ".css":
@@ -218,7 +235,9 @@ func TestEmbeddedFilesCSPClean(t *testing.T) {
 	if err != nil || n == 0 {
 		t.Fatalf("walk static: %v (%d files)", err, n)
 	}
-	for _, name := range []string{"app.js", "api.js", "dom.js", "agent.js", "admin.js", "signin.js", "app.css", "logo.svg"} {
+	for _, name := range []string{"app.js", "api.js", "dom.js", "agent.js", "admin.js", "signin.js", "app.css", "logo.svg",
+		"workspace.js", "vault.js", "onboarding.js", "settings.js", "chat.js", "gateway.js", "protocol.js", "markdown.js",
+		"password.js", "meter.js", "kdf.js", "kdf-worker.js", "trusted.js", "vaultcrypto.js", "lock.svg", "unlock.svg"} {
 		if _, ok := assets.byName[name]; !ok {
 			t.Errorf("static/%s missing", name)
 		}
@@ -395,6 +414,37 @@ func TestEmbeddedImportsHashed(t *testing.T) {
 			if _, ok := assets.byHashed[m[1]]; !ok {
 				t.Errorf("%s imports %q, which is not a hashed asset", name, m[1])
 			}
+		}
+	}
+}
+
+func TestWorkerAndAppCSP(t *testing.T) {
+	h := Assets()
+	for name, want := range map[string]string{"kdf-worker.js": WorkerCSP, "app.js": WorkerCSP, "app.css": "", "logo.svg": ""} {
+		rec := httptest.NewRecorder()
+		rec.Header().Set("Content-Security-Policy", "") // as if middleware set nothing
+		h.ServeHTTP(rec, httptest.NewRequest("GET", AssetURL(name), nil))
+		if rec.Code != 200 {
+			t.Fatalf("GET %s: %d", name, rec.Code)
+		}
+		if got := rec.Header().Get("Content-Security-Policy"); got != want {
+			t.Errorf("%s: CSP %q, want %q", name, got, want)
+		}
+	}
+	if !strings.Contains(WorkerCSP, "'wasm-unsafe-eval'") || strings.Contains(WorkerCSP, " 'unsafe-eval'") {
+		t.Errorf("WorkerCSP = %q", WorkerCSP)
+	}
+	for page, wasm := range map[string]bool{"app": true, "signin": false, "admin": false} {
+		rec := httptest.NewRecorder()
+		if err := Render(rec, 200, page, Page{User: admin}); err != nil {
+			t.Fatal(err)
+		}
+		csp := rec.Header().Get("Content-Security-Policy")
+		if got := strings.Contains(csp, "script-src 'self' 'wasm-unsafe-eval';"); got != wasm {
+			t.Errorf("%s: CSP %q (wasm-unsafe-eval: %v, want %v)", page, csp, got, wasm)
+		}
+		if !strings.Contains(csp, "require-trusted-types-for 'script'") || strings.Contains(csp, "'unsafe-inline'") {
+			t.Errorf("%s: CSP %q", page, csp)
 		}
 	}
 }

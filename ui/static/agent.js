@@ -1,9 +1,11 @@
 // agent.js — the "My agent" page: shows the caller's container and its
 // provisioning progress, polling GET /api/v1/me/agent (700 ms while
 // provisioning, else 5 s). Provisioning starts by itself on first load when
-// there is no container yet (SPEC §3 step 3).
+// there is no container yet (SPEC §3 step 3). Once the container runs,
+// workspace.js takes over below the card: vault, onboarding and chat.
 import { get, post } from './api.js';
 import { $, busy, fullTime, knownState, setText, setTime, show, stateLabels, status } from './dom.js';
+import { actions as workspaceActions, containerState } from './workspace.js';
 
 const fastPollMs = 700;
 const slowPollMs = 5000;
@@ -90,6 +92,7 @@ function render(info) {
 
   show('agent-provision', state === 'none');
   show('agent-wake', state === 'paused' || state === 'stopped');
+  containerState(state);
 }
 
 function renderProgress(progress) {
@@ -130,6 +133,7 @@ async function provision(button, message) {
 }
 
 export const actions = {
+  ...workspaceActions,
   provision: (el) => provision(el, 'Creating your agent…'),
   wake: (el) => provision(el, 'Waking your agent…'),
 };

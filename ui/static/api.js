@@ -1,6 +1,7 @@
 // api.js — fetch wrapper for the ocmt HTTP API (SPEC §11): JSON bodies, the
 // CSRF header on state-changing requests, and {"error":{"code","message"}}
-// bodies turned into APIError.
+// bodies turned into APIError (with unlockUrl and retryAfterMs when the
+// error carries them).
 
 /** APIError is thrown for non-2xx answers and network failures (status 0). */
 export class APIError extends Error {
@@ -71,6 +72,9 @@ export async function request(method, path, body) {
     const message = typeof e.message === 'string' && e.message ? e.message : fallbackMessage(res.status);
     const err = new APIError(res.status, code, message);
     if (typeof e.unlockUrl === 'string') err.unlockUrl = e.unlockUrl;
+    const retry = Number(e.retryAfterMs);
+    if (Number.isFinite(retry) && retry >= 0) err.retryAfterMs = retry;
+    else if (res.status === 429 && /^\d+$/.test(res.headers.get('Retry-After') || '')) err.retryAfterMs = Number(res.headers.get('Retry-After')) * 1000;
     throw err;
   }
   return { status: res.status, data };
@@ -78,3 +82,5 @@ export async function request(method, path, body) {
 
 export const get = (path) => request('GET', path);
 export const post = (path, body) => request('POST', path, body);
+export const put = (path, body) => request('PUT', path, body);
+export const del = (path) => request('DELETE', path);

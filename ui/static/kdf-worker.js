@@ -1,0 +1,53 @@
+// kdf-worker.js — a module Web Worker that derives the vault key with the
+// project's Go crypto compiled to WebAssembly (static/wasm/kdf.wasm and
+// Go's static/wasm/wasm_exec.js), so the page stays responsive during the
+// seconds Argon2id takes. kdf.js starts one worker per derivation and
+// terminates it afterwards, which also drops the password and the 64 MiB
+// of Argon2 memory.
+//
+// Message in:  {password, salt, kdf: {memoryKiB, iterations, parallelism}, wasmExec, wasm}
+// Message out: {ok: true, key: "<base64>"} or {ok: false, error: "<text>"}
+//
+// The wasm module registers ocmtDeriveKey(password, saltB64, memoryKiB,
+// iterations, parallelism) on globalThis; it returns the base64 key or a
+// Promise of it, and throws on error.
+
+function sameOriginStatic(u) {
+  const url = new URL(String(u), self.location.href);
+  if (url.origin !== self.location.origin || !url.pathname.startsWith('/static/')) throw new Error('refusing to load code from outside /static/');
+  return url.href;
+}
+
+async function loadGo(wasmExec, wasm) {
+  if (typeof globalThis.ocmtDeriveKey === 'function') return;
+  if (typeof globalThis.Go !== 'function') await import(sameOriginStatic(wasmExec)); // wasm_exec.js defines globalThis.Go
+  if (typeof globalThis.Go !== 'function') throw new Error('wasm_exec.js did not define Go');
+  const go = new globalThis.Go();
+  const url = sameOriginStatic(wasm);
+  let instance;
+  const res = await fetch(url, { credentials: 'same-origin' });
+  if (!res.ok) throw new Error(`could not load the key derivation module (HTTP ${res.status})`);
+  if (WebAssembly.instantiateStreaming && (res.headers.get('Content-Type') || '').startsWith('application/wasm')) {
+    ({ instance } = await WebAssembly.instantiateStreaming(res, go.importObject));
+  } else {
+    ({ instance } = await WebAssembly.instantiate(await res.arrayBuffer(), go.importObject));
+  }
+  go.run(instance); // resolves only when the Go program exits; it registers its functions first
+  for (let i = 0; i < 200 && typeof globalThis.ocmtDeriveKey !== 'function'; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  if (typeof globalThis.ocmtDeriveKey !== 'function') throw new Error('the key derivation module did not start');
+}
+
+self.onmessage = async (e) => {
+  const m = e.data || {};
+  try {
+    await loadGo(m.wasmExec, m.wasm);
+    const k = m.kdf || {};
+    const key = await globalThis.ocmtDeriveKey(String(m.password), String(m.salt), k.memoryKiB, k.iterations, k.parallelism);
+    if (typeof key !== 'string' || key.length < 40) throw new Error('the key derivation returned no key');
+    self.postMessage({ ok: true, key });
+  } catch (err) {
+    self.postMessage({ ok: false, error: String((err && err.message) || err || 'key derivation failed') });
+  }
+};
