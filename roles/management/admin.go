@@ -35,9 +35,9 @@ func (s *Server) adminInvite(c echo.Context) error {
 		return api.BadRequest("invalid_email", "enter a valid email address")
 	}
 	ctx := c.Request().Context()
-	purpose := store.PurposeInvite
-	if _, err := s.st.UserByEmail(ctx, email); err == nil {
-		purpose = store.PurposeSignIn
+	purpose, target, status := store.PurposeInvite, "", "invited"
+	if u, err := s.st.UserByEmail(ctx, email); err == nil {
+		purpose, target, status = store.PurposeSignIn, string(u.ID), "signin_link_sent"
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -45,8 +45,8 @@ func (s *Server) adminInvite(c echo.Context) error {
 		return err
 	}
 	admin := currentUser(c)
-	s.audit(ctx, string(admin.ID), "admin.invite", "", map[string]string{"email": email})
-	return c.JSON(http.StatusAccepted, map[string]string{"status": "invited"})
+	s.audit(ctx, string(admin.ID), "admin.invite", target, map[string]string{"email": email})
+	return c.JSON(http.StatusAccepted, map[string]string{"status": status})
 }
 
 func (s *Server) adminContainers(c echo.Context) error {

@@ -111,8 +111,11 @@ async function invite(form) {
   await busy(form.querySelector('button[type=submit]'), async () => {
     status('invite-status', 'Sending…');
     try {
-      await post('/api/v1/admin/users', { email });
-      status('invite-status', `Invitation sent to ${email}.`, 'ok');
+      const res = await post('/api/v1/admin/users', { email });
+      const existing = res && res.data && res.data.status === 'signin_link_sent';
+      status('invite-status', existing
+        ? `${email} already has an account; a sign-in link was sent instead.`
+        : `Invitation sent to ${email}.`, 'ok');
       form.reset();
       loadUsers();
     } catch (err) {
