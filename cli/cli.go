@@ -169,6 +169,14 @@ func flagError(cmd *cobra.Command, err error) error {
 	return err
 }
 
+// loadConfig applies the environment to the flags not given and validates.
+func loadConfig(cmd *cobra.Command, cfg *config.Config) error {
+	if err := applyEnv(cmd.Flags(), os.Getenv); err != nil {
+		return err
+	}
+	return cfg.Validate()
+}
+
 type cpusValue struct{ nano *int64 }
 
 func (c *cpusValue) String() string {
@@ -194,10 +202,7 @@ func newServe() *cobra.Command {
 		Short: "Run one role (default: all roles in one process)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd.Flags(), os.Getenv); err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
+			if err := loadConfig(cmd, &cfg); err != nil {
 				return err
 			}
 			if err := cfg.CheckDataDir(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -21,10 +20,7 @@ func newDoctor() *cobra.Command {
 		Short: "Check this machine: container engine, data directory, agent image, listen address",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd.Flags(), os.Getenv); err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
+			if err := loadConfig(cmd, &cfg); err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)

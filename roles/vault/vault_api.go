@@ -370,6 +370,7 @@ func (s *Server) putAPIKey(c echo.Context) error {
 	if k.sec.Settings == nil {
 		k.sec.Settings = map[string]string{}
 	}
+	oldDefault := k.sec.Settings["defaultProvider"]
 	k.sec.Settings["defaultProvider"] = provider
 	if err := k.saveLocked(); err != nil {
 		if had {
@@ -377,6 +378,7 @@ func (s *Server) putAPIKey(c echo.Context) error {
 		} else {
 			delete(k.sec.APIKeys, provider)
 		}
+		k.sec.Settings["defaultProvider"] = oldDefault
 		return err
 	}
 	return c.JSON(http.StatusOK, providerJSON{Provider: provider, BaseURL: req.BaseURL, Model: req.Model, AddedAt: k.sec.APIKeys[provider].AddedAt})
