@@ -25,6 +25,7 @@ let lastFailed = null; // {sessionKey, text, idem, userEl} for Retry
 let conn = { state: 'idle' };
 let connTimer = 0;
 let historyToken = 0;
+let resyncing = null; // the resync after an unlock, while it runs
 
 // ---- helpers ----
 
@@ -197,6 +198,7 @@ async function send() {
   if (vault.current().locked) {
     try {
       await vault.promptUnlock('Unlock your vault to chat.');
+      if (resyncing) await resyncing; // show the conversation before adding to it
     } catch {
       return;
     }
@@ -565,7 +567,7 @@ async function resync() {
     if (pick) selectSession(pick.key);
     else selectSession(newSessionKey(), { fresh: true });
   } else if (!run) {
-    loadHistory();
+    await loadHistory();
   }
 }
 
@@ -651,7 +653,9 @@ export function start() {
     } else if (why === 'unlocked') {
       setEmpty();
       if (conn.state === 'closed') client.reconnectNow();
-      else if (conn.state === 'open') resync();
+      else if (conn.state === 'open') {
+        resyncing = resync().finally(() => { resyncing = null; });
+      }
     }
   });
   window.addEventListener('online', () => client.reconnectNow());
