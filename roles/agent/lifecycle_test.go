@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -251,4 +252,24 @@ func TestLifecycleProcess(t *testing.T) {
 func TestIdleWebSocketProcess(t *testing.T) {
 	env := xtest.NewEnv(t, xtest.WithConfig(hibernateConfig), xtest.WithSweep(100*time.Millisecond))
 	idleWebSocket(t, env)
+}
+
+// TestUpstreamFailureClosesWithReason: when the container goes away under
+// an open WebSocket, the browser side is closed with a readable reason.
+func TestUpstreamFailureClosesWithReason(t *testing.T) {
+	env := xtest.NewEnv(t)
+	admin, au := env.Admin("admin@example.org")
+	provision(t, admin)
+	conn := dialEcho(t, env, admin)
+	echoRoundTrip(t, conn, "before")
+	if err := admin.AdminAction(context.Background(), au.ID, api.ActionStop); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, _, err := conn.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code == websocket.StatusNormalClosure || !strings.Contains(ce.Reason, "agent") {
+		t.Fatalf("close after the container stopped: %v", err)
+	}
 }
