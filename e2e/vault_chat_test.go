@@ -300,3 +300,42 @@ func TestVaultChatDocker(t *testing.T) {
 		return out
 	})
 }
+
+// TestDirectoryLookup: a signed-in user finds another user's verified keys
+// by exact address; unknown addresses and users without keys look the same.
+func TestDirectoryLookup(t *testing.T) {
+	env := xtest.NewEnv(t)
+	ctx := context.Background()
+	alice, _ := env.Admin("alice@example.org")
+	bob, bu := env.Invite(alice, "bob@example.org")
+	carol, _ := env.Invite(alice, "carol@example.org") // no vault, no keys
+	_ = carol
+	bob.ProvisionAgent(ctx)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := bob.WaitAgent(wctx, api.StateRunning); err != nil {
+		t.Fatal(err)
+	}
+	v := vaultAPI{t: t, c: bob, env: env}
+	k := v.deriveKey("bob's long password")
+	v.json("POST", "/init", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(k[:])}, nil)
+
+	var got map[string]any
+	if err := alice.JSON(ctx, "GET", "/api/v1/directory?email=Bob@Example.org", nil, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["userId"] != bu.ID || !strings.HasPrefix(got["ed25519"].(string), "ed25519:") {
+		t.Fatalf("lookup: %v", got)
+	}
+	r1, _ := alice.Do(ctx, "GET", "/api/v1/directory?email=nobody@example.org", nil)
+	r2, _ := alice.Do(ctx, "GET", "/api/v1/directory?email=carol@example.org", nil)
+	if r1.Status != 404 || r2.Status != 404 || string(r1.Body) != string(r2.Body) {
+		t.Fatalf("unknown vs keyless differ: %d %s / %d %s", r1.Status, r1.Body, r2.Status, r2.Body)
+	}
+	if r, _ := alice.Do(ctx, "GET", "/api/v1/directory?email=bob", nil); r.Status != 400 {
+		t.Fatalf("partial address: %d", r.Status)
+	}
+	if r, _ := env.Client().Do(ctx, "GET", "/api/v1/directory?email=bob@example.org", nil); r.Status != 401 {
+		t.Fatalf("anonymous lookup: %d", r.Status)
+	}
+}

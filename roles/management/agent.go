@@ -85,6 +85,10 @@ func (s *Server) agentProxy(c echo.Context) error {
 		s.audit(ctx, uid, "vault.provider_configured", uid, map[string]string{"provider": strings.TrimPrefix(inner, "/vault/apikeys/")})
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/apikeys/"):
 		s.audit(ctx, uid, "vault.provider_removed", uid, map[string]string{"provider": strings.TrimPrefix(inner, "/vault/apikeys/")})
+	case r.Method == http.MethodPut && strings.HasPrefix(inner, "/vault/integrations/"):
+		s.audit(ctx, uid, "vault.integration_configured", uid, map[string]string{"name": strings.TrimPrefix(inner, "/vault/integrations/")})
+	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/integrations/"):
+		s.audit(ctx, uid, "vault.integration_removed", uid, map[string]string{"name": strings.TrimPrefix(inner, "/vault/integrations/")})
 	case r.Method == http.MethodPost && inner == "/vault/unlock":
 		s.audit(ctx, uid, "vault.unlocked", uid, nil)
 	case r.Method == http.MethodPost && inner == "/vault/lock":
@@ -133,6 +137,38 @@ func (s *Server) myKeys(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"ed25519": e.Ed25519, "x25519": e.X25519, "publishedAt": e.PublishedAt,
+		"signed": map[string]string{"record": e.Record, "sig": e.Sig}})
+}
+
+// directoryLookup handles GET /api/v1/directory?email=: another user's
+// published public keys, by exact address only (no listing, no prefix
+// search). Unknown addresses and users without keys get the same 404, and
+// lookups are rate limited per caller, so the directory cannot be used to
+// probe which addresses have accounts.
+func (s *Server) directoryLookup(c echo.Context) error {
+	u := currentUser(c)
+	if !s.lookupByUser.allow(string(u.ID)) {
+		return api.TooMany("too many directory lookups; wait a minute")
+	}
+	email := store.NormalizeEmail(c.QueryParam("email"))
+	if !validEmail(email) {
+		return api.BadRequest("invalid_email", "give one exact email address")
+	}
+	ctx := c.Request().Context()
+	notFound := api.NotFound("nobody with published keys has that address")
+	target, err := s.st.UserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound
+	} else if err != nil {
+		return err
+	}
+	e, err := s.st.DirectoryEntry(ctx, target.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound
+	} else if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"userId": e.UserID, "ed25519": e.Ed25519, "x25519": e.X25519,
 		"signed": map[string]string{"record": e.Record, "sig": e.Sig}})
 }
 

@@ -63,6 +63,7 @@ type Server struct {
 	signinByEmail *limiter
 	verifyByIP    *limiter
 	unlockByUser  *limiter
+	lookupByUser  *limiter
 }
 
 // New makes the management role.
@@ -87,6 +88,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		signinByIP:    newLimiter(rate.Every(30*time.Second), 30),
 		verifyByIP:    newLimiter(rate.Every(6*time.Second), 20),
 		unlockByUser:  newLimiter(rate.Every(3*time.Second), 20),
+		lookupByUser:  newLimiter(rate.Every(6*time.Second), 30),
 	}, nil
 }
 
@@ -106,6 +108,7 @@ func (s *Server) Routes(e *echo.Echo) {
 	me.GET("/keys", s.myKeys)
 	me.Any("/agent/*", s.agentProxy)
 	e.GET("/api/v1/audit", s.auditList, s.requireUser)
+	e.GET("/api/v1/directory", s.directoryLookup, s.requireUser)
 
 	admin := e.Group("/api/v1/admin", s.requireUser, s.requireAdmin)
 	admin.GET("/users", s.adminUsers)

@@ -36,9 +36,20 @@ const (
 
 // secrets is the sealed body of the vault file (JSON).
 type secrets struct {
-	Identity []byte            `json:"identity"` // crypto.Identity.Bytes()
-	APIKeys  map[string]apiKey `json:"apiKeys"`
-	Settings map[string]string `json:"settings,omitempty"`
+	Identity     []byte                 `json:"identity"` // crypto.Identity.Bytes()
+	APIKeys      map[string]apiKey      `json:"apiKeys"`
+	Integrations map[string]integration `json:"integrations,omitempty"`
+	Settings     map[string]string      `json:"settings,omitempty"`
+}
+
+// integration is a generic HTTP API the vault can call on the user's (or a
+// capability holder's) behalf, with its credential injected (SPEC §7.3, §11).
+type integration struct {
+	Type       string    `json:"type"` // "http"
+	BaseURL    string    `json:"baseUrl"`
+	AuthHeader string    `json:"authHeader"` // e.g. "Authorization"
+	AuthValue  string    `json:"authValue"`  // secret, e.g. "Bearer …"
+	AddedAt    time.Time `json:"addedAt"`
 }
 
 // apiKey is one model provider credential.

@@ -71,6 +71,9 @@ func (s *Server) vaultRoutes(g *echo.Group) {
 	g.GET("/apikeys", s.listAPIKeys)
 	g.PUT("/apikeys/:provider", s.putAPIKey)
 	g.DELETE("/apikeys/:provider", s.deleteAPIKey)
+	g.GET("/integrations", s.listIntegrations)
+	g.PUT("/integrations/:name", s.putIntegration)
+	g.DELETE("/integrations/:name", s.deleteIntegration)
 }
 
 func (s *Server) publicKeys() *publicKeysJSON {

@@ -374,3 +374,40 @@ func TestMCPThroughVault(t *testing.T) {
 		t.Fatalf("tools/call: %s", res)
 	}
 }
+
+func TestIntegrations(t *testing.T) {
+	v := newTestVault(t, "")
+	v.create("correct horse battery staple")
+	st, b := v.do("PUT", "/vault/integrations/calendar", map[string]string{"type": "http", "baseUrl": "https://cal.example/api/", "authHeader": "authorization", "authValue": "Bearer cal-secret-77"})
+	if st != 200 || b["authHeader"] != "Authorization" || b["baseUrl"] != "https://cal.example/api" {
+		t.Fatalf("put: %d %v", st, b)
+	}
+	_, l := v.do("GET", "/vault/integrations", nil)
+	if !strings.Contains(mustJSON(l), `"name":"calendar"`) || strings.Contains(mustJSON(l), "cal-secret-77") {
+		t.Fatalf("list: %v", l)
+	}
+	assertNoPlaintext(t, v.dir, "cal-secret-77")
+	for _, tc := range []struct {
+		name string
+		body map[string]string
+		code string
+	}{
+		{"Bad Name", map[string]string{"type": "http", "baseUrl": "https://x"}, "invalid_name"},
+		{"ok", map[string]string{"type": "ftp", "baseUrl": "https://x"}, "invalid_type"},
+		{"ok", map[string]string{"type": "http", "baseUrl": "https://user:pw@x"}, "invalid_base_url"},
+		{"ok", map[string]string{"type": "http", "baseUrl": "https://x", "authHeader": "X-Key: y", "authValue": "v"}, "invalid_auth_header"},
+		{"ok", map[string]string{"type": "http", "baseUrl": "https://x", "authHeader": "X-Key"}, "invalid_auth"},
+		{"ok", map[string]string{"type": "http", "baseUrl": "https://x", "authHeader": "X-Key", "authValue": "a\r\nb"}, "invalid_auth_value"},
+	} {
+		if st, b := v.do("PUT", "/vault/integrations/"+strings.ReplaceAll(tc.name, " ", "%20"), tc.body); st != 400 || errCode(b) != tc.code {
+			t.Errorf("%v: %d %v, want %s", tc.body, st, b, tc.code)
+		}
+	}
+	if st, _ := v.do("DELETE", "/vault/integrations/calendar", nil); st != 204 {
+		t.Fatalf("delete: %d", st)
+	}
+	v.do("POST", "/vault/lock", nil)
+	if st, _ := v.do("GET", "/vault/integrations", nil); st != http.StatusLocked {
+		t.Fatalf("locked list: %d", st)
+	}
+}

@@ -1,0 +1,121 @@
+package vault
+
+import (
+	"net/http"
+	"net/textproto"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/roles/web"
+)
+
+// Integrations API (SPEC §11), below /vault:
+//
+//	PUT    /integrations/{name} {"type":"http","baseUrl","authHeader","authValue"} → 200 {name,type,baseUrl,authHeader,addedAt}
+//	GET    /integrations → {"integrations":[{name,type,baseUrl,authHeader,addedAt}]} (never the secret)
+//	DELETE /integrations/{name} → 204
+//
+// Names are 1–64 of [a-z0-9_-], starting with a letter. The credential is
+// sealed in the vault; listing shows which header carries it, not its value.
+
+var integrationRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+
+type integrationJSON struct {
+	Name       string    `json:"name"`
+	Type       string    `json:"type"`
+	BaseURL    string    `json:"baseUrl"`
+	AuthHeader string    `json:"authHeader,omitempty"`
+	AddedAt    time.Time `json:"addedAt"`
+}
+
+func (s *Server) listIntegrations(c echo.Context) error {
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		return err
+	}
+	out := []integrationJSON{}
+	for n, in := range k.sec.Integrations {
+		out = append(out, integrationJSON{Name: n, Type: in.Type, BaseURL: in.BaseURL, AuthHeader: in.AuthHeader, AddedAt: in.AddedAt})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return c.JSON(http.StatusOK, map[string]any{"integrations": out})
+}
+
+func (s *Server) putIntegration(c echo.Context) error {
+	name := c.Param("name")
+	if !integrationRE.MatchString(name) {
+		return api.BadRequest("invalid_name", "name must be 1 to 64 of a-z, 0-9, _ and -, starting with a letter")
+	}
+	var req struct {
+		Type       string `json:"type"`
+		BaseURL    string `json:"baseUrl"`
+		AuthHeader string `json:"authHeader"`
+		AuthValue  string `json:"authValue"`
+	}
+	if err := web.Bind(c, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.Type != "http":
+		return api.BadRequest("invalid_type", `type must be "http"`)
+	case !baseURLOK(req.BaseURL):
+		return api.BadRequest("invalid_base_url", "baseUrl must be an http(s) URL without credentials")
+	case req.AuthHeader != "" && (len(req.AuthHeader) > 64 || textproto.CanonicalMIMEHeaderKey(req.AuthHeader) == "" || strings.ContainsAny(req.AuthHeader, " :\r\n")):
+		return api.BadRequest("invalid_auth_header", "authHeader must be a header name such as Authorization")
+	case len(req.AuthValue) > maxProviderBytes || strings.ContainsAny(req.AuthValue, "\r\n"):
+		return api.BadRequest("invalid_auth_value", "authValue is too long or has line breaks")
+	case (req.AuthHeader == "") != (req.AuthValue == ""):
+		return api.BadRequest("invalid_auth", "give both authHeader and authValue, or neither")
+	}
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		return err
+	}
+	if k.sec.Integrations == nil {
+		k.sec.Integrations = map[string]integration{}
+	}
+	old, had := k.sec.Integrations[name]
+	in := integration{Type: req.Type, BaseURL: strings.TrimRight(req.BaseURL, "/"), AuthHeader: textproto.CanonicalMIMEHeaderKey(req.AuthHeader), AuthValue: req.AuthValue, AddedAt: k.wall().UTC()}
+	k.sec.Integrations[name] = in
+	if err := k.saveLocked(); err != nil {
+		if had {
+			k.sec.Integrations[name] = old
+		} else {
+			delete(k.sec.Integrations, name)
+		}
+		return err
+	}
+	return c.JSON(http.StatusOK, integrationJSON{Name: name, Type: in.Type, BaseURL: in.BaseURL, AuthHeader: in.AuthHeader, AddedAt: in.AddedAt})
+}
+
+func (s *Server) deleteIntegration(c echo.Context) error {
+	name := c.Param("name")
+	if !integrationRE.MatchString(name) {
+		return api.BadRequest("invalid_name", "invalid integration name")
+	}
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		return err
+	}
+	old, had := k.sec.Integrations[name]
+	if !had {
+		return api.NotFound("no such integration")
+	}
+	delete(k.sec.Integrations, name)
+	if err := k.saveLocked(); err != nil {
+		k.sec.Integrations[name] = old
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
