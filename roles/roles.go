@@ -4,6 +4,7 @@ package roles
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/mail"
 	"github.com/ocmt/ocmt/roles/agent"
 	"github.com/ocmt/ocmt/roles/agent/docker"
@@ -106,7 +108,16 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	if cfg.Has(config.RoleRelay) {
 		roleNames = append(roleNames, string(config.RoleRelay))
-		relay.New().Routes(e.Group("/relay/v1"))
+		var waker relay.Waker
+		if ag != nil {
+			waker = relayWaker{ag}
+		}
+		rl, err := relay.New(relay.Options{Store: st, Directory: relayDirectory{st}, Waker: waker, Log: log})
+		if err != nil {
+			return err
+		}
+		defer rl.Close()
+		rl.Routes(e.Group("/relay/v1"))
 	}
 	var mg *management.Server
 	if cfg.Has(config.RoleManagement) {
@@ -263,4 +274,24 @@ func VerifyAudit(ctx context.Context, dataDir string) (int64, error) {
 	}
 	defer st.Close()
 	return st.VerifyAudit(ctx)
+}
+
+// relayDirectory serves the relay's key lookups from the management
+// directory in the same database ("all" mode).
+type relayDirectory struct{ st *store.Store }
+
+func (d relayDirectory) Ed25519Key(ctx context.Context, userID string) (ed25519.PublicKey, error) {
+	e, err := d.st.DirectoryEntry(ctx, store.UserID(userID))
+	if err != nil {
+		return nil, err
+	}
+	return crypto.ParseEd25519(e.Ed25519)
+}
+
+// relayWaker lets the relay wake a hibernated recipient through the agent role.
+type relayWaker struct{ ag *agent.Server }
+
+func (w relayWaker) Wake(ctx context.Context, userID string) error {
+	_, err := w.ag.Wake(ctx, userID)
+	return err
 }
