@@ -79,6 +79,8 @@ func bindFlags(fs *pflag.FlagSet, cfg *config.Config) {
 	fs.DurationVar(&cfg.IdlePauseAfter, "idle-pause-after", cfg.IdlePauseAfter, "pause a container after this long without activity (0 = never)")
 	fs.DurationVar(&cfg.PausedStopAfter, "paused-stop-after", cfg.PausedStopAfter, "stop a container after this long paused (0 = never)")
 	fs.DurationVar(&cfg.WakeTimeout, "wake-timeout", cfg.WakeTimeout, "how long a request waits for its container to wake")
+	fs.IntVar(&cfg.RelayPort, "relay-port", cfg.RelayPort, "port of the relay listener user containers reach on the agent network's gateway (0 = any)")
+	fs.StringVar(&cfg.RelayURL, "relay-url", cfg.RelayURL, "relay WebSocket URL, for --role=vault (set by the agent role)")
 	fs.StringVar(&cfg.AgentURL, "agent-url", cfg.AgentURL, "agent role URL, for --role=management")
 	fs.StringVar(&cfg.ServiceSecret, "service-secret", cfg.ServiceSecret, "secret shared by split management and agent roles")
 	fs.StringVar(&cfg.VaultSecret, "vault-secret", cfg.VaultSecret, "per-container secret, for --role=vault")

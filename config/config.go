@@ -59,6 +59,7 @@ const (
 	DefaultMailFrom        = "ocmt <ocmt@localhost>"
 	DefaultSMTPPort        = 587
 	DefaultVaultAutoLock   = 30 * time.Minute
+	DefaultRelayPort       = 8091
 )
 
 // Config is every setting of every role. The zero value is not usable; start
@@ -83,6 +84,13 @@ type Config struct {
 	IdlePauseAfter  time.Duration // pause a running container after this long without activity; 0 = never
 	PausedStopAfter time.Duration // stop a paused container after this long paused; 0 = never
 	WakeTimeout     time.Duration // how long a proxied request waits for its container to wake
+	// RelayPort is the port of the relay listener on the agent network's
+	// gateway, the only host address user containers reach (docker
+	// runtime); 0 = any free port.
+	RelayPort int
+	// RelayURL is the relay WebSocket URL a vault connects to (set by the
+	// agent role for each container; "" = no relay).
+	RelayURL string
 
 	// Service-to-service.
 	AgentURL      string // management → agent base URL in split mode; "" in all mode
@@ -125,6 +133,7 @@ func Default() Config {
 		SessionTTL:      DefaultSessionTTL,
 		MagicLinkTTL:    DefaultMagicLinkTTL,
 		VaultAutoLock:   DefaultVaultAutoLock,
+		RelayPort:       DefaultRelayPort,
 	}
 }
 
@@ -207,6 +216,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IdlePauseAfter < 0 || c.PausedStopAfter < 0 {
 		errs = append(errs, bad("idle-pause-after", "durations must not be negative"))
+	}
+	if c.RelayPort < 0 || c.RelayPort > 65535 {
+		errs = append(errs, bad("relay-port", "must be a port number (0 = any free port)"))
 	}
 	if c.VaultAutoLock < time.Minute || c.VaultAutoLock > 24*time.Hour {
 		errs = append(errs, bad("vault-auto-lock", "must be between 1m and 24h"))

@@ -72,6 +72,8 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	defer stopBG()
 	done := make(chan struct{})
 	var ag *agent.Server
+	var drv runtime.Driver
+	var rl *relay.Server
 
 	if cfg.Has(config.RoleAgent) {
 		roleNames = append(roleNames, string(config.RoleAgent))
@@ -79,7 +81,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		if err != nil {
 			return err
 		}
-		drv, err := selectDriver(ctx, cfg, log, string(deployment))
+		drv, err = selectDriver(ctx, cfg, log, string(deployment))
 		if err != nil {
 			return err
 		}
@@ -112,7 +114,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		if ag != nil {
 			waker = relayWaker{ag}
 		}
-		rl, err := relay.New(relay.Options{Store: st, Directory: relayDirectory{st}, Waker: waker, Log: log})
+		rl, err = relay.New(relay.Options{Store: st, Directory: relayDirectory{st}, Waker: waker, Log: log})
 		if err != nil {
 			return err
 		}
@@ -162,6 +164,16 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if rl != nil && ag != nil {
+		relaySrv, err := startContainerRelay(ctx, cfg, drv, rl, ag, ln.Addr().String(), log, serveErr)
+		if err != nil {
+			_ = web.Shutdown(srv, time.Second)
+			return err
+		}
+		if relaySrv != nil {
+			defer web.Shutdown(relaySrv, 5*time.Second)
+		}
+	}
 
 	log.Info("ocmt serving", "roles", strings.Join(roleNames, ","), "listen", ln.Addr().String(), "version", version.String())
 	fmt.Fprintf(opt.Out, "ocmt is running at %s\n", cfg.PublicURL)
@@ -294,4 +306,37 @@ type relayWaker struct{ ag *agent.Server }
 func (w relayWaker) Wake(ctx context.Context, userID string) error {
 	_, err := w.ag.Wake(ctx, userID)
 	return err
+}
+
+// startContainerRelay makes the relay reachable from user containers and
+// tells the agent role its URL. With the docker runtime, containers reach
+// only the agent network's gateway, so the relay routes alone get a second
+// listener there (the management port stays out of their reach). With the
+// process runtime, vaults are local processes and use the main listener.
+func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Driver, rl *relay.Server, ag *agent.Server, mainAddr string, log *slog.Logger, serveErr chan<- error) (*http.Server, error) {
+	d, ok := drv.(*docker.Driver)
+	if !ok {
+		ag.SetRelayURL("ws://" + mainAddr + "/relay/v1/connect")
+		return nil, nil
+	}
+	gw, err := d.Gateway(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("relay listener: %w", err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(gw, fmt.Sprint(cfg.RelayPort)))
+	if err != nil {
+		return nil, &config.Error{Setting: "relay-port", Msg: fmt.Sprintf("cannot listen on %s:%d for containers: %v", gw, cfg.RelayPort, errors.Unwrap(err))}
+	}
+	e := web.New(log, false)
+	rl.Routes(e.Group("/relay/v1"))
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	}()
+	url := "ws://" + ln.Addr().String() + "/relay/v1/connect"
+	ag.SetRelayURL(url)
+	log.Info("relay listening for containers", "addr", ln.Addr().String())
+	return srv, nil
 }

@@ -137,6 +137,7 @@ func NewEnv(t testing.TB, opts ...Option) *Env {
 	e.Cfg.Listen = "127.0.0.1:0"
 	e.Cfg.AgentBinary = Binary(t)
 	e.Cfg.Network = "ocmt-test"
+	e.Cfg.RelayPort = 0 // tests run side by side on one network
 	for _, o := range opts {
 		o(e)
 	}

@@ -68,7 +68,13 @@ type Server struct {
 
 	imageMu sync.Mutex
 	image   string
+
+	relayURL atomic.Pointer[string] // OCMT_RELAY_URL for new containers; see SetRelayURL
 }
+
+// SetRelayURL sets the relay URL that containers created from now on are
+// given (OCMT_RELAY_URL). Call it before serving.
+func (s *Server) SetRelayURL(u string) { s.relayURL.Store(&u) }
 
 // userState is the in-memory state of one user's container.
 type userState struct {
@@ -400,8 +406,16 @@ func (s *Server) spec(userID, image string) runtime.Spec {
 		UserID: userID, Name: containerName(userID), Secret: s.ContainerSecret(userID), Image: image,
 		Binary: s.opt.Binary, DataDir: s.opt.DataDir, MemoryMiB: s.opt.MemoryMiB, NanoCPUs: s.opt.NanoCPUs,
 		PidsLimit: s.opt.PidsLimit, Version: s.opt.Version,
-		Env: map[string]string{"OCMT_PUBLIC_URL": s.opt.PublicURL, "OCMT_VAULT_USER": userID},
+		Env: s.containerEnv(userID),
 	}
+}
+
+func (s *Server) containerEnv(userID string) map[string]string {
+	env := map[string]string{"OCMT_PUBLIC_URL": s.opt.PublicURL, "OCMT_VAULT_USER": userID}
+	if u := s.relayURL.Load(); u != nil && *u != "" {
+		env["OCMT_RELAY_URL"] = *u
+	}
+	return env
 }
 
 // waitHealthy polls the vault role's /healthz with the container secret

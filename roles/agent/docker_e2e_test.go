@@ -146,6 +146,19 @@ func TestIsolationDocker(t *testing.T) {
 	if execDial(t, cli, au.ID, net.JoinHostPort(gw, mport)) {
 		t.Error("a container reached the management port through the bridge gateway")
 	}
+	// The relay, and only the relay, listens where containers can reach it.
+	relayAddr := ""
+	for _, kv := range a.Container.Config.Env {
+		if v, ok := strings.CutPrefix(kv, "OCMT_RELAY_URL=ws://"); ok {
+			relayAddr = strings.SplitN(v, "/", 2)[0]
+		}
+	}
+	if relayAddr == "" || !strings.HasPrefix(relayAddr, gw+":") {
+		t.Fatalf("container has no relay URL on the gateway: %v", a.Container.Config.Env)
+	}
+	if !execDial(t, cli, au.ID, relayAddr) {
+		t.Error("a container cannot reach the relay")
+	}
 	if execDial(t, cli, au.ID, "unix:/var/run/docker.sock") || execDial(t, cli, au.ID, "unix:/run/docker.sock") {
 		t.Error("a container reached the Docker socket")
 	}

@@ -121,3 +121,22 @@ func (d *Driver) dedupeNetworks(ctx context.Context, nets []network.Summary) []n
 	}
 	return kept
 }
+
+// Gateway returns the host's address on the agent network (creating the
+// network if needed): the one host address user containers can reach, where
+// services meant for them (the relay) listen.
+func (d *Driver) Gateway(ctx context.Context) (string, error) {
+	if err := d.ensureNetwork(ctx); err != nil {
+		return "", err
+	}
+	res, err := d.cli.NetworkInspect(ctx, d.opts.Network, client.NetworkInspectOptions{})
+	if err != nil {
+		return "", fmt.Errorf("inspect network %s: %w", d.opts.Network, err)
+	}
+	for _, c := range res.Network.IPAM.Config {
+		if c.Gateway.IsValid() && c.Gateway.Is4() {
+			return c.Gateway.String(), nil
+		}
+	}
+	return "", fmt.Errorf("network %s has no IPv4 gateway", d.opts.Network)
+}
