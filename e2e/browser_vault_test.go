@@ -317,7 +317,8 @@ func TestBrowserVaultChat(t *testing.T) {
 	b.waitJS("the base URL field for an OpenAI-compatible server", stepTimeout, `vis('#setup-baseurl')`, "")
 	b.do("fill in the provider",
 		chromedp.SendKeys(chromedp.ID("setup-baseurl"), fp.URL()+"/v1"),
-		chromedp.SendKeys(chromedp.ID("setup-key"), bvAPIKey))
+		chromedp.SendKeys(chromedp.ID("setup-key"), bvAPIKey),
+		chromedp.SendKeys(chromedp.ID("setup-model"), "fake-model-1"))
 	b.screenshot("wizard-provider")
 	b.do("press Save provider", chromedp.Click(chromedp.CSS(`#provider-setup-form button[type="submit"]`)))
 	b.waitJS("the last wizard step", 30*time.Second, `vis('#onboarding-step-3') && vis('#onboarding-finish')`,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -271,5 +272,46 @@ func TestUpstreamFailureClosesWithReason(t *testing.T) {
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code == websocket.StatusNormalClosure || !strings.Contains(ce.Reason, "agent") {
 		t.Fatalf("close after the container stopped: %v", err)
+	}
+}
+
+// TestProxyLimits: a burst of messages on an open socket is slowed, not
+// cut; an oversized request body is a 413, not a 502.
+func TestProxyLimits(t *testing.T) {
+	env := xtest.NewEnv(t)
+	admin, _ := env.Admin("admin@example.org")
+	provision(t, admin)
+	conn := dialEcho(t, env, admin)
+	echoRoundTrip(t, conn, "warm up")
+	msgs := make([]string, 2000)
+	for i := range msgs {
+		msgs[i] = fmt.Sprintf("m%04d", i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		for _, m := range msgs {
+			if conn.Write(ctx, websocket.MessageText, []byte(m)) != nil {
+				return
+			}
+		}
+	}()
+	for _, m := range msgs {
+		_, got, err := conn.Read(ctx)
+		if err != nil || string(got) != m {
+			t.Fatalf("burst: got %q, %v; want %q", got, err, m)
+		}
+	}
+	big := strings.NewReader(`{"x":"` + strings.Repeat("a", 2<<20) + `"}`)
+	req, _ := http.NewRequest("POST", env.URL+"/api/v1/me/agent/vault/unlock", io.NopCloser(big)) // chunked: no length
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-CSRF-Token", admin.Cookie("ocmt_csrf"))
+	resp, err := admin.HC.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized chunked body: %d", resp.StatusCode)
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/labstack/echo/v4"
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/roles/agent/runtime"
@@ -80,7 +82,11 @@ func (s *Server) proxyHTTP(w http.ResponseWriter, r *http.Request, userID string
 			writeErr(w, err)
 			return
 		}
-		failed := s.forward(w, r, userID, rec.Endpoint)
+		failed, tooLarge := s.forward(w, r, userID, rec.Endpoint)
+		if tooLarge {
+			writeErr(w, api.E(http.StatusRequestEntityTooLarge, "too_large", "request body too large (1 MiB at most)"))
+			return
+		}
 		if !failed {
 			break
 		}
@@ -93,12 +99,13 @@ func (s *Server) proxyHTTP(w http.ResponseWriter, r *http.Request, userID string
 	s.Touch(userID)
 }
 
-// forward proxies r to endpoint. It reports true, having written nothing,
-// when the upstream could not be reached.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, userID, endpoint string) (failed bool) {
+// forward proxies r to endpoint. It reports failed, having written
+// nothing, when the upstream could not be reached, and tooLarge when the
+// request body broke the body limit on the way.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, userID, endpoint string) (failed, tooLarge bool) {
 	target, err := url.Parse(endpoint)
 	if err != nil || endpoint == "" {
-		return true
+		return true, false
 	}
 	secret := s.ContainerSecret(userID)
 	rp := &httputil.ReverseProxy{
@@ -115,6 +122,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, userID, endpoin
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			var mbe *http.MaxBytesError
+			if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) || errors.As(err, &mbe) {
+				tooLarge = true
+				return
+			}
 			if !errors.Is(err, context.Canceled) {
 				s.log.Warn("proxy upstream failed", "user", userID, "err", err)
 			}
@@ -122,7 +134,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, userID, endpoin
 		},
 	}
 	rp.ServeHTTP(w, r)
-	return failed
+	return failed, tooLarge
 }
 
 func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID string) {
@@ -142,6 +154,7 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 	}
 	queue := make(chan frame, MaxQueuedFrames)
 	clientDone := make(chan error, 1)
+	var upstreamOpen atomic.Bool
 	go func() { // client → queue
 		for {
 			typ, data, err := client.Read(ctx)
@@ -153,12 +166,23 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 			s.Touch(userID)
 			select {
 			case queue <- frame{typ, data}:
+				continue
 			default:
-				client.Close(websocket.StatusPolicyViolation, "too many messages while your agent wakes")
-				clientDone <- errors.New("queue full")
-				close(queue)
-				return
 			}
+			if upstreamOpen.Load() { // a burst: wait for the container to take it
+				select {
+				case queue <- frame{typ, data}:
+					continue
+				case <-ctx.Done():
+					clientDone <- ctx.Err()
+					close(queue)
+					return
+				}
+			}
+			client.Close(websocket.StatusPolicyViolation, "too many messages while your agent wakes")
+			clientDone <- errors.New("queue full")
+			close(queue)
+			return
 		}
 	}()
 
@@ -194,6 +218,7 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 	}
 	upstream.SetReadLimit(MaxFrameBytes)
 	defer upstream.CloseNow()
+	upstreamOpen.Store(true)
 
 	upDone := make(chan error, 1)
 	go func() { // upstream → client

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -71,10 +72,13 @@ func (s *Server) agentProxy(c echo.Context) error {
 		return nil
 	}
 	h.ServeHTTP(rec, r2)
+	ctx := context.WithoutCancel(r.Context())
+	if r.Method == http.MethodPost && inner == "/vault/unlock" && (rec.status == http.StatusUnauthorized || rec.status == http.StatusTooManyRequests) {
+		s.audit(ctx, uid, "vault.unlock_failed", uid, map[string]string{"status": fmt.Sprint(rec.status), "ip": c.RealIP()})
+	}
 	if rec.status < 200 || rec.status > 299 {
 		return nil
 	}
-	ctx := context.WithoutCancel(r.Context())
 	switch {
 	case r.Method == http.MethodPost && inner == "/vault/init":
 		s.audit(ctx, uid, "vault.created", uid, nil)

@@ -3,13 +3,14 @@ package relay
 import (
 	"encoding/base64"
 
+	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/capability"
 )
 
 // Signature domains (each ends in 0x00; see the package documentation).
 const (
 	// AuthContext prefixes the signed authentication message.
-	AuthContext = "ocmt/v1/relay-auth\x00"
+	AuthContext = api.RelayAuthContext
 	// SnapshotContext prefixes the signed cached-tier snapshot message.
 	SnapshotContext = "ocmt/v1/relay-snapshot\x00"
 )
@@ -70,76 +71,20 @@ const (
 	CodeInternal            = "internal"
 )
 
-// Header is an envelope's relay-readable header (SPEC §7.2).
-type Header struct {
-	// ID is base64url (no padding) of 16 random bytes, 22 characters.
-	ID string `json:"id"`
-	// From is the sender's user id; it must be the authenticated user.
-	From string `json:"from"`
-	// To is the recipient's user id.
-	To string `json:"to"`
-	// TS is the sender's time, unix milliseconds, within ±MaxClockSkew of
-	// the relay's clock.
-	TS int64 `json:"ts"`
-	// Type is the kind of message, 1..64 bytes of [a-z0-9._-].
-	Type string `json:"type"`
-	// JTI is the capability id the envelope carries (base64url of 16
-	// bytes), or "".
-	JTI string `json:"jti,omitempty"`
-}
-
-// Envelope is what containers exchange through the relay (SPEC §7.2).
-type Envelope struct {
-	Header Header `json:"header"`
-	// Payload is the NaCl box (crypto.Identity.SealBox output); standard
-	// padded base64 on the wire.
-	Payload []byte `json:"payload"`
-}
-
-// Frame is one WebSocket text frame in either direction: a JSON object
-// whose "type" says which other fields are set (see the package
-// documentation). Unset fields are omitted.
-//
-// These wire types belong in package api once the vault role speaks the
-// protocol (roles do not import each other).
-type Frame struct {
-	Type string `json:"type"`
-	// Nonce is the challenge (b64url of NonceSize bytes).
-	Nonce string `json:"nonce,omitempty"`
-	// TS is unix milliseconds (challenge time, snapshot put time).
-	TS int64 `json:"ts,omitempty"`
-	// User is the user id claimed by auth.
-	User string `json:"user,omitempty"`
-	// Sig is a b64url Ed25519 signature (auth, snapshot).
-	Sig string `json:"sig,omitempty"`
-	// Envelope is set on send and deliver.
-	Envelope *Envelope `json:"envelope,omitempty"`
-	// ID is an envelope id (accepted, ack, acked, errors about one).
-	ID string `json:"id,omitempty"`
-	// JTI is a capability id (revoked, snapshot.*).
-	JTI string `json:"jti,omitempty"`
-	// Revocation is the signed revocation of a revoke frame.
-	Revocation *capability.Revocation `json:"revocation,omitempty"`
-	// Issuer is an Ed25519 key text "ed25519:<b64url>" (revoke, snapshot).
-	Issuer string `json:"issuer,omitempty"`
-	// Token is the cached capability of a snapshot.put.
-	Token string `json:"token,omitempty"`
-	// Blob is a snapshot's ciphertext (standard padded base64).
-	Blob []byte `json:"blob,omitempty"`
-	// Code and Message describe an error frame; Message is for people.
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message,omitempty"`
-	// RetryAfterMs is set on rate_limited: milliseconds until a send can
-	// succeed.
-	RetryAfterMs int64 `json:"retryAfterMs,omitempty"`
-}
+// Wire types live in package api (roles do not import each other); these
+// aliases keep the relay's names.
+type (
+	// Header is an envelope's relay-readable header (SPEC §7.2).
+	Header = api.RelayHeader
+	// Envelope is what containers exchange through the relay (SPEC §7.2).
+	Envelope = api.RelayEnvelope
+	// Frame is one WebSocket text frame in either direction.
+	Frame = api.RelayFrame
+)
 
 // AuthMessage returns the bytes a client signs to authenticate:
 // AuthContext ‖ nonce ‖ user.
-func AuthMessage(nonce []byte, user string) []byte {
-	m := make([]byte, 0, len(AuthContext)+len(nonce)+len(user))
-	return append(append(append(m, AuthContext...), nonce...), user...)
-}
+func AuthMessage(nonce []byte, user string) []byte { return api.RelayAuthMessage(nonce, user) }
 
 // SnapshotMessage returns the bytes an issuer signs for a cached-tier
 // snapshot: SnapshotContext ‖ jti (16 bytes) ‖ blob.

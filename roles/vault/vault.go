@@ -24,12 +24,14 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/capability"
 	"github.com/ocmt/ocmt/roles/web"
 )
 
@@ -45,6 +47,14 @@ type Options struct {
 	Now       func() time.Time // nil = time.Now
 	// ProviderHTTP carries model provider requests; nil = a default client.
 	ProviderHTTP *http.Client
+	// RelayURL is the relay's WebSocket URL (ws(s)://…/relay/v1/connect)
+	// for sharing (SPEC §7.2); "" = no relay. The vault connects while
+	// unlocked.
+	RelayURL string
+	// AllowPrivateTargets lets shared resources (capability calls) reach
+	// loopback, private and link-local addresses; off by default (SSRF
+	// guard, SPEC §7.3).
+	AllowPrivateTargets bool
 }
 
 // Server is the vault role's HTTP server.
@@ -62,6 +72,13 @@ type Server struct {
 	providerHTTP *http.Client
 	base         context.Context
 	cancel       context.CancelFunc
+
+	// Sharing (capabilities.go, relayclient.go).
+	relay        *relayClient // nil without Options.RelayURL
+	calls        pendingCalls
+	rates        capability.Limiter
+	capSkew      atomic.Int64 // tests move the capability clock (ns)
+	allowPrivate bool
 }
 
 // New opens the vault in opt.DataDir (it need not be initialized yet).
@@ -84,11 +101,16 @@ func New(opt Options) (*Server, error) {
 		return nil, err
 	}
 	base, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		secret: []byte(opt.Secret), version: opt.Version, log: opt.Log, started: time.Now(),
 		dataDir: opt.DataDir, publicURL: opt.PublicURL, userID: opt.UserID, keys: k, transcripts: tr,
 		hub: newChatHub(), providerHTTP: opt.ProviderHTTP, base: base, cancel: cancel,
-	}, nil
+		allowPrivate: opt.AllowPrivateTargets,
+	}
+	if opt.RelayURL != "" {
+		s.relay = newRelayClient(s, opt.RelayURL)
+	}
+	return s, nil
 }
 
 // Run locks the vault when its auto-lock time passes, until ctx ends; then
@@ -96,6 +118,11 @@ func New(opt Options) (*Server, error) {
 func (s *Server) Run(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	if s.relay != nil {
+		rdone := make(chan struct{})
+		go func() { s.relay.run(ctx); close(rdone) }()
+		defer func() { <-rdone }()
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -74,6 +74,7 @@ func (s *Server) vaultRoutes(g *echo.Group) {
 	g.GET("/integrations", s.listIntegrations)
 	g.PUT("/integrations/:name", s.putIntegration)
 	g.DELETE("/integrations/:name", s.deleteIntegration)
+	s.capabilityRoutes(g)
 }
 
 func (s *Server) publicKeys() *publicKeysJSON {
@@ -361,6 +362,11 @@ func (s *Server) putAPIKey(c echo.Context) error {
 	}
 	if len(req.Model) > 200 {
 		return api.BadRequest("invalid_model", "model name too long")
+	}
+	if provider == "openai" && req.BaseURL != "" && strings.TrimSpace(req.Model) == "" {
+		// A custom server (Ollama, vLLM, ...) has its own model names; the
+		// provider's default model would only fail there.
+		return api.BadRequest("model_required", "name the model your server serves (for example llama3.1)")
 	}
 	k := s.keys
 	k.mu.Lock()

@@ -275,7 +275,7 @@ func TestUnlockRefusals(t *testing.T) {
 func TestPasswordChange(t *testing.T) {
 	v := newTestVault(t, "")
 	old := v.create("first password is long")
-	v.do("PUT", "/vault/apikeys/openai", map[string]string{"key": "sk-openai-1", "baseUrl": "http://localhost:11434/v1"})
+	v.do("PUT", "/vault/apikeys/openai", map[string]string{"key": "sk-openai-1", "baseUrl": "http://localhost:11434/v1", "model": "llama3.1"})
 	_, p := v.do("GET", "/vault/params", nil)
 	kb, _ := json.Marshal(p["kdf"])
 	var kdf crypto.KDFParams
@@ -316,6 +316,7 @@ func TestAPIKeyValidation(t *testing.T) {
 		{"anthropic", map[string]string{"key": "a\nb"}, "invalid_key"},
 		{"openai", map[string]string{"key": "k", "baseUrl": "file:///etc/passwd"}, "invalid_base_url"},
 		{"openai", map[string]string{"key": strings.Repeat("k", 5000)}, "invalid_key"},
+		{"openai", map[string]string{"key": "k", "baseUrl": "http://localhost:11434/v1"}, "model_required"},
 	} {
 		st, b := v.do("PUT", "/vault/apikeys/"+tc.provider, tc.body)
 		if st != http.StatusBadRequest || errCode(b) != tc.code {

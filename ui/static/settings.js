@@ -12,7 +12,7 @@ import { b64encode, randomBytes } from './vaultcrypto.js';
 const kinds = {
   anthropic: { provider: 'anthropic', name: 'Anthropic', keyHint: 'Starts with sk-ant-. Create one in the Anthropic Console.', modelHint: 'Leave empty for the default Claude model.' },
   openai: { provider: 'openai', name: 'OpenAI', keyHint: 'Starts with sk-. Create one on platform.openai.com.', modelHint: 'Leave empty for the default model.' },
-  compatible: { provider: 'openai', name: 'OpenAI-compatible server', keyHint: 'Local servers such as Ollama accept any value.', modelHint: 'The model name your server knows, e.g. llama3.1.' },
+  compatible: { provider: 'openai', name: 'OpenAI-compatible server', keyHint: 'Local servers such as Ollama accept any value.', modelHint: 'Required: the model name your server knows, e.g. llama3.1. A server on this machine must listen on the address containers reach (the Docker network gateway), not 127.0.0.1.' },
 };
 
 /** providerName returns a display name for a configured provider entry. */
@@ -35,6 +35,10 @@ export function syncForm(form) {
   const baseInput = form.elements.namedItem('baseUrl');
   if (baseField) baseField.hidden = k !== 'compatible';
   if (baseInput) baseInput.required = k === 'compatible';
+  const modelInput = form.elements.namedItem('model');
+  if (modelInput) modelInput.required = k === 'compatible';
+  const optional = modelInput && modelInput.labels && modelInput.labels[0] ? modelInput.labels[0].querySelector('.optional') : null;
+  if (optional) optional.hidden = k === 'compatible';
   const keyHint = form.querySelector('.hint-key');
   if (keyHint) keyHint.textContent = info.keyHint;
   const modelHint = form.querySelector('.hint-model');
@@ -69,6 +73,11 @@ export async function saveProvider(form, statusId) {
   if (k === 'compatible' && !validURL(baseUrl)) {
     status(statusId, 'Enter the server’s base URL, starting with http:// or https://.', 'error');
     form.elements.namedItem('baseUrl').focus();
+    return false;
+  }
+  if (k === 'compatible' && !model) {
+    status(statusId, 'Enter the model name your server serves (for example llama3.1).', 'error');
+    form.elements.namedItem('model').focus();
     return false;
   }
   const body = { key };

@@ -1,0 +1,813 @@
+package vault
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/capability"
+	"github.com/ocmt/ocmt/crypto"
+	"github.com/ocmt/ocmt/roles/web"
+)
+
+// Capabilities API (SPEC §7.1, §11), below /vault:
+//
+//	POST   /capabilities {"subjectEmail","resource","scope":[...],"expiresIn","maxCalls"?,
+//	                      "subject":{"userId","signed":{"record","sig"}}}  → 201 {"jti","token","delivered"}
+//	GET    /capabilities?direction=issued|received → {"capabilities":[...]}
+//	DELETE /capabilities/{jti} → 204 (issuer: revoked locally at once, then at the relay)
+//	POST   /capabilities/{jti}/call {"operation","path","method"?,"body"?} → {"status","headers","body"}
+//
+// "subject" is injected by the management role from its directory. Grants,
+// calls and results travel through the relay as envelopes of type
+// capability.grant, capability.call and capability.result, sealed with NaCl
+// box between the two identities. The payload of a capability.grant is
+// {"issuerKeys":<signed key record>,"box":"<b64 box>"} because its recipient
+// does not know the issuer's X25519 key yet; every other payload is the box.
+// The records live in the sealed vault body (Settings[capSettingsKey]).
+
+const (
+	capSettingsKey = "capabilities"
+	envGrant       = "capability.grant"
+	envCall        = "capability.call"
+	envResult      = "capability.result"
+	callTimeout    = 30 * time.Second
+	maxExpiresIn   = 365 * 24 * 3600
+	maxCallBody    = 32 << 10
+)
+
+// issuedCap is a capability this vault granted.
+type issuedCap struct {
+	JTI            string   `json:"jti"`
+	SubjectUserID  string   `json:"subjectUserId"`
+	SubjectEmail   string   `json:"subjectEmail,omitempty"`
+	SubjectEd25519 string   `json:"subjectEd25519"`
+	SubjectX25519  string   `json:"subjectX25519"`
+	Resource       string   `json:"resource"`
+	Scope          []string `json:"scope"`
+	IssuedAt       int64    `json:"iat"`
+	Exp            int64    `json:"exp"`
+	MaxCalls       int      `json:"maxCalls,omitempty"`
+	Calls          int      `json:"calls"`
+	Revoked        bool     `json:"revoked,omitempty"`
+	RevokedAt      int64    `json:"revokedAt,omitempty"`
+	RelayRevoked   bool     `json:"relayRevoked,omitempty"` // the relay confirmed the revocation
+	Token          string   `json:"token,omitempty"`        // kept until delivered to the subject
+	Delivered      bool     `json:"delivered,omitempty"`
+}
+
+// receivedCap is a capability granted to this vault's owner.
+type receivedCap struct {
+	JTI           string   `json:"jti"`
+	Token         string   `json:"token"`
+	IssuerUserID  string   `json:"issuerUserId"`
+	IssuerEd25519 string   `json:"issuerEd25519"`
+	IssuerX25519  string   `json:"issuerX25519"`
+	Resource      string   `json:"resource"`
+	Scope         []string `json:"scope"`
+	Exp           int64    `json:"exp"`
+	MaxCalls      int      `json:"maxCalls,omitempty"`
+	Calls         int      `json:"calls"`
+	Revoked       bool     `json:"revoked,omitempty"`
+	Exhausted     bool     `json:"exhausted,omitempty"`
+	ReceivedAt    int64    `json:"receivedAt"`
+}
+
+type capState struct {
+	Issued   map[string]*issuedCap   `json:"issued"`
+	Received map[string]*receivedCap `json:"received"`
+}
+
+// loadCapsLocked decodes the capability records. k.mu held, unlocked.
+func (s *Server) loadCapsLocked() *capState {
+	cs := &capState{}
+	if v := s.keys.sec.Settings[capSettingsKey]; v != "" {
+		if err := json.Unmarshal([]byte(v), cs); err != nil {
+			s.log.Error("capability records unreadable", "err", err)
+		}
+	}
+	if cs.Issued == nil {
+		cs.Issued = map[string]*issuedCap{}
+	}
+	if cs.Received == nil {
+		cs.Received = map[string]*receivedCap{}
+	}
+	return cs
+}
+
+// saveCapsLocked stores cs in the sealed vault. k.mu held, unlocked.
+func (s *Server) saveCapsLocked(cs *capState) error {
+	b, err := json.Marshal(cs)
+	if err != nil {
+		return err
+	}
+	k := s.keys
+	if k.sec.Settings == nil {
+		k.sec.Settings = map[string]string{}
+	}
+	old, had := k.sec.Settings[capSettingsKey]
+	k.sec.Settings[capSettingsKey] = string(b)
+	if err := k.saveLocked(); err != nil {
+		if had {
+			k.sec.Settings[capSettingsKey] = old
+		} else {
+			delete(k.sec.Settings, capSettingsKey)
+		}
+		return err
+	}
+	return nil
+}
+
+// isUnlocked reports whether the vault is open (without extending auto-lock).
+func (s *Server) isUnlocked() bool {
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.expireLocked()
+	return k.dek != nil
+}
+
+// capNow is the clock of capability checks; capSkew lets tests move it.
+func (s *Server) capNow() time.Time {
+	return s.keys.now().Add(time.Duration(s.capSkew.Load()))
+}
+
+// signRelayAuth signs the relay's challenge, or reports the vault locked.
+func (s *Server) signRelayAuth(nonce []byte) ([]byte, bool) {
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.expireLocked()
+	if k.id == nil {
+		return nil, false
+	}
+	return k.id.Sign(api.RelayAuthMessage(nonce, s.userID)), true
+}
+
+// sealEnvelopeLocked builds an envelope to user `to` (X25519 key text
+// toX) carrying v as JSON. k.mu held, unlocked.
+func (s *Server) sealEnvelopeLocked(to, toX, typ, jti string, v any) (*api.RelayEnvelope, error) {
+	x, err := crypto.ParseX25519(toX)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	box, err := s.keys.id.SealBox(&x, msg)
+	clear(msg)
+	if err != nil {
+		return nil, err
+	}
+	return &api.RelayEnvelope{Header: api.RelayHeader{ID: newEnvelopeID(), From: s.userID, To: to,
+		TS: time.Now().UnixMilli(), Type: typ, JTI: jti}, Payload: box}, nil
+}
+
+// openLocked opens a box from the peer with X25519 key text fromX.
+// k.mu held, unlocked.
+func (s *Server) openBoxLocked(fromX string, box []byte, v any) error {
+	x, err := crypto.ParseX25519(fromX)
+	if err != nil {
+		return err
+	}
+	msg, err := s.keys.id.OpenBox(&x, box)
+	if err != nil {
+		return err
+	}
+	defer clear(msg)
+	return json.Unmarshal(msg, v)
+}
+
+// Wire types.
+type (
+	subjectJSON struct {
+		UserID string                 `json:"userId"`
+		Signed crypto.SignedKeyRecord `json:"signed"`
+	}
+	issueReq struct {
+		SubjectEmail string       `json:"subjectEmail"`
+		Resource     string       `json:"resource"`
+		Scope        []string     `json:"scope"`
+		ExpiresIn    int64        `json:"expiresIn"`
+		MaxCalls     int          `json:"maxCalls"`
+		Subject      *subjectJSON `json:"subject"`
+	}
+	grantOuter struct {
+		IssuerKeys crypto.SignedKeyRecord `json:"issuerKeys"`
+		Box        []byte                 `json:"box"`
+	}
+	grantPayload struct {
+		Token        string                 `json:"token"`
+		IssuerUserID string                 `json:"issuerUserId"`
+		IssuerKeys   crypto.SignedKeyRecord `json:"issuerKeys"`
+	}
+	callReq struct {
+		Operation string          `json:"operation"`
+		Method    string          `json:"method"`
+		Path      string          `json:"path"`
+		Body      json.RawMessage `json:"body,omitempty"`
+	}
+	callPayload struct {
+		RequestID string          `json:"requestId"`
+		Token     string          `json:"token"`
+		Operation string          `json:"operation"`
+		Method    string          `json:"method"`
+		Path      string          `json:"path"`
+		Body      json.RawMessage `json:"body,omitempty"`
+	}
+	resultError struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	resultPayload struct {
+		RequestID  string            `json:"requestId"`
+		Status     int               `json:"status,omitempty"`
+		Headers    map[string]string `json:"headers,omitempty"`
+		Body       []byte            `json:"body,omitempty"`
+		Error      *resultError      `json:"error,omitempty"`
+		HTTPStatus int               `json:"httpStatus,omitempty"` // the status of a refusal
+	}
+	capJSON struct {
+		JTI          string   `json:"jti"`
+		Resource     string   `json:"resource"`
+		Scope        []string `json:"scope"`
+		ExpiresAt    int64    `json:"expiresAt"`
+		MaxCalls     int      `json:"maxCalls,omitempty"`
+		Calls        int      `json:"calls"`
+		Status       string   `json:"status"`
+		SubjectID    string   `json:"subjectUserId,omitempty"`
+		SubjectEmail string   `json:"subjectEmail,omitempty"`
+		IssuerID     string   `json:"issuerUserId,omitempty"`
+		Delivered    *bool    `json:"delivered,omitempty"`
+	}
+)
+
+var grantableOps = map[string]capability.Op{"read": capability.OpRead, "list": capability.OpList, "write": capability.OpWrite, "delete": capability.OpDelete}
+
+func (s *Server) capabilityRoutes(g *echo.Group) {
+	g.POST("/capabilities", s.issueCapability)
+	g.GET("/capabilities", s.listCapabilities)
+	g.DELETE("/capabilities/:jti", s.revokeCapability)
+	g.POST("/capabilities/:jti/call", s.callCapability)
+}
+
+func (s *Server) issueCapability(c echo.Context) error {
+	var req issueReq
+	if err := web.Bind(c, &req); err != nil {
+		return err
+	}
+	if req.Subject == nil || req.Subject.UserID == "" {
+		return api.BadRequest("subject_unknown", "no account with this email has a vault yet")
+	}
+	rec, err := crypto.VerifyKeyRecord(req.Subject.Signed)
+	if err != nil || rec.Subject != req.Subject.UserID {
+		return api.BadRequest("subject_unknown", "the subject's public keys could not be verified")
+	}
+	if req.Subject.UserID == s.userID {
+		return api.BadRequest("invalid_subject", "you cannot share with yourself")
+	}
+	subEd, err := crypto.ParseEd25519(rec.Ed25519)
+	if err != nil {
+		return api.BadRequest("subject_unknown", "the subject's public keys could not be verified")
+	}
+	if len(req.Scope) == 0 {
+		return api.BadRequest("invalid_scope", "scope must list at least one of read, list, write, delete")
+	}
+	var scope []capability.Op
+	seen := map[string]bool{}
+	for _, o := range req.Scope {
+		op, ok := grantableOps[o]
+		if !ok || seen[o] {
+			return api.BadRequest("invalid_scope", "scope must list distinct operations among read, list, write, delete")
+		}
+		seen[o] = true
+		scope = append(scope, op)
+	}
+	if req.ExpiresIn < 1 || req.ExpiresIn > maxExpiresIn {
+		return api.BadRequest("invalid_expiry", "expiresIn must be 1 second to 365 days")
+	}
+	if req.MaxCalls < 0 || req.MaxCalls > 1_000_000 {
+		return api.BadRequest("invalid_max_calls", "maxCalls must be 1 to 1000000, or absent")
+	}
+	if s.userID == "" {
+		return api.E(http.StatusConflict, "no_owner", "this vault does not know its owner's user id")
+	}
+	k := s.keys
+	k.mu.Lock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		k.mu.Unlock()
+		return err
+	}
+	if _, ok := k.sec.Integrations[req.Resource]; !ok {
+		k.mu.Unlock()
+		return api.BadRequest("unknown_resource", "resource must be the name of one of your integrations")
+	}
+	now := k.now()
+	tok, err := capability.Issue(k.id, capability.Claims{Subject: subEd, Audience: s.userID, Resource: req.Resource,
+		Scope: scope, IssuedAt: now, Expires: now.Add(time.Duration(req.ExpiresIn) * time.Second), MaxCalls: req.MaxCalls})
+	if err != nil {
+		k.mu.Unlock()
+		return api.BadRequest("invalid_capability", "the capability could not be issued")
+	}
+	p, _ := capability.Parse(tok)
+	cl := p.Claims()
+	jti := cl.JTI.String()
+	cs := s.loadCapsLocked()
+	ic := &issuedCap{JTI: jti, SubjectUserID: req.Subject.UserID, SubjectEmail: req.SubjectEmail, SubjectEd25519: rec.Ed25519,
+		SubjectX25519: rec.X25519, Resource: req.Resource, Scope: req.Scope, IssuedAt: cl.IssuedAt.Unix(), Exp: cl.Expires.Unix(),
+		MaxCalls: req.MaxCalls, Token: tok}
+	cs.Issued[jti] = ic
+	if err := s.saveCapsLocked(cs); err != nil {
+		k.mu.Unlock()
+		return err
+	}
+	env, err := s.grantEnvelopeLocked(ic)
+	k.mu.Unlock()
+	s.log.Info("capability issued", "jti", jti, "subject", req.Subject.UserID, "resource", req.Resource, "scope", req.Scope, "exp", ic.Exp)
+	delivered := false
+	if err == nil {
+		delivered = s.sendGrant(c.Request().Context(), jti, env)
+	}
+	return c.JSON(http.StatusCreated, map[string]any{"jti": jti, "token": tok, "delivered": delivered})
+}
+
+// grantEnvelopeLocked seals the capability.grant for ic. k.mu held, unlocked.
+func (s *Server) grantEnvelopeLocked(ic *issuedCap) (*api.RelayEnvelope, error) {
+	signed, err := s.ownKeyRecord()
+	if err != nil {
+		return nil, err
+	}
+	env, err := s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envGrant, ic.JTI,
+		grantPayload{Token: ic.Token, IssuerUserID: s.userID, IssuerKeys: signed})
+	if err != nil {
+		return nil, err
+	}
+	outer, err := json.Marshal(grantOuter{IssuerKeys: signed, Box: env.Payload})
+	if err != nil {
+		return nil, err
+	}
+	env.Payload = outer
+	return env, nil
+}
+
+func (s *Server) ownKeyRecord() (crypto.SignedKeyRecord, error) {
+	var sr crypto.SignedKeyRecord
+	b, err := readFileSmall(s.dataDir, identityFileName)
+	if err != nil {
+		return sr, err
+	}
+	err = json.Unmarshal(b, &sr)
+	return sr, err
+}
+
+// sendGrant sends a grant; on success the record forgets the token.
+func (s *Server) sendGrant(ctx context.Context, jti string, env *api.RelayEnvelope) bool {
+	if s.relay == nil {
+		return false
+	}
+	if err := s.relay.send(ctx, env); err != nil {
+		s.log.Warn("capability grant not delivered yet", "jti", jti, "err", err)
+		return false
+	}
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.dek == nil {
+		return true
+	}
+	cs := s.loadCapsLocked()
+	if ic := cs.Issued[jti]; ic != nil {
+		ic.Delivered, ic.Token = true, ""
+		s.saveCapsLocked(cs)
+	}
+	return true
+}
+
+func (s *Server) listCapabilities(c echo.Context) error {
+	dir := c.QueryParam("direction")
+	if dir == "" {
+		dir = "issued"
+	}
+	if dir != "issued" && dir != "received" {
+		return api.BadRequest("invalid_direction", "direction must be issued or received")
+	}
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		return err
+	}
+	cs := s.loadCapsLocked()
+	now := s.capNow().Unix()
+	out := []capJSON{}
+	if dir == "issued" {
+		for _, ic := range cs.Issued {
+			d := ic.Delivered
+			out = append(out, capJSON{JTI: ic.JTI, Resource: ic.Resource, Scope: ic.Scope, ExpiresAt: ic.Exp, MaxCalls: ic.MaxCalls,
+				Calls: ic.Calls, Status: capStatus(ic.Revoked, now >= ic.Exp, ic.MaxCalls > 0 && ic.Calls >= ic.MaxCalls),
+				SubjectID: ic.SubjectUserID, SubjectEmail: ic.SubjectEmail, Delivered: &d})
+		}
+	} else {
+		for _, rc := range cs.Received {
+			out = append(out, capJSON{JTI: rc.JTI, Resource: rc.Resource, Scope: rc.Scope, ExpiresAt: rc.Exp, MaxCalls: rc.MaxCalls,
+				Calls: rc.Calls, Status: capStatus(rc.Revoked, now >= rc.Exp, rc.Exhausted || rc.MaxCalls > 0 && rc.Calls >= rc.MaxCalls),
+				IssuerID: rc.IssuerUserID})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].ExpiresAt < out[j].ExpiresAt || out[i].ExpiresAt == out[j].ExpiresAt && out[i].JTI < out[j].JTI
+	})
+	return c.JSON(http.StatusOK, map[string]any{"capabilities": out})
+}
+
+func capStatus(revoked, expired, exhausted bool) string {
+	switch {
+	case revoked:
+		return "revoked"
+	case expired:
+		return "expired"
+	case exhausted:
+		return "exhausted"
+	}
+	return "active"
+}
+
+func (s *Server) revokeCapability(c echo.Context) error {
+	jti := c.Param("jti")
+	j, err := capability.ParseJTI(jti)
+	if err != nil {
+		return api.NotFound("no such capability")
+	}
+	k := s.keys
+	k.mu.Lock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		k.mu.Unlock()
+		return err
+	}
+	cs := s.loadCapsLocked()
+	ic := cs.Issued[jti]
+	if ic == nil {
+		k.mu.Unlock()
+		return api.NotFound("no such capability")
+	}
+	if !ic.Revoked {
+		ic.Revoked, ic.RevokedAt, ic.Token = true, time.Now().Unix(), ""
+		if err := s.saveCapsLocked(cs); err != nil {
+			k.mu.Unlock()
+			return err
+		}
+	}
+	frame, err := s.revokeFrameLocked(j)
+	k.mu.Unlock()
+	s.log.Info("capability revoked", "jti", jti)
+	if err == nil {
+		s.sendRevocation(c.Request().Context(), jti, frame)
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// revokeFrameLocked signs a fresh revocation of j. k.mu held, unlocked.
+func (s *Server) revokeFrameLocked(j capability.JTI) (*api.RelayFrame, error) {
+	r, err := capability.SignRevocation(s.keys.id, j, "revoked by issuer", time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return &api.RelayFrame{Type: api.RelayFrameRevoke, Issuer: s.keys.id.Public().Ed25519Text(), Revocation: &r}, nil
+}
+
+func (s *Server) sendRevocation(ctx context.Context, jti string, f *api.RelayFrame) {
+	if s.relay == nil {
+		return
+	}
+	if err := s.relay.revoke(ctx, f); err != nil {
+		s.log.Warn("revocation not confirmed by the relay yet", "jti", jti, "err", err)
+		return
+	}
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.dek == nil {
+		return
+	}
+	cs := s.loadCapsLocked()
+	if ic := cs.Issued[jti]; ic != nil && !ic.RelayRevoked {
+		ic.RelayRevoked = true
+		s.saveCapsLocked(cs)
+	}
+}
+
+// relayResync runs after each relay connection: it sends grants and
+// revocations that could not reach the relay before.
+func (s *Server) relayResync(ctx context.Context) {
+	type pending struct {
+		jti   string
+		grant *api.RelayEnvelope
+		rev   *api.RelayFrame
+	}
+	var todo []pending
+	k := s.keys
+	k.mu.Lock()
+	if k.dek == nil {
+		k.mu.Unlock()
+		return
+	}
+	cs := s.loadCapsLocked()
+	now := time.Now().Unix()
+	for jti, ic := range cs.Issued {
+		switch {
+		case ic.Revoked && !ic.RelayRevoked && now < ic.Exp:
+			if j, err := capability.ParseJTI(jti); err == nil {
+				if f, err := s.revokeFrameLocked(j); err == nil {
+					todo = append(todo, pending{jti: jti, rev: f})
+				}
+			}
+		case !ic.Revoked && !ic.Delivered && ic.Token != "" && now < ic.Exp:
+			if env, err := s.grantEnvelopeLocked(ic); err == nil {
+				todo = append(todo, pending{jti: jti, grant: env})
+			}
+		}
+	}
+	k.mu.Unlock()
+	for _, p := range todo {
+		if ctx.Err() != nil {
+			return
+		}
+		if p.rev != nil {
+			s.sendRevocation(ctx, p.jti, p.rev)
+		} else {
+			s.sendGrant(ctx, p.jti, p.grant)
+		}
+	}
+}
+
+// handleEnvelope processes one delivered envelope. It returns false if it
+// could not (vault locked), so that the envelope stays queued.
+func (s *Server) handleEnvelope(ctx context.Context, env *api.RelayEnvelope) bool {
+	if !s.isUnlocked() {
+		return false
+	}
+	switch env.Header.Type {
+	case envGrant:
+		s.receiveGrant(env)
+	case envCall:
+		s.executeCall(ctx, env)
+	case envResult:
+		s.receiveResult(env)
+	default:
+		s.log.Info("relay envelope of unknown type dropped", "type", env.Header.Type, "from", env.Header.From)
+	}
+	return true
+}
+
+func (s *Server) receiveGrant(env *api.RelayEnvelope) {
+	from := env.Header.From
+	var outer grantOuter
+	if err := json.Unmarshal(env.Payload, &outer); err != nil {
+		s.log.Warn("capability grant dropped: malformed", "from", from)
+		return
+	}
+	rec, err := crypto.VerifyKeyRecord(outer.IssuerKeys)
+	if err != nil || rec.Subject != from {
+		s.log.Warn("capability grant dropped: issuer keys do not verify", "from", from)
+		return
+	}
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.dek == nil {
+		return
+	}
+	var g grantPayload
+	if err := s.openBoxLocked(rec.X25519, outer.Box, &g); err != nil {
+		s.log.Warn("capability grant dropped: cannot open", "from", from)
+		return
+	}
+	if g.IssuerUserID != from || g.IssuerKeys != outer.IssuerKeys {
+		s.log.Warn("capability grant dropped: issuer mismatch", "from", from)
+		return
+	}
+	p, err := capability.Parse(g.Token)
+	if err != nil || p.VerifySignature() != nil {
+		s.log.Warn("capability grant dropped: bad token", "from", from)
+		return
+	}
+	cl := p.Claims()
+	if crypto.FormatEd25519(cl.Issuer) != rec.Ed25519 || !cl.Subject.Equal(k.id.Public().Ed25519) || cl.Audience != from ||
+		(env.Header.JTI != "" && env.Header.JTI != cl.JTI.String()) {
+		s.log.Warn("capability grant dropped: token does not match", "from", from)
+		return
+	}
+	cs := s.loadCapsLocked()
+	jti := cl.JTI.String()
+	if _, dup := cs.Received[jti]; dup {
+		return
+	}
+	scope := make([]string, len(cl.Scope))
+	for i, o := range cl.Scope {
+		scope[i] = string(o)
+	}
+	cs.Received[jti] = &receivedCap{JTI: jti, Token: g.Token, IssuerUserID: from, IssuerEd25519: rec.Ed25519, IssuerX25519: rec.X25519,
+		Resource: cl.Resource, Scope: scope, Exp: cl.Expires.Unix(), MaxCalls: cl.MaxCalls, ReceivedAt: time.Now().Unix()}
+	if err := s.saveCapsLocked(cs); err != nil {
+		s.log.Error("capability grant not stored", "jti", jti, "err", err)
+		return
+	}
+	s.log.Info("capability received", "jti", jti, "issuer", from, "resource", cl.Resource)
+}
+
+// pendingCalls correlates capability.result envelopes with waiting calls.
+type pendingCalls struct {
+	mu sync.Mutex
+	m  map[string]pendingCall
+}
+
+type pendingCall struct {
+	issuer string
+	ch     chan resultPayload
+}
+
+func (p *pendingCalls) add(id, issuer string) chan resultPayload {
+	ch := make(chan resultPayload, 1)
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = map[string]pendingCall{}
+	}
+	p.m[id] = pendingCall{issuer: issuer, ch: ch}
+	p.mu.Unlock()
+	return ch
+}
+
+func (p *pendingCalls) take(id, from string) (chan resultPayload, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pc, ok := p.m[id]
+	if !ok || pc.issuer != from {
+		return nil, false
+	}
+	delete(p.m, id)
+	return pc.ch, true
+}
+
+func (p *pendingCalls) drop(id string) {
+	p.mu.Lock()
+	delete(p.m, id)
+	p.mu.Unlock()
+}
+
+func (s *Server) callCapability(c echo.Context) error {
+	jti := c.Param("jti")
+	var req callReq
+	if err := web.Bind(c, &req); err != nil {
+		return err
+	}
+	if _, ok := grantableOps[req.Operation]; !ok {
+		return api.BadRequest("invalid_operation", "operation must be read, list, write or delete")
+	}
+	if req.Method == "" {
+		req.Method = map[string]string{"read": "GET", "list": "GET", "write": "POST", "delete": "DELETE"}[req.Operation]
+	}
+	if _, ok := methodOps[req.Method]; !ok {
+		return api.BadRequest("invalid_method", "method must be GET, POST, PUT, PATCH or DELETE")
+	}
+	if err := checkCallPath(req.Path); err != nil {
+		return err
+	}
+	if len(req.Body) > maxCallBody {
+		return api.E(http.StatusRequestEntityTooLarge, "too_large", "body too large")
+	}
+	if s.relay == nil {
+		return api.Unavailable("relay_unavailable", "sharing is not available: no relay configured", nil)
+	}
+	k := s.keys
+	k.mu.Lock()
+	if err := k.useLocked(s.publicURL); err != nil {
+		k.mu.Unlock()
+		return err
+	}
+	cs := s.loadCapsLocked()
+	rc := cs.Received[jti]
+	if rc == nil {
+		k.mu.Unlock()
+		return api.NotFound("no such capability")
+	}
+	reqID := newEnvelopeID()
+	env, err := s.sealEnvelopeLocked(rc.IssuerUserID, rc.IssuerX25519, envCall, jti, callPayload{RequestID: reqID,
+		Token: rc.Token, Operation: req.Operation, Method: req.Method, Path: req.Path, Body: req.Body})
+	issuer := rc.IssuerUserID
+	k.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	ch := s.calls.add(reqID, issuer)
+	defer s.calls.drop(reqID)
+	ctx := c.Request().Context()
+	if err := s.relay.send(ctx, env); err != nil {
+		var rr *relayRefusal
+		if errors.As(err, &rr) && rr.code == "capability_revoked" {
+			s.noteResult(jti, capability.ErrRevoked.Code(), false)
+			return api.Forbidden(capability.ErrRevoked.Code(), "this capability has been revoked")
+		}
+		if errors.As(err, &rr) && rr.code == "rate_limited" {
+			return api.TooMany("too many shared-resource calls; try again later")
+		}
+		return api.Unavailable("relay_unavailable", "the relay cannot be reached right now", err)
+	}
+	t := time.NewTimer(callTimeout)
+	defer t.Stop()
+	select {
+	case res := <-ch:
+		if res.Error != nil {
+			s.noteResult(jti, res.Error.Code, false)
+			st := res.HTTPStatus
+			if st < 400 || st > 599 {
+				st = http.StatusForbidden
+			}
+			return api.E(st, res.Error.Code, res.Error.Message)
+		}
+		s.noteResult(jti, "", true)
+		out := map[string]any{"status": res.Status, "body": string(res.Body)}
+		if len(res.Headers) > 0 {
+			out["headers"] = res.Headers
+		}
+		return c.JSON(http.StatusOK, out)
+	case <-t.C:
+		return api.E(http.StatusGatewayTimeout, "timeout", "the owner's vault did not answer in time")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// noteResult updates a received capability after a call's outcome.
+func (s *Server) noteResult(jti, code string, ok bool) {
+	k := s.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.dek == nil {
+		return
+	}
+	cs := s.loadCapsLocked()
+	rc := cs.Received[jti]
+	if rc == nil {
+		return
+	}
+	switch {
+	case ok:
+		rc.Calls++
+	case code == capability.ErrRevoked.Code():
+		rc.Revoked = true
+	case code == capability.ErrBudgetExhausted.Code():
+		rc.Exhausted = true
+	default:
+		return
+	}
+	s.saveCapsLocked(cs)
+}
+
+func (s *Server) receiveResult(env *api.RelayEnvelope) {
+	from := env.Header.From
+	k := s.keys
+	k.mu.Lock()
+	if k.dek == nil {
+		k.mu.Unlock()
+		return
+	}
+	cs := s.loadCapsLocked()
+	x := ""
+	for _, rc := range cs.Received {
+		if rc.IssuerUserID == from {
+			x = rc.IssuerX25519
+			break
+		}
+	}
+	var res resultPayload
+	err := errors.New("unknown sender")
+	if x != "" {
+		err = s.openBoxLocked(x, env.Payload, &res)
+	}
+	k.mu.Unlock()
+	if err != nil {
+		s.log.Warn("capability result dropped", "from", from)
+		return
+	}
+	if ch, ok := s.calls.take(res.RequestID, from); ok {
+		ch <- res
+	}
+}
+
+// parseEd parses a key text, or returns nil (which Authorize refuses).
+func parseEd(s string) ed25519.PublicKey {
+	k, err := crypto.ParseEd25519(s)
+	if err != nil {
+		return nil
+	}
+	return k
+}

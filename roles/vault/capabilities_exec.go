@@ -1,0 +1,309 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/capability"
+)
+
+// Execution of capability.call envelopes in the issuer's vault (SPEC §7.1
+// "Executing a capability checks", §7.3 ocmt_call_resource rules).
+
+const (
+	execTimeout      = 15 * time.Second
+	execMaxBody      = 1 << 20
+	execMaxRedirects = 5
+)
+
+// methodOps maps an HTTP method to the permission it needs.
+var methodOps = map[string]capability.Op{
+	"GET": capability.OpRead, "POST": capability.OpWrite, "PUT": capability.OpWrite,
+	"PATCH": capability.OpWrite, "DELETE": capability.OpDelete,
+}
+
+// checkCallPath accepts an absolute path with an optional query, without
+// dot segments, fragments or anything that could change the host.
+func checkCallPath(p string) error {
+	bad := api.BadRequest("invalid_path", `path must be an absolute path such as "/events?from=2026-01-01"`)
+	if p == "" || p[0] != '/' || strings.HasPrefix(p, "//") || len(p) > 2048 || strings.ContainsAny(p, "\\#\r\n\t ") {
+		return bad
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return bad
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if seg == ".." || seg == "." {
+			return bad
+		}
+	}
+	if strings.Contains(strings.ToLower(p), "%2e") || strings.Contains(strings.ToLower(p), "%2f") {
+		return bad
+	}
+	return nil
+}
+
+// persistCounter is the capability.Counter of one issued record: calls are
+// counted in the sealed record; rates (not issued by this vault yet) in
+// memory.
+type persistCounter struct {
+	ic   *issuedCap
+	rate *capability.Limiter
+}
+
+func (c persistCounter) Use(jti capability.JTI, maxCalls int, rate capability.Rate, now time.Time) error {
+	if maxCalls > 0 && c.ic.Calls >= maxCalls {
+		return capability.ErrBudgetExhausted
+	}
+	if !rate.IsZero() {
+		if err := c.rate.Use(jti, 0, rate, now); err != nil {
+			return err
+		}
+	}
+	c.ic.Calls++
+	return nil
+}
+
+// executeCall authorizes and runs one capability.call, then answers with a
+// capability.result. Logs carry metadata only.
+func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
+	from, jti := env.Header.From, env.Header.JTI
+	k := s.keys
+	k.mu.Lock()
+	if k.dek == nil {
+		k.mu.Unlock()
+		return
+	}
+	cs := s.loadCapsLocked()
+	ic := cs.Issued[jti]
+	if ic == nil || ic.SubjectUserID != from {
+		// Without the record we know no key of the sender to answer with.
+		k.mu.Unlock()
+		s.log.Warn("capability call dropped: unknown capability or sender is not its subject", "jti", jti, "from", from)
+		return
+	}
+	var call callPayload
+	if err := s.openBoxLocked(ic.SubjectX25519, env.Payload, &call); err != nil {
+		k.mu.Unlock()
+		s.log.Warn("capability call dropped: cannot open", "jti", jti, "from", from)
+		return
+	}
+	refuse := func(status int, code, msg string) {
+		s.log.Info("capability call refused", "jti", jti, "from", from, "operation", call.Operation, "code", code)
+		s.replyLocked(ic, resultPayload{RequestID: call.RequestID, Error: &resultError{Code: code, Message: msg}, HTTPStatus: status})
+		k.mu.Unlock()
+	}
+	p, err := capability.Parse(call.Token)
+	if err != nil {
+		refuse(http.StatusForbidden, capability.Code(err), err.Error())
+		return
+	}
+	if p.JTI().String() != jti {
+		refuse(http.StatusForbidden, capability.ErrMalformed.Code(), "the envelope does not carry this capability")
+		return
+	}
+	op, ok := methodOps[call.Method]
+	if !ok || checkCallPath(call.Path) != nil {
+		refuse(http.StatusBadRequest, "invalid_request", "unsupported method or path")
+		return
+	}
+	if call.Operation == string(capability.OpList) && call.Method == "GET" {
+		op = capability.OpList
+	}
+	revoked := func(j capability.JTI) bool { r := cs.Issued[j.String()]; return r == nil || r.Revoked }
+	err = p.Authorize(capability.Check{Self: k.id.Public().Ed25519, Audience: s.userID, Requester: parseEd(ic.SubjectEd25519),
+		Operation: op, Now: s.capNow(), Revoked: revoked, Calls: persistCounter{ic: ic, rate: &s.rates}})
+	if err != nil {
+		refuse(http.StatusForbidden, capability.Code(err), err.Error())
+		return
+	}
+	in, ok := k.sec.Integrations[p.Claims().Resource]
+	if !ok { // not saved: the counted call is dropped with cs
+		refuse(http.StatusConflict, "resource_unavailable", "the shared resource is no longer connected")
+		return
+	}
+	if err := s.saveCapsLocked(cs); err != nil { // the call is counted before it runs
+		refuse(http.StatusServiceUnavailable, "internal", "the call could not be recorded")
+		return
+	}
+	k.mu.Unlock()
+
+	start := time.Now()
+	res := s.runHTTP(ctx, in, call)
+	res.RequestID = call.RequestID
+	if res.Error != nil {
+		s.log.Info("capability call failed", "jti", jti, "from", from, "operation", op, "code", res.Error.Code, "ms", time.Since(start).Milliseconds())
+	} else {
+		s.log.Info("capability call", "jti", jti, "from", from, "operation", op, "status", res.Status, "size", len(res.Body), "ms", time.Since(start).Milliseconds())
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.dek == nil {
+		return
+	}
+	s.replyLocked(ic, res)
+}
+
+// replyLocked seals and sends a capability.result (asynchronously). It
+// carries no jti, so that refusals still pass a relay that revoked it.
+// k.mu held, unlocked.
+func (s *Server) replyLocked(ic *issuedCap, res resultPayload) {
+	env, err := s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envResult, "", res)
+	if err == nil && len(env.Payload) > relayMaxPayloadRaw {
+		res = resultPayload{RequestID: res.RequestID, Error: &resultError{Code: "result_too_large", Message: "the answer is too large to share through the relay"}, HTTPStatus: http.StatusBadGateway}
+		env, err = s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envResult, "", res)
+	}
+	if err != nil {
+		s.log.Error("capability result not sealed", "jti", ic.JTI, "err", err)
+		return
+	}
+	go func() {
+		if err := s.relay.send(s.base, env); err != nil {
+			s.log.Warn("capability result not sent", "jti", ic.JTI, "err", err)
+		}
+	}()
+}
+
+// runHTTP performs the call against the integration with its credential.
+func (s *Server) runHTTP(ctx context.Context, in integration, call callPayload) resultPayload {
+	fail := func(status int, code, msg string) resultPayload {
+		return resultPayload{Error: &resultError{Code: code, Message: msg}, HTTPStatus: status}
+	}
+	base, err := url.Parse(in.BaseURL)
+	if err != nil {
+		return fail(http.StatusBadGateway, "resource_unavailable", "the shared resource is misconfigured")
+	}
+	target, err := url.Parse(strings.TrimRight(in.BaseURL, "/") + call.Path)
+	if err != nil || target.Host != base.Host || target.Scheme != base.Scheme {
+		return fail(http.StatusBadRequest, "invalid_request", "bad path")
+	}
+	var body io.Reader
+	ctype := ""
+	if len(call.Body) > 0 && string(call.Body) != "null" {
+		var str string
+		if json.Unmarshal(call.Body, &str) == nil {
+			body, ctype = strings.NewReader(str), "text/plain; charset=utf-8"
+		} else {
+			body, ctype = bytes.NewReader(call.Body), "application/json"
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, execTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, call.Method, target.String(), body)
+	if err != nil {
+		return fail(http.StatusBadRequest, "invalid_request", "bad request")
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	req.Header.Set("User-Agent", "ocmt-vault")
+	if in.AuthHeader != "" {
+		req.Header.Set(in.AuthHeader, in.AuthValue)
+	}
+	resp, err := s.resourceClient().Do(req)
+	if err != nil {
+		if errors.Is(err, errTargetRefused) {
+			return fail(http.StatusForbidden, "target_refused", "the shared resource's address is not allowed")
+		}
+		if ctx.Err() != nil {
+			return fail(http.StatusGatewayTimeout, "upstream_timeout", "the shared resource did not answer in time")
+		}
+		return fail(http.StatusBadGateway, "upstream_error", "the shared resource could not be reached")
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, execMaxBody+1))
+	if err != nil {
+		return fail(http.StatusBadGateway, "upstream_error", "the shared resource's answer was cut off")
+	}
+	if len(b) > execMaxBody {
+		return fail(http.StatusBadGateway, "result_too_large", "the shared resource's answer is over 1 MiB")
+	}
+	if !utf8.Valid(b) {
+		return fail(http.StatusBadGateway, "binary_result", "the shared resource answered with binary data")
+	}
+	h := map[string]string{}
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		h["Content-Type"] = ct
+	}
+	return resultPayload{Status: resp.StatusCode, Headers: h, Body: b}
+}
+
+var errTargetRefused = errors.New("target address refused")
+
+// resourceClient is the HTTP client for shared resources: no proxy, every
+// resolved address checked (no loopback, private, link-local… unless
+// AllowPrivateTargets), the dial pinned to a checked address, redirects
+// only within the same host, a 15 s timeout.
+func (s *Server) resourceClient() *http.Client {
+	allowPrivate := s.allowPrivate
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			if err != nil {
+				return nil, err
+			}
+			if len(ips) == 0 {
+				return nil, fmt.Errorf("no address for host")
+			}
+			for _, ip := range ips {
+				if !allowPrivate && !publicAddr(ip) {
+					return nil, errTargetRefused
+				}
+			}
+			var lastErr error
+			for _, ip := range ips {
+				c, err := dialer.DialContext(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
+				if err == nil {
+					return c, nil
+				}
+				lastErr = err
+			}
+			return nil, lastErr
+		},
+		TLSHandshakeTimeout:    10 * time.Second,
+		ResponseHeaderTimeout:  execTimeout,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+	return &http.Client{Transport: tr, Timeout: execTimeout,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= execMaxRedirects || req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		}}
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// publicAddr reports whether ip is a globally routable unicast address.
+func publicAddr(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsValid() && ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() &&
+		!ip.IsUnspecified() && !ip.IsMulticast() && !cgnat.Contains(ip) && !(ip.Is4() && ip.As4()[0] == 0)
+}
+
+// readFileSmall reads a small file under dir.
+func readFileSmall(dir, name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(dir, name))
+}

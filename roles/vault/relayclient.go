@@ -1,0 +1,325 @@
+package vault
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ocmt/ocmt/api"
+)
+
+// Relay client (SPEC §7.2): while the vault is unlocked it keeps one
+// authenticated WebSocket to the relay (Options.RelayURL), reconnecting
+// with backoff; it disconnects when the vault locks, since it cannot open
+// or seal envelopes without the identity key. The protocol is the relay
+// role's (see roles/relay's package documentation; wire types in package
+// api).
+
+const (
+	relayDialTimeout   = 10 * time.Second
+	relaySendTimeout   = 10 * time.Second
+	relayPollInterval  = 200 * time.Millisecond
+	relayBackoffMin    = 250 * time.Millisecond
+	relayBackoffMax    = 30 * time.Second
+	relayReadLimit     = 1 << 20
+	relayDedupWindow   = 30 * time.Minute
+	relayMaxPayloadRaw = 64 << 10 // the relay's default MaxPayloadBytes
+)
+
+// errRelayUnavailable means there is no relay connection right now.
+var errRelayUnavailable = errors.New("relay unavailable")
+
+// relayRefusal is an error frame answering one of our frames.
+type relayRefusal struct{ code, msg string }
+
+func (e *relayRefusal) Error() string { return "relay refused: " + e.code + ": " + e.msg }
+
+type relayClient struct {
+	s   *Server
+	url string
+
+	mu      sync.Mutex
+	conn    *websocket.Conn                // nil while disconnected
+	waiters map[string]chan api.RelayFrame // "id:<envelope id>" or "rev"
+	seen    map[string]time.Time           // delivered envelope ids (dedup)
+	revMu   sync.Mutex                     // one revoke frame in flight
+}
+
+func newRelayClient(s *Server, url string) *relayClient {
+	return &relayClient{s: s, url: url, waiters: map[string]chan api.RelayFrame{}, seen: map[string]time.Time{}}
+}
+
+// connected reports whether an authenticated connection is up.
+func (rc *relayClient) connected() bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.conn != nil
+}
+
+// run keeps the connection up while the vault is unlocked, until ctx ends.
+func (rc *relayClient) run(ctx context.Context) {
+	backoff := relayBackoffMin
+	for ctx.Err() == nil {
+		if !rc.s.isUnlocked() {
+			sleepCtx(ctx, relayPollInterval)
+			continue
+		}
+		start := time.Now()
+		err := rc.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			backoff = relayBackoffMin
+		}
+		if err != nil && rc.s.isUnlocked() {
+			rc.s.log.Warn("relay connection", "err", err, "retryIn", backoff)
+			sleepCtx(ctx, backoff)
+			backoff = min(backoff*2, relayBackoffMax)
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func readFrame(ctx context.Context, ws *websocket.Conn) (api.RelayFrame, error) {
+	var f api.RelayFrame
+	typ, b, err := ws.Read(ctx)
+	if err != nil {
+		return f, err
+	}
+	if typ != websocket.MessageText {
+		return f, errors.New("binary frame from relay")
+	}
+	err = json.Unmarshal(b, &f)
+	return f, err
+}
+
+func writeFrame(ctx context.Context, ws *websocket.Conn, f *api.RelayFrame) error {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	return ws.Write(ctx, websocket.MessageText, b)
+}
+
+// session dials, authenticates and serves one connection until it fails,
+// the vault locks or ctx ends.
+func (rc *relayClient) session(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dctx, dcancel := context.WithTimeout(sctx, relayDialTimeout)
+	ws, _, err := websocket.Dial(dctx, rc.url, nil)
+	if err != nil {
+		dcancel()
+		return err
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(relayReadLimit)
+	ch, err := readFrame(dctx, ws)
+	if err != nil {
+		dcancel()
+		return err
+	}
+	nonce, err := base64.RawURLEncoding.DecodeString(ch.Nonce)
+	if ch.Type != api.RelayFrameChallenge || err != nil || len(nonce) != 32 {
+		dcancel()
+		return errors.New("relay: bad challenge")
+	}
+	sig, ok := rc.s.signRelayAuth(nonce)
+	if !ok {
+		dcancel()
+		return nil // locked meanwhile
+	}
+	if err := writeFrame(dctx, ws, &api.RelayFrame{Type: api.RelayFrameAuth, User: rc.s.userID, Sig: base64.RawURLEncoding.EncodeToString(sig)}); err != nil {
+		dcancel()
+		return err
+	}
+	rd, err := readFrame(dctx, ws)
+	dcancel()
+	if err != nil {
+		return err
+	}
+	if rd.Type != api.RelayFrameReady {
+		return errors.New("relay: authentication refused: " + rd.Code)
+	}
+	rc.mu.Lock()
+	rc.conn = ws
+	rc.mu.Unlock()
+	rc.s.log.Info("relay connected")
+	defer func() {
+		rc.mu.Lock()
+		rc.conn = nil
+		for k, w := range rc.waiters { // fail everything in flight
+			select {
+			case w <- api.RelayFrame{Type: api.RelayFrameError, Code: "disconnected"}:
+			default:
+			}
+			delete(rc.waiters, k)
+		}
+		rc.mu.Unlock()
+	}()
+	// Disconnect when the vault locks.
+	go func() {
+		t := time.NewTicker(relayPollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+				if !rc.s.isUnlocked() {
+					rc.s.log.Info("relay disconnecting: vault locked")
+					ws.Close(websocket.StatusNormalClosure, "vault locked")
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	go rc.s.relayResync(sctx)
+	for {
+		f, err := readFrame(sctx, ws)
+		if err != nil {
+			if sctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		switch f.Type {
+		case api.RelayFrameDeliver:
+			if f.Envelope != nil {
+				env := *f.Envelope
+				go rc.deliver(sctx, &env)
+			}
+		case api.RelayFrameAccepted, api.RelayFrameAcked:
+			rc.wake("id:"+f.ID, f)
+		case api.RelayFrameRevoked:
+			rc.wake("rev", f)
+		case api.RelayFrameError:
+			switch {
+			case f.ID != "":
+				rc.wake("id:"+f.ID, f)
+			case len(f.Code) > 11 && f.Code[:11] == "revocation_":
+				rc.wake("rev", f)
+			default:
+				rc.s.log.Warn("relay error frame", "code", f.Code)
+			}
+		}
+	}
+}
+
+func (rc *relayClient) wake(key string, f api.RelayFrame) {
+	rc.mu.Lock()
+	w, ok := rc.waiters[key]
+	delete(rc.waiters, key)
+	rc.mu.Unlock()
+	if ok {
+		w <- f
+	}
+}
+
+// roundTrip writes f and waits for the answer registered under key.
+func (rc *relayClient) roundTrip(ctx context.Context, key string, f *api.RelayFrame) (api.RelayFrame, error) {
+	w := make(chan api.RelayFrame, 1)
+	rc.mu.Lock()
+	ws := rc.conn
+	if ws == nil {
+		rc.mu.Unlock()
+		return api.RelayFrame{}, errRelayUnavailable
+	}
+	rc.waiters[key] = w
+	rc.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, relaySendTimeout)
+	defer cancel()
+	drop := func() {
+		rc.mu.Lock()
+		if rc.waiters[key] == w {
+			delete(rc.waiters, key)
+		}
+		rc.mu.Unlock()
+	}
+	if err := writeFrame(ctx, ws, f); err != nil {
+		drop()
+		return api.RelayFrame{}, errRelayUnavailable
+	}
+	select {
+	case a := <-w:
+		if a.Type == api.RelayFrameError {
+			if a.Code == "disconnected" {
+				return a, errRelayUnavailable
+			}
+			return a, &relayRefusal{a.Code, a.Message}
+		}
+		return a, nil
+	case <-ctx.Done():
+		drop()
+		return api.RelayFrame{}, errRelayUnavailable
+	}
+}
+
+// send hands env to the relay and waits for "accepted".
+func (rc *relayClient) send(ctx context.Context, env *api.RelayEnvelope) error {
+	_, err := rc.roundTrip(ctx, "id:"+env.Header.ID, &api.RelayFrame{Type: api.RelayFrameSend, Envelope: env})
+	return err
+}
+
+// revoke sends a signed revocation and waits for "revoked".
+func (rc *relayClient) revoke(ctx context.Context, f *api.RelayFrame) error {
+	rc.revMu.Lock()
+	defer rc.revMu.Unlock()
+	_, err := rc.roundTrip(ctx, "rev", f)
+	return err
+}
+
+// deliver processes one delivered envelope (once per id) and acks it.
+func (rc *relayClient) deliver(ctx context.Context, env *api.RelayEnvelope) {
+	now := time.Now()
+	rc.mu.Lock()
+	for id, t := range rc.seen {
+		if now.Sub(t) > relayDedupWindow {
+			delete(rc.seen, id)
+		}
+	}
+	_, dup := rc.seen[env.Header.ID]
+	rc.seen[env.Header.ID] = now
+	rc.mu.Unlock()
+	if !dup {
+		if !rc.s.handleEnvelope(ctx, env) {
+			// Not processed (vault locked meanwhile): leave it queued at
+			// the relay for the next connection.
+			rc.mu.Lock()
+			delete(rc.seen, env.Header.ID)
+			rc.mu.Unlock()
+			return
+		}
+	}
+	rc.mu.Lock()
+	ws := rc.conn
+	rc.mu.Unlock()
+	if ws != nil {
+		wctx, cancel := context.WithTimeout(ctx, relaySendTimeout)
+		writeFrame(wctx, ws, &api.RelayFrame{Type: api.RelayFrameAck, ID: env.Header.ID})
+		cancel()
+	}
+}
+
+// newEnvelopeID returns 16 random bytes, base64url.
+func newEnvelopeID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
