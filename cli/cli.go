@@ -80,6 +80,7 @@ func bindFlags(fs *pflag.FlagSet, cfg *config.Config) {
 	fs.DurationVar(&cfg.PausedStopAfter, "paused-stop-after", cfg.PausedStopAfter, "stop a container after this long paused (0 = never)")
 	fs.DurationVar(&cfg.WakeTimeout, "wake-timeout", cfg.WakeTimeout, "how long a request waits for its container to wake")
 	fs.IntVar(&cfg.RelayPort, "relay-port", cfg.RelayPort, "port of the relay listener user containers reach on the agent network's gateway (0 = any)")
+	fs.BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", cfg.AllowPrivateTargets, "let shared resources reach loopback and private network addresses (SSRF guard off)")
 	fs.StringVar(&cfg.RelayURL, "relay-url", cfg.RelayURL, "relay WebSocket URL, for --role=vault (set by the agent role)")
 	fs.StringVar(&cfg.AgentURL, "agent-url", cfg.AgentURL, "agent role URL, for --role=management")
 	fs.StringVar(&cfg.ServiceSecret, "service-secret", cfg.ServiceSecret, "secret shared by split management and agent roles")

@@ -91,6 +91,9 @@ type Config struct {
 	// RelayURL is the relay WebSocket URL a vault connects to (set by the
 	// agent role for each container; "" = no relay).
 	RelayURL string
+	// AllowPrivateTargets lets shared resources reach loopback and private
+	// addresses (SPEC §7.3 SSRF guard); off by default.
+	AllowPrivateTargets bool
 
 	// Service-to-service.
 	AgentURL      string // management → agent base URL in split mode; "" in all mode

@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			Driver: drv, Store: st, Log: log, Version: version.String(), Binary: bin, PublicURL: cfg.PublicURL,
 			DataDir: filepath.Join(cfg.DataDir, "users"), MemoryMiB: cfg.MemoryMiB, NanoCPUs: cfg.NanoCPUs,
 			PidsLimit: cfg.PidsLimit, IdlePauseAfter: cfg.IdlePauseAfter, PausedStopAfter: cfg.PausedStopAfter,
-			WakeTimeout: cfg.WakeTimeout, SweepInterval: opt.SweepInterval,
+			WakeTimeout: cfg.WakeTimeout, SweepInterval: opt.SweepInterval, AllowPrivateTargets: cfg.AllowPrivateTargets,
 		})
 		if err != nil {
 			drv.Close()
@@ -203,7 +203,8 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 
 func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 	v, err := vault.New(vault.Options{Secret: cfg.VaultSecret, Version: version.String(), Log: opt.Log,
-		DataDir: cfg.DataDir, PublicURL: cfg.PublicURL, UserID: cfg.VaultUser, AutoLock: cfg.VaultAutoLock})
+		DataDir: cfg.DataDir, PublicURL: cfg.PublicURL, UserID: cfg.VaultUser, AutoLock: cfg.VaultAutoLock,
+		RelayURL: cfg.RelayURL, AllowPrivateTargets: cfg.AllowPrivateTargets})
 	if err != nil {
 		return err
 	}
@@ -304,6 +305,7 @@ func (d relayDirectory) Ed25519Key(ctx context.Context, userID string) (ed25519.
 type relayWaker struct{ ag *agent.Server }
 
 func (w relayWaker) Wake(ctx context.Context, userID string) error {
+	w.ag.Touch(userID) // a relay delivery is real work (SPEC §4)
 	_, err := w.ag.Wake(ctx, userID)
 	return err
 }

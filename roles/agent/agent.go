@@ -46,7 +46,9 @@ type Options struct {
 	PausedStopAfter time.Duration // 0 = never stop
 	WakeTimeout     time.Duration
 	SweepInterval   time.Duration // how often hibernation runs; 0 = 15 s
-	HealthTimeout   time.Duration // how long a started container may take to answer /healthz; 0 = 30 s
+	// AllowPrivateTargets is passed to vaults (OCMT_ALLOW_PRIVATE_TARGETS).
+	AllowPrivateTargets bool
+	HealthTimeout       time.Duration // how long a started container may take to answer /healthz; 0 = 30 s
 }
 
 // Server is the agent role.
@@ -414,6 +416,9 @@ func (s *Server) containerEnv(userID string) map[string]string {
 	env := map[string]string{"OCMT_PUBLIC_URL": s.opt.PublicURL, "OCMT_VAULT_USER": userID}
 	if u := s.relayURL.Load(); u != nil && *u != "" {
 		env["OCMT_RELAY_URL"] = *u
+	}
+	if s.opt.AllowPrivateTargets {
+		env["OCMT_ALLOW_PRIVATE_TARGETS"] = "true"
 	}
 	return env
 }

@@ -2,6 +2,7 @@ package management
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,6 +66,16 @@ func (s *Server) agentProxy(c echo.Context) error {
 	r2 := r.Clone(r.Context())
 	r2.URL = &url.URL{Path: inner, RawQuery: r.URL.RawQuery}
 	r2.RequestURI = ""
+	var grant map[string]any
+	if r.Method == http.MethodPost && inner == "/vault/capabilities" {
+		body, g, err := s.withSubject(c, u)
+		if err != nil {
+			return err
+		}
+		grant = g
+		r2.Body, r2.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		r2.Header.Del("Transfer-Encoding")
+	}
 	rec := &statusRecorder{ResponseWriter: c.Response().Writer, status: http.StatusOK}
 	h := s.agent.Proxy(uid)
 	if r2.Header.Get("Upgrade") != "" {
@@ -89,6 +100,14 @@ func (s *Server) agentProxy(c echo.Context) error {
 		s.audit(ctx, uid, "vault.provider_configured", uid, map[string]string{"provider": strings.TrimPrefix(inner, "/vault/apikeys/")})
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/apikeys/"):
 		s.audit(ctx, uid, "vault.provider_removed", uid, map[string]string{"provider": strings.TrimPrefix(inner, "/vault/apikeys/")})
+	case grant != nil:
+		detail := map[string]string{}
+		for k, v := range grant {
+			detail[k] = fmt.Sprint(v)
+		}
+		s.audit(ctx, uid, "sharing.granted", fmt.Sprint(grant["subject"]), detail)
+	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/capabilities/"):
+		s.audit(ctx, uid, "sharing.revoked", uid, map[string]string{"jti": strings.TrimPrefix(inner, "/vault/capabilities/")})
 	case r.Method == http.MethodPut && strings.HasPrefix(inner, "/vault/integrations/"):
 		s.audit(ctx, uid, "vault.integration_configured", uid, map[string]string{"name": strings.TrimPrefix(inner, "/vault/integrations/")})
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/integrations/"):
@@ -174,6 +193,56 @@ func (s *Server) directoryLookup(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{"userId": e.UserID, "ed25519": e.Ed25519, "x25519": e.X25519,
 		"signed": map[string]string{"record": e.Record, "sig": e.Sig}})
+}
+
+// withSubject reads a capability request ({"subjectEmail",...}), looks the
+// subject up in the directory and returns the body with "subject" set to
+// the directory's verified record, which the vault checks again. It also
+// returns the grant's metadata for the audit log (never the token).
+func (s *Server) withSubject(c echo.Context, u *store.User) ([]byte, map[string]any, error) {
+	var req map[string]json.RawMessage
+	if err := json.NewDecoder(io.LimitReader(c.Request().Body, 64<<10)).Decode(&req); err != nil {
+		return nil, nil, api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
+	}
+	var email string
+	_ = json.Unmarshal(req["subjectEmail"], &email)
+	email = store.NormalizeEmail(email)
+	if !validEmail(email) {
+		return nil, nil, api.BadRequest("invalid_email", "subjectEmail must be one exact email address")
+	}
+	if !s.lookupByUser.allow(string(u.ID)) {
+		return nil, nil, api.TooMany("too many sharing requests; wait a minute")
+	}
+	ctx := c.Request().Context()
+	unknown := api.E(http.StatusBadRequest, "subject_unknown", "nobody with a vault has that address; ask them to sign in and create their vault first")
+	target, err := s.st.UserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, unknown
+	} else if err != nil {
+		return nil, nil, err
+	}
+	if target.ID == u.ID {
+		return nil, nil, api.BadRequest("subject_self", "you cannot share with yourself")
+	}
+	e, err := s.st.DirectoryEntry(ctx, target.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, unknown
+	} else if err != nil {
+		return nil, nil, err
+	}
+	sub, _ := json.Marshal(map[string]any{"userId": target.ID, "signed": map[string]string{"record": e.Record, "sig": e.Sig}})
+	req["subject"] = sub
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	grant := map[string]any{"subject": string(target.ID)}
+	for _, k := range []string{"resource", "scope", "expiresIn", "maxCalls"} {
+		if v, ok := req[k]; ok && len(v) < 512 {
+			grant[k] = string(v)
+		}
+	}
+	return body, grant, nil
 }
 
 // statusRecorder passes a response through while noting its status.

@@ -99,6 +99,7 @@ func (c *conn) handleSend(f *Frame) {
 		"size_bytes", len(e.Payload), "ts", h.TS, "jti", h.JTI)
 	if rc := s.connFor(h.To); rc != nil {
 		rc.push(e)
+		s.nudge(h.To) // a paused container keeps its socket but cannot read it
 	} else {
 		s.wake(h.To)
 	}

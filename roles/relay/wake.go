@@ -82,3 +82,19 @@ func (s *Server) wake(user string) {
 		s.log.Info("relay woke recipient", "user", user)
 	}()
 }
+
+// nudge tells the Waker about a delivery to a connected recipient, without
+// deduplication: the agent role counts it as activity and unpauses a paused
+// container (a no-op for a running one), so the envelope gets read.
+func (s *Server) nudge(user string) {
+	if s.opt.Waker == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(s.base, WakeTimeout)
+		defer cancel()
+		if err := s.opt.Waker.Wake(ctx, user); err != nil {
+			s.log.Warn("relay nudge failed", "user", user, "err", err)
+		}
+	}()
+}

@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/xtest"
+)
+
+// fakeAPI is a shared resource: it records the credential it receives.
+type fakeAPI struct {
+	*httptest.Server
+	mu    sync.Mutex
+	auths []string
+}
+
+func newFakeAPI(t *testing.T) *fakeAPI {
+	f := &fakeAPI{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.auths = append(f.auths, r.Header.Get("Authorization"))
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"events":[{"title":"Dentist at nine"}]}`))
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeAPI) sawOnly(secret string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range f.auths {
+		if a != secret {
+			return false
+		}
+	}
+	return len(f.auths) > 0
+}
+
+// readyVault provisions c's container and creates its vault.
+func readyVault(t *testing.T, env *xtest.Env, c *api.Client, password string) vaultAPI {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := c.ProvisionAgent(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitAgent(ctx, api.StateRunning); err != nil {
+		t.Fatal(err)
+	}
+	v := vaultAPI{t: t, c: c, env: env}
+	k := v.deriveKey(password)
+	v.json("POST", "/init", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(k[:])}, nil)
+	return v
+}
+
+// TestSharingEndToEnd: Alice shares an integration with Bob through the
+// real management role and relay; Bob's container calls it, Alice's
+// container executes it with her credential; revocation refuses Bob's next
+// call at once; a paused issuer is woken by the call.
+func TestSharingEndToEnd(t *testing.T) {
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true })) // the fake API is on loopback
+	ctx := context.Background()
+	alice, au := env.Admin("alice@example.org")
+	bob, bu := env.Invite(alice, "bob@example.org")
+	av := readyVault(t, env, alice, "alice's long password")
+	bv := readyVault(t, env, bob, "bob's long password")
+	cal := newFakeAPI(t)
+	const secret = "Bearer alice-calendar-secret-5150"
+	av.json("PUT", "/integrations/calendar", map[string]string{"type": "http", "baseUrl": cal.URL, "authHeader": "Authorization", "authValue": secret}, nil)
+
+	share := func() string {
+		var out struct {
+			JTI   string `json:"jti"`
+			Token string `json:"token"`
+		}
+		av.json("POST", "/capabilities", map[string]any{"subjectEmail": "bob@example.org", "resource": "calendar", "scope": []string{"read"}, "expiresIn": 7 * 24 * 3600, "maxCalls": 50}, &out)
+		if !strings.HasPrefix(out.Token, "ocap1.") {
+			t.Fatalf("share: %+v", out)
+		}
+		// The grant reaches Bob's container through the relay.
+		xtest.Eventually(t, 10*time.Second, func() error {
+			var got map[string]any
+			if err := bob.JSON(ctx, "GET", "/api/v1/me/agent/vault/capabilities?direction=received", nil, &got); err != nil {
+				return err
+			}
+			if !strings.Contains(mustJSONString(got), out.JTI) {
+				return errString("not received yet")
+			}
+			return nil
+		})
+		return out.JTI
+	}
+	call := func(jti string) *api.Response {
+		r, err := bob.Do(ctx, "POST", "/api/v1/me/agent/vault/capabilities/"+jti+"/call", map[string]string{"operation": "read", "path": "/events"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	jti := share()
+	r := call(jti)
+	if r.Status != 200 || !strings.Contains(string(r.Body), "Dentist at nine") {
+		t.Fatalf("call: %d %s", r.Status, r.Body)
+	}
+	if !cal.sawOnly(secret) {
+		t.Fatalf("the API did not get Alice's credential: %v", cal.auths)
+	}
+	// Sharing is audited as metadata for Alice.
+	var audit struct {
+		Events []api.AuditEvent `json:"events"`
+	}
+	alice.JSON(ctx, "GET", "/api/v1/audit?action=sharing.", nil, &audit)
+	if len(audit.Events) == 0 || audit.Events[0].Target != string(bu.ID) {
+		t.Fatalf("no sharing audit: %+v", audit.Events)
+	}
+
+	// Revocation refuses Bob's next call within a second.
+	if err := alice.JSON(ctx, "DELETE", "/api/v1/me/agent/vault/capabilities/"+jti, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r = call(jti)
+	if r.Status != http.StatusForbidden || r.ErrorCode() != "capability_revoked" || time.Since(start) > time.Second {
+		t.Fatalf("after revoke: %d %s in %v", r.Status, r.Body, time.Since(start))
+	}
+
+	// A paused issuer is woken by the call and answers.
+	jti2 := share()
+	if err := alice.AdminAction(ctx, string(au.ID), api.ActionPause); err != nil {
+		t.Fatal(err)
+	}
+	r = call(jti2)
+	if r.Status != 200 || !strings.Contains(string(r.Body), "Dentist") {
+		t.Fatalf("call to a paused issuer: %d %s", r.Status, r.Body)
+	}
+	if st, _ := alice.Agent(ctx); st.State != api.StateRunning {
+		t.Fatalf("issuer state after the call: %s", st.State)
+	}
+
+	// Bob's container never held Alice's credential; the platform neither.
+	env.Stop()
+	filepath.Walk(env.Cfg.DataDir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			b, _ := os.ReadFile(p)
+			if bytes.Contains(b, []byte("alice-calendar-secret-5150")) {
+				t.Errorf("%s holds Alice's credential in the clear", p)
+			}
+		}
+		return nil
+	})
+	if strings.Contains(env.Log.String(), "alice-calendar-secret-5150") || strings.Contains(env.Log.String(), "Dentist at nine") {
+		t.Error("the logs hold a credential or a payload")
+	}
+	_ = bv
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func mustJSONString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
