@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/ocmt/ocmt/api"
+
 	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/roles/agent/docker"
 	"github.com/ocmt/ocmt/xtest"
 )
 
@@ -26,15 +31,20 @@ type fakeAPI struct {
 	auths []string
 }
 
-func newFakeAPI(t *testing.T) *fakeAPI {
+func newFakeAPI(t *testing.T, ln net.Listener) *fakeAPI {
 	f := &fakeAPI{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.auths = append(f.auths, r.Header.Get("Authorization"))
 		f.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"events":[{"title":"Dentist at nine"}]}`))
 	}))
+	if ln != nil {
+		f.Listener.Close()
+		f.Listener = ln
+	}
+	f.Start()
 	t.Cleanup(f.Close)
 	return f
 }
@@ -73,12 +83,50 @@ func readyVault(t *testing.T, env *xtest.Env, c *api.Client, password string) va
 // call at once; a paused issuer is woken by the call.
 func TestSharingEndToEnd(t *testing.T) {
 	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true })) // the fake API is on loopback
+	runSharing(t, env, newFakeAPI(t, nil), nil)
+}
+
+// TestSharingDocker runs the same story with real containers: the relay
+// and the fake API listen on the agent network's gateway; Bob's container
+// /data is searched for Alice's credential too.
+func TestSharingDocker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := docker.Ping(ctx); err != nil {
+		xtest.SkipOrFail(t, "no Docker engine answers: "+err.Error())
+	}
+	env := xtest.NewEnv(t, xtest.WithRuntime(config.RuntimeDocker), xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	nw, err := cli.NetworkInspect(ctx, env.Cfg.Network, client.NetworkInspectOptions{})
+	if err != nil || len(nw.Network.IPAM.Config) == 0 {
+		t.Fatalf("inspect network: %v", err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(nw.Network.IPAM.Config[0].Gateway.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSharing(t, env, newFakeAPI(t, ln), func(uid string) []byte {
+		res, err := cli.CopyFromContainer(context.Background(), "ocmt-"+uid, client.CopyFromContainerOptions{SourcePath: "/data"})
+		if err != nil {
+			t.Errorf("copy /data: %v", err)
+			return nil
+		}
+		defer res.Content.Close()
+		b, _ := io.ReadAll(res.Content)
+		return b
+	})
+}
+
+func runSharing(t *testing.T, env *xtest.Env, cal *fakeAPI, containerData func(userID string) []byte) {
 	ctx := context.Background()
 	alice, au := env.Admin("alice@example.org")
 	bob, bu := env.Invite(alice, "bob@example.org")
 	av := readyVault(t, env, alice, "alice's long password")
 	bv := readyVault(t, env, bob, "bob's long password")
-	cal := newFakeAPI(t)
 	const secret = "Bearer alice-calendar-secret-5150"
 	av.json("PUT", "/integrations/calendar", map[string]string{"type": "http", "baseUrl": cal.URL, "authHeader": "Authorization", "authValue": secret}, nil)
 
@@ -165,6 +213,11 @@ func TestSharingEndToEnd(t *testing.T) {
 	})
 	if strings.Contains(env.Log.String(), "alice-calendar-secret-5150") || strings.Contains(env.Log.String(), "Dentist at nine") {
 		t.Error("the logs hold a credential or a payload")
+	}
+	if containerData != nil {
+		if b := containerData(string(bu.ID)); bytes.Contains(b, []byte("alice-calendar-secret-5150")) || len(b) == 0 {
+			t.Errorf("Bob's /data holds Alice's credential (or could not be read: %d bytes)", len(b))
+		}
 	}
 	_ = bv
 }
