@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -12,9 +13,12 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/moby/moby/client"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/crypto"
+	"github.com/ocmt/ocmt/roles/agent/docker"
 	"github.com/ocmt/ocmt/testdata/fakeprovider"
 	"github.com/ocmt/ocmt/xtest"
 )
@@ -115,4 +119,83 @@ func BenchmarkChatFirstToken(b *testing.B) {
 	if d, p := results["direct"], results["proxied"]; len(d) > 20 && len(p) > 20 {
 		b.Logf("first token p95: direct %v, proxied %v, added %v", d[len(d)*95/100], p[len(p)*95/100], p[len(p)*95/100]-d[len(d)*95/100])
 	}
+}
+
+// BenchmarkSharedCallPausedIssuer measures Bob's call of a shared resource
+// end to end (Bob's vault → relay → Alice's vault → API → back) while
+// Alice's container is paused, so the relay's delivery must wake it first
+// (process runtime, loopback). Target: p95 < 500 ms.
+func BenchmarkSharedCallPausedIssuer(b *testing.B) {
+	for _, rt := range []config.Runtime{config.RuntimeProcess, config.RuntimeDocker} {
+		b.Run(string(rt), func(b *testing.B) {
+			if rt == config.RuntimeDocker {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := docker.Ping(ctx)
+				cancel()
+				if err != nil {
+					b.Skip("no Docker engine")
+				}
+			}
+			benchSharedCall(b, rt)
+		})
+	}
+}
+
+func benchSharedCall(b *testing.B, rt config.Runtime) {
+	env := xtest.NewEnv(b, xtest.WithRuntime(rt), xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	ctx := context.Background()
+	var ln net.Listener
+	if rt == config.RuntimeDocker {
+		cli, err := client.New(client.FromEnv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		nw, err := cli.NetworkInspect(ctx, env.Cfg.Network, client.NetworkInspectOptions{})
+		cli.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", net.JoinHostPort(nw.Network.IPAM.Config[0].Gateway.String(), "0")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cal := newFakeAPI(b, ln)
+	alice, au := env.Admin("alice@example.org")
+	bob, _ := env.Invite(alice, "bob@example.org")
+	av := readyVault(b, env, alice, "alice's long password")
+	readyVault(b, env, bob, "bob's long password")
+	av.json("PUT", "/integrations/calendar", map[string]string{"type": "http", "baseUrl": cal.URL, "authHeader": "Authorization", "authValue": "Bearer x"}, nil)
+	var out struct {
+		JTI string `json:"jti"`
+	}
+	av.json("POST", "/capabilities", map[string]any{"subjectEmail": "bob@example.org", "resource": "calendar", "scope": []string{"read"}, "expiresIn": 3600}, &out)
+	xtest.Eventually(b, 10*time.Second, func() error {
+		r, err := bob.Do(ctx, "POST", "/api/v1/me/agent/vault/capabilities/"+out.JTI+"/call", map[string]string{"operation": "read", "path": "/"})
+		if err != nil {
+			return err
+		}
+		if r.Status != 200 {
+			return errString(fmt.Sprintf("status %d", r.Status))
+		}
+		return nil
+	})
+	var samples []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		if err := alice.AdminAction(ctx, string(au.ID), api.ActionPause); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		r, err := bob.Do(ctx, "POST", "/api/v1/me/agent/vault/capabilities/"+out.JTI+"/call", map[string]string{"operation": "read", "path": "/"})
+		if err != nil || r.Status != 200 {
+			b.Fatalf("call: %v %v", r, err)
+		}
+		samples = append(samples, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	b.ReportMetric(float64(samples[len(samples)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(samples[len(samples)*95/100].Microseconds())/1000, "p95-ms")
 }

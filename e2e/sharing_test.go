@@ -31,7 +31,7 @@ type fakeAPI struct {
 	auths []string
 }
 
-func newFakeAPI(t *testing.T, ln net.Listener) *fakeAPI {
+func newFakeAPI(t testing.TB, ln net.Listener) *fakeAPI {
 	f := &fakeAPI{}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -61,7 +61,7 @@ func (f *fakeAPI) sawOnly(secret string) bool {
 }
 
 // readyVault provisions c's container and creates its vault.
-func readyVault(t *testing.T, env *xtest.Env, c *api.Client, password string) vaultAPI {
+func readyVault(t testing.TB, env *xtest.Env, c *api.Client, password string) vaultAPI {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

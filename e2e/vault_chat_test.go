@@ -36,7 +36,7 @@ const (
 
 // vaultAPI drives the vault through the management proxy like the browser.
 type vaultAPI struct {
-	t   *testing.T
+	t   testing.TB
 	c   *api.Client
 	env *xtest.Env
 }
