@@ -32,7 +32,9 @@
 // Once the container runs, agent.js hands over to workspace.js: the vault
 // bar, lock/extend and the unlock dialog (vault.js), the first-run wizard
 // (onboarding.js), the "Vault & keys" tab with providers and the password
-// change (settings.js), and the chat (chat.js over gateway.js and
+// change (settings.js), the "Sharing" tab (sharing.js, its plain-language
+// texts in sharetext.js: HTTP API integrations, the Share dialog granting a
+// capability on one of them, and the shares issued and received), and the chat (chat.js over gateway.js and
 // protocol.js, the OpenClaw gateway v3 subset of SPEC §5.5, with assistant
 // Markdown rendered to DOM nodes by markdown.js). The vault password is
 // stretched in the browser (SPEC §5.1): kdf.js starts kdf-worker.js as a
@@ -47,7 +49,7 @@
 // need it on the page too, so Render's default for "app" includes it and a
 // caller that sets its own CSP for "app" should add it. The pure modules
 // (markdown.js, password.js, protocol.js, gateway.js, vaultcrypto.js,
-// trusted.js) have node unit tests in testdata/js, run by TestJSUnits.
+// trusted.js, sharetext.js) have node unit tests in testdata/js, run by TestJSUnits.
 //
 // # Asset URLs
 //

@@ -1,14 +1,17 @@
 // workspace.js — what "My agent" shows once the container runs: the vault
 // bar, the onboarding wizard while the vault is new, and the Chat /
-// "Vault & keys" tabs. agent.js calls containerState on every poll.
+// "Vault & keys" / "Sharing" tabs (Sharing loads when first shown).
+// agent.js calls containerState on every poll.
 import { $ } from './dom.js';
 import * as chat from './chat.js';
 import { bind as bindMeters } from './meter.js';
 import * as onboarding from './onboarding.js';
 import * as settings from './settings.js';
+import * as sharing from './sharing.js';
 import * as vault from './vault.js';
 
-const tabs = ['chat', 'vault'];
+const tabs = ['chat', 'vault', 'sharing'];
+let sharingOn = false;
 let started = false;
 let prompted = false; // the unlock prompt was shown for the initial locked state
 let workspaceOn = false;
@@ -74,7 +77,7 @@ function showWorkspace(on) {
   settings.start();
 }
 
-/** selectTab shows tab name ("chat" or "vault"). */
+/** selectTab shows tab name ("chat", "vault" or "sharing"). */
 export function selectTab(name, focusTab = false) {
   for (const t of tabs) {
     const tab = $(`tab-${t}`);
@@ -83,6 +86,10 @@ export function selectTab(name, focusTab = false) {
     tab.tabIndex = on ? 0 : -1;
     $(`panel-${t}`).hidden = !on;
     if (on && focusTab) tab.focus();
+  }
+  if (name === 'sharing' && !sharingOn) {
+    sharingOn = true;
+    sharing.start();
   }
   if (location.hash !== `#${name}` && history.replaceState) history.replaceState(null, '', `#${name}`);
 }
@@ -104,6 +111,7 @@ export const actions = {
   ...vault.actions,
   ...onboarding.actions,
   ...settings.actions,
+  ...sharing.actions,
   ...chat.actions,
   tab: (el) => {
     const name = el.dataset.tab;

@@ -1,0 +1,141 @@
+// sharetext.js — the plain words of the Sharing tab (sharing.js), kept free
+// of the DOM so node tests can check them: what a share allows ("can see and
+// change"), for how long, how many calls, its status and its end date.
+
+/** scopes are the operations a share may allow, in display order, with their plain verbs. */
+export const scopes = [
+  { op: 'read', verb: 'see', label: 'See (read)' },
+  { op: 'list', verb: 'list', label: 'List' },
+  { op: 'write', verb: 'change', label: 'Change (write)' },
+  { op: 'delete', verb: 'delete', label: 'Delete' },
+];
+
+/** durations are the offered share lengths in seconds. */
+export const durations = [
+  { seconds: 86400, label: '1 day' },
+  { seconds: 7 * 86400, label: '7 days' },
+  { seconds: 30 * 86400, label: '30 days' },
+  { seconds: 90 * 86400, label: '90 days' },
+];
+
+/** namePattern is the rule for integration names (the server's). */
+export const namePattern = /^[a-z][a-z0-9_-]{0,63}$/;
+
+/** validName reports whether name is an acceptable integration name. */
+export function validName(name) {
+  return typeof name === 'string' && namePattern.test(name);
+}
+
+/** listWords joins words as "a", "a and b", "a, b and c". */
+export function listWords(words) {
+  const w = words.filter(Boolean);
+  if (w.length <= 1) return w.join('');
+  return `${w.slice(0, -1).join(', ')} and ${w[w.length - 1]}`;
+}
+
+/** normScope returns the known operations of scope in display order, without duplicates. */
+export function normScope(scope) {
+  const set = new Set(Array.isArray(scope) ? scope : []);
+  return scopes.filter((s) => set.has(s.op)).map((s) => s.op);
+}
+
+/** scopeWords turns ["write","read"] into "see and change". */
+export function scopeWords(scope) {
+  const ops = normScope(scope);
+  return listWords(scopes.filter((s) => ops.includes(s.op)).map((s) => s.verb));
+}
+
+/** durationText turns seconds into "1 day", "7 days", "12 hours" or "30 minutes". */
+export function durationText(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  const plural = (n, unit) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  if (s >= 86400 && s % 86400 === 0) return plural(s / 86400, 'day');
+  if (s >= 3600 && s % 3600 === 0) return plural(s / 3600, 'hour');
+  if (s >= 86400) return plural(Math.round(s / 86400), 'day');
+  if (s >= 3600) return plural(Math.round(s / 3600), 'hour');
+  return plural(Math.max(1, Math.round(s / 60)), 'minute');
+}
+
+/** callsLimit returns maxCalls as a positive integer, or 0 for "no limit". */
+export function callsLimit(v) {
+  if (v === '' || v === null || v === undefined) return 0;
+  const n = Number(v);
+  return Number.isInteger(n) && n > 0 ? n : 0;
+}
+
+/**
+ * summary builds the share dialog's sentence, e.g. "bob@example.com can see
+ * your calendar for 7 days, up to 50 calls." Missing parts read as
+ * placeholders ("Someone", "HTTP API").
+ */
+export function summary({ who, resource, scope, expiresIn, maxCalls } = {}) {
+  const person = String(who || '').trim() || 'Someone';
+  const words = scopeWords(scope);
+  const what = String(resource || '').trim() || 'HTTP API';
+  if (!words) return `Choose at least one thing ${person === 'Someone' ? 'they' : person} may do.`;
+  const limit = callsLimit(maxCalls);
+  const calls = limit ? `, up to ${limit} call${limit === 1 ? '' : 's'}` : '';
+  return `${person} can ${words} your ${what} for ${durationText(expiresIn)}${calls}.`;
+}
+
+const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** shortDate formats a Date as "7 Dec", adding the year when it differs from now's. */
+export function shortDate(d, now = new Date()) {
+  const base = `${d.getDate()} ${months[d.getMonth()]}`;
+  return d.getFullYear() === now.getFullYear() ? base : `${base} ${d.getFullYear()}`;
+}
+
+/**
+ * expiryText describes when a share ends: "until 7 Dec" while it runs,
+ * "ended 7 Dec" once past. exp is Unix seconds; "" when absent.
+ */
+export function expiryText(exp, now = Date.now()) {
+  const n = Number(exp);
+  if (!Number.isFinite(n) || n <= 0) return '';
+  const d = new Date(n * 1000);
+  const ref = new Date(now);
+  return `${d.getTime() > now ? 'until' : 'ended'} ${shortDate(d, ref)}`;
+}
+
+/** statusLabels are the plain words for a share's status. */
+export const statusLabels = {
+  active: 'Active',
+  expired: 'Expired',
+  revoked: 'Revoked',
+  exhausted: 'Used up',
+};
+
+/** knownStatus returns s if it is a known share status, else "unknown". */
+export function knownStatus(s) {
+  return Object.prototype.hasOwnProperty.call(statusLabels, s) ? s : 'unknown';
+}
+
+/** callsText describes the calls made: "3 of 50 calls used", "No calls yet", "1 call made". */
+export function callsText(calls, maxCalls) {
+  const c = Math.max(0, Math.floor(Number(calls) || 0));
+  const m = callsLimit(maxCalls);
+  if (m) return `${c} of ${m} call${m === 1 ? '' : 's'} used`;
+  if (!c) return 'No calls yet';
+  return `${c} call${c === 1 ? '' : 's'} made`;
+}
+
+/** shareErrors maps the share API's error codes to plain sentences. */
+export const shareErrors = {
+  subject_unknown: 'Nobody with a vault has that address. Ask them to sign in and create their vault first.',
+  subject_self: 'That is your own address. Share with someone else.',
+  unknown_resource: 'That integration no longer exists. Reload the page and pick another one.',
+  invalid_email: 'Enter a valid email address.',
+  relay_unavailable: 'Sharing is not available right now: the relay cannot be reached.',
+};
+
+/** shareError returns the plain message for an API error (code, message). */
+export function shareError(code, message) {
+  return shareErrors[code] || String(message || 'Sharing failed.');
+}
+
+/** clip returns at most n characters of text, with "…" when cut. */
+export function clip(text, n = 500) {
+  const s = String(text == null ? '' : text);
+  return s.length > n ? `${s.slice(0, n)}…` : s;
+}

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import {
+  callsLimit, callsText, clip, durationText, expiryText, knownStatus, listWords, normScope,
+  scopeWords, shareError, shortDate, statusLabels, summary, validName,
+} from '../../static/sharetext.js';
+
+test('integration names follow the server rule', () => {
+  for (const n of ['calendar', 'a', 'notes_2', 'my-api']) assert.ok(validName(n), n);
+  for (const n of ['', 'Calendar', '2cal', '-x', 'a b', 'a'.repeat(65), null]) assert.ok(!validName(n), String(n));
+  assert.ok(validName('a'.repeat(64)));
+});
+
+test('scopes read as plain verbs in a fixed order', () => {
+  assert.deepEqual(normScope(['delete', 'read', 'bogus', 'read']), ['read', 'delete']);
+  assert.equal(scopeWords(['read']), 'see');
+  assert.equal(scopeWords(['write', 'read']), 'see and change');
+  assert.equal(scopeWords(['delete', 'list', 'write', 'read']), 'see, list, change and delete');
+  assert.equal(scopeWords([]), '');
+  assert.equal(scopeWords(undefined), '');
+  assert.equal(listWords(['a', '', 'b']), 'a and b');
+});
+
+test('durations', () => {
+  assert.equal(durationText(86400), '1 day');
+  assert.equal(durationText(7 * 86400), '7 days');
+  assert.equal(durationText(90 * 86400), '90 days');
+  assert.equal(durationText(3600), '1 hour');
+  assert.equal(durationText(5400), '2 hours');
+  assert.equal(durationText(90), '2 minutes');
+  assert.equal(durationText(0), '1 minute');
+});
+
+test('call limits', () => {
+  assert.equal(callsLimit(''), 0);
+  assert.equal(callsLimit('50'), 50);
+  assert.equal(callsLimit(-3), 0);
+  assert.equal(callsLimit(2.5), 0);
+  assert.equal(callsText(3, 50), '3 of 50 calls used');
+  assert.equal(callsText(0, 1), '0 of 1 call used');
+  assert.equal(callsText(0), 'No calls yet');
+  assert.equal(callsText(1), '1 call made');
+  assert.equal(callsText(4, 0), '4 calls made');
+});
+
+test('the share summary sentence', () => {
+  assert.equal(summary({ who: 'Bob', resource: 'calendar', scope: ['read'], expiresIn: 7 * 86400, maxCalls: 50 }),
+    'Bob can see your calendar for 7 days, up to 50 calls.');
+  assert.equal(summary({ who: 'bob@example.com', resource: 'notes', scope: ['write', 'read'], expiresIn: 86400 }),
+    'bob@example.com can see and change your notes for 1 day.');
+  assert.equal(summary({ who: 'ann@example.com', resource: 'x', scope: ['list'], expiresIn: 86400, maxCalls: '1' }),
+    'ann@example.com can list your x for 1 day, up to 1 call.');
+  assert.equal(summary({ scope: ['read'], expiresIn: 30 * 86400 }), 'Someone can see your HTTP API for 30 days.');
+  assert.match(summary({ who: 'Bob', scope: [] }), /^Choose at least one thing Bob may do\.$/);
+  assert.match(summary(), /^Choose at least one thing they may do\.$/);
+});
+
+test('expiry reads "until 7 Dec" or "ended …"', () => {
+  const now = new Date(2026, 10, 30, 12, 0, 0).getTime();
+  const dec7 = new Date(2026, 11, 7, 9, 30, 0).getTime() / 1000;
+  assert.equal(expiryText(dec7, now), 'until 7 Dec');
+  assert.equal(expiryText(new Date(2027, 0, 15).getTime() / 1000, now), 'until 15 Jan 2027');
+  assert.equal(expiryText(new Date(2026, 10, 2).getTime() / 1000, now), 'ended 2 Nov');
+  assert.equal(expiryText(0, now), '');
+  assert.equal(expiryText(undefined, now), '');
+  assert.equal(shortDate(new Date(2026, 4, 1), new Date(2026, 0, 1)), '1 May');
+});
+
+test('status words and errors', () => {
+  assert.equal(statusLabels[knownStatus('exhausted')], 'Used up');
+  assert.equal(statusLabels[knownStatus('active')], 'Active');
+  assert.equal(knownStatus('weird'), 'unknown');
+  assert.equal(knownStatus('toString'), 'unknown');
+  assert.match(shareError('subject_unknown', 'x'), /ask them to sign in and create their vault first/i);
+  assert.equal(shareError('other', 'Server says no'), 'Server says no');
+  assert.equal(shareError('other'), 'Sharing failed.');
+});
+
+test('clip keeps the first 500 characters', () => {
+  assert.equal(clip('abc'), 'abc');
+  assert.equal(clip('x'.repeat(600)).length, 501);
+  assert.ok(clip('x'.repeat(600)).endsWith('…'));
+  assert.equal(clip(null), '');
+});
