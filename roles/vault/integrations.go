@@ -83,15 +83,8 @@ func (s *Server) putIntegration(c echo.Context) error {
 	if k.sec.Integrations == nil {
 		k.sec.Integrations = map[string]integration{}
 	}
-	old, had := k.sec.Integrations[name]
 	in := integration{Type: req.Type, BaseURL: strings.TrimRight(req.BaseURL, "/"), AuthHeader: textproto.CanonicalMIMEHeaderKey(req.AuthHeader), AuthValue: req.AuthValue, AddedAt: k.wall().UTC()}
-	k.sec.Integrations[name] = in
-	if err := k.saveLocked(); err != nil {
-		if had {
-			k.sec.Integrations[name] = old
-		} else {
-			delete(k.sec.Integrations, name)
-		}
+	if err := putSealedLocked(k, k.sec.Integrations, name, in); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, integrationJSON{Name: name, Type: in.Type, BaseURL: in.BaseURL, AuthHeader: in.AuthHeader, AddedAt: in.AddedAt})
@@ -108,13 +101,11 @@ func (s *Server) deleteIntegration(c echo.Context) error {
 	if err := k.useLocked(s.publicURL); err != nil {
 		return err
 	}
-	old, had := k.sec.Integrations[name]
+	had, err := deleteSealedLocked(k, k.sec.Integrations, name)
 	if !had {
 		return api.NotFound("no such integration")
 	}
-	delete(k.sec.Integrations, name)
-	if err := k.saveLocked(); err != nil {
-		k.sec.Integrations[name] = old
+	if err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

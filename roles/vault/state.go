@@ -311,3 +311,34 @@ func (k *keyring) saveLocked() error {
 	}
 	return crypto.WriteFileAtomic(filepath.Join(k.dir, vaultFileName), k.file.Marshal(), 0o600)
 }
+
+// putSealedLocked sets m[name] = v and saves the vault, restoring m if the
+// write fails. k.mu held.
+func putSealedLocked[V any](k *keyring, m map[string]V, name string, v V) error {
+	old, had := m[name]
+	m[name] = v
+	if err := k.saveLocked(); err != nil {
+		if had {
+			m[name] = old
+		} else {
+			delete(m, name)
+		}
+		return err
+	}
+	return nil
+}
+
+// deleteSealedLocked removes m[name] and saves the vault, restoring it if
+// the write fails. It reports false when there was nothing to remove. k.mu held.
+func deleteSealedLocked[V any](k *keyring, m map[string]V, name string) (bool, error) {
+	old, had := m[name]
+	if !had {
+		return false, nil
+	}
+	delete(m, name)
+	if err := k.saveLocked(); err != nil {
+		m[name] = old
+		return true, err
+	}
+	return true, nil
+}
