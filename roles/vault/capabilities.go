@@ -397,14 +397,24 @@ func (s *Server) listCapabilities(c echo.Context) error {
 	if dir == "" {
 		dir = "issued"
 	}
+	out, err := s.listCaps(dir)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"capabilities": out})
+}
+
+// listCaps lists the issued or received capabilities (no tokens, no
+// secrets), soonest expiry first. Shared by the API and the agent tools.
+func (s *Server) listCaps(dir string) ([]capJSON, error) {
 	if dir != "issued" && dir != "received" {
-		return api.BadRequest("invalid_direction", "direction must be issued or received")
+		return nil, api.BadRequest("invalid_direction", "direction must be issued or received")
 	}
 	k := s.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.useLocked(s.publicURL); err != nil {
-		return err
+		return nil, err
 	}
 	cs := s.loadCapsLocked()
 	now := s.capNow().Unix()
@@ -426,7 +436,7 @@ func (s *Server) listCapabilities(c echo.Context) error {
 	sort.Slice(out, func(i, j int) bool {
 		return out[i].ExpiresAt < out[j].ExpiresAt || out[i].ExpiresAt == out[j].ExpiresAt && out[i].JTI < out[j].JTI
 	})
-	return c.JSON(http.StatusOK, map[string]any{"capabilities": out})
+	return out, nil
 }
 
 func capStatus(revoked, expired, exhausted bool) string {
@@ -442,7 +452,15 @@ func capStatus(revoked, expired, exhausted bool) string {
 }
 
 func (s *Server) revokeCapability(c echo.Context) error {
-	jti := c.Param("jti")
+	if err := s.revokeCap(c.Request().Context(), c.Param("jti")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// revokeCap revokes an issued capability: locally at once, then at the
+// relay. Shared by the API and the agent tools.
+func (s *Server) revokeCap(ctx context.Context, jti string) error {
 	j, err := capability.ParseJTI(jti)
 	if err != nil {
 		return api.NotFound("no such capability")
@@ -470,9 +488,9 @@ func (s *Server) revokeCapability(c echo.Context) error {
 	k.mu.Unlock()
 	s.log.Info("capability revoked", "jti", jti)
 	if err == nil {
-		s.sendRevocation(c.Request().Context(), jti, frame)
+		s.sendRevocation(ctx, jti, frame)
 	}
-	return c.NoContent(http.StatusNoContent)
+	return nil
 }
 
 // revokeFrameLocked signs a fresh revocation of j. k.mu held, unlocked.
@@ -664,40 +682,50 @@ func (p *pendingCalls) drop(id string) {
 }
 
 func (s *Server) callCapability(c echo.Context) error {
-	jti := c.Param("jti")
 	var req callReq
 	if err := web.Bind(c, &req); err != nil {
 		return err
 	}
+	out, err := s.callCap(c.Request().Context(), c.Param("jti"), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// callCap calls a received capability through the relay and waits for the
+// issuer's answer {"status","body","headers"?}; refusals are *api.Error.
+// Shared by the API and the agent tools.
+func (s *Server) callCap(ctx context.Context, jti string, req callReq) (map[string]any, error) {
 	if _, ok := grantableOps[req.Operation]; !ok {
-		return api.BadRequest("invalid_operation", "operation must be read, list, write or delete")
+		return nil, api.BadRequest("invalid_operation", "operation must be read, list, write or delete")
 	}
 	if req.Method == "" {
 		req.Method = map[string]string{"read": "GET", "list": "GET", "write": "POST", "delete": "DELETE"}[req.Operation]
 	}
 	if _, ok := methodOps[req.Method]; !ok {
-		return api.BadRequest("invalid_method", "method must be GET, POST, PUT, PATCH or DELETE")
+		return nil, api.BadRequest("invalid_method", "method must be GET, POST, PUT, PATCH or DELETE")
 	}
 	if err := checkCallPath(req.Path); err != nil {
-		return err
+		return nil, err
 	}
 	if len(req.Body) > maxCallBody {
-		return api.E(http.StatusRequestEntityTooLarge, "too_large", "body too large")
+		return nil, api.E(http.StatusRequestEntityTooLarge, "too_large", "body too large")
 	}
 	if s.relay == nil {
-		return api.Unavailable("relay_unavailable", "sharing is not available: no relay configured", nil)
+		return nil, api.Unavailable("relay_unavailable", "sharing is not available: no relay configured", nil)
 	}
 	k := s.keys
 	k.mu.Lock()
 	if err := k.useLocked(s.publicURL); err != nil {
 		k.mu.Unlock()
-		return err
+		return nil, err
 	}
 	cs := s.loadCapsLocked()
 	rc := cs.Received[jti]
 	if rc == nil {
 		k.mu.Unlock()
-		return api.NotFound("no such capability")
+		return nil, api.NotFound("no such capability")
 	}
 	reqID := newEnvelopeID()
 	env, err := s.sealEnvelopeLocked(rc.IssuerUserID, rc.IssuerX25519, envCall, jti, callPayload{RequestID: reqID,
@@ -705,21 +733,20 @@ func (s *Server) callCapability(c echo.Context) error {
 	issuer := rc.IssuerUserID
 	k.mu.Unlock()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ch := s.calls.add(reqID, issuer)
 	defer s.calls.drop(reqID)
-	ctx := c.Request().Context()
 	if err := s.relay.send(ctx, env); err != nil {
 		var rr *relayRefusal
 		if errors.As(err, &rr) && rr.code == "capability_revoked" {
 			s.noteResult(jti, capability.ErrRevoked.Code(), false)
-			return api.Forbidden(capability.ErrRevoked.Code(), "this capability has been revoked")
+			return nil, api.Forbidden(capability.ErrRevoked.Code(), "this capability has been revoked")
 		}
 		if errors.As(err, &rr) && rr.code == "rate_limited" {
-			return api.TooMany("too many shared-resource calls; try again later")
+			return nil, api.TooMany("too many shared-resource calls; try again later")
 		}
-		return api.Unavailable("relay_unavailable", "the relay cannot be reached right now", err)
+		return nil, api.Unavailable("relay_unavailable", "the relay cannot be reached right now", err)
 	}
 	t := time.NewTimer(callTimeout)
 	defer t.Stop()
@@ -731,18 +758,18 @@ func (s *Server) callCapability(c echo.Context) error {
 			if st < 400 || st > 599 {
 				st = http.StatusForbidden
 			}
-			return api.E(st, res.Error.Code, res.Error.Message)
+			return nil, api.E(st, res.Error.Code, res.Error.Message)
 		}
 		s.noteResult(jti, "", true)
 		out := map[string]any{"status": res.Status, "body": string(res.Body)}
 		if len(res.Headers) > 0 {
 			out["headers"] = res.Headers
 		}
-		return c.JSON(http.StatusOK, out)
+		return out, nil
 	case <-t.C:
-		return api.E(http.StatusGatewayTimeout, "timeout", "the owner's vault did not answer in time")
+		return nil, api.E(http.StatusGatewayTimeout, "timeout", "the owner's vault did not answer in time")
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 

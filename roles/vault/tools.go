@@ -13,7 +13,7 @@ import (
 // agentTools are the tools the agent can call, also served over MCP.
 func (s *Server) agentTools() []tools.Tool {
 	empty := json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`)
-	return []tools.Tool{
+	return append([]tools.Tool{
 		{
 			Spec: llm.Tool{Name: "ocmt_vault_status", InputSchema: empty,
 				Description: "Report whether the user's vault is created and unlocked, and how many seconds remain until it locks itself."},
@@ -35,7 +35,7 @@ func (s *Server) agentTools() []tools.Tool {
 				return string(b), err
 			},
 		},
-	}
+	}, s.sharingTools()...)
 }
 
 func (s *Server) toolSpecs() []llm.Tool              { return tools.Specs(s.agentTools()) }
