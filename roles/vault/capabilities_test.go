@@ -104,15 +104,19 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func TestSharingThroughRelay(t *testing.T) {
-	logs := &syncBuf{}
+// startTestRelay runs a relay role on a temporary store behind httptest and
+// returns its WebSocket URL, its directory (register vault keys in it), and
+// the log it writes to.
+func startTestRelay(t *testing.T) (relayURL string, dir *mapDir, logs *syncBuf) {
+	t.Helper()
+	logs = &syncBuf{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), store.FileName), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	dir := &mapDir{keys: map[string]ed25519.PublicKey{}}
+	dir = &mapDir{keys: map[string]ed25519.PublicKey{}}
 	rl, err := relay.New(relay.Options{Store: st, Directory: dir, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +125,12 @@ func TestSharingThroughRelay(t *testing.T) {
 	rl.Routes(e.Group("/relay/v1"))
 	rsrv := httptest.NewServer(e)
 	t.Cleanup(func() { rl.Close(); rsrv.Close() })
-	relayURL := "ws" + strings.TrimPrefix(rsrv.URL, "http") + "/relay/v1/connect"
+	relayURL = "ws" + strings.TrimPrefix(rsrv.URL, "http") + "/relay/v1/connect"
+	return relayURL, dir, logs
+}
+
+func TestSharingThroughRelay(t *testing.T) {
+	relayURL, dir, logs := startTestRelay(t)
 
 	const secret = "Bearer alice-calendar-secret-7f3a9c"
 	var apiMu sync.Mutex

@@ -2,21 +2,15 @@ package vault
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/ocmt/ocmt/roles/relay"
-	"github.com/ocmt/ocmt/roles/web"
-	"github.com/ocmt/ocmt/store"
 	"github.com/ocmt/ocmt/testdata/fakeprovider"
 )
 
@@ -37,23 +31,7 @@ func (p *sharingPair) apiCalls() []string {
 
 func newSharingPair(t *testing.T) *sharingPair {
 	t.Helper()
-	logs := &syncBuf{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), store.FileName), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	dir := &mapDir{keys: map[string]ed25519.PublicKey{}}
-	rl, err := relay.New(relay.Options{Store: st, Directory: dir, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := web.New(log, false)
-	rl.Routes(e.Group("/relay/v1"))
-	rsrv := httptest.NewServer(e)
-	t.Cleanup(func() { rl.Close(); rsrv.Close() })
-	relayURL := "ws" + strings.TrimPrefix(rsrv.URL, "http") + "/relay/v1/connect"
+	relayURL, dir, logs := startTestRelay(t)
 
 	p := &sharingPair{}
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
