@@ -271,15 +271,20 @@ async function revoke(el) {
   const c = (shares.issued || []).find((x) => x.jti === jti);
   const what = c ? `${c.subjectEmail || 'them'} on ${c.resource}` : 'this share';
   if (!window.confirm(`Revoke the share with ${what}? It stops working at once.`)) return;
+  let done = false;
   await busy(el, async () => {
     try {
       await vault.vaultRequest('DELETE', `/capabilities/${encodeURIComponent(jti)}`);
-      status('shares-issued-status', 'Share revoked.', 'ok');
+      done = true;
     } catch (err) {
       failed(err, 'shares-issued-status');
     }
   });
   await loadShares('issued');
+  if (done) {
+    status('shares-issued-status', 'Share revoked.', 'ok'); // after the reload, which clears the line
+    status('sharing-status', '');
+  }
 }
 
 function resultBox(jti) {

@@ -87,9 +87,13 @@ export function selectTab(name, focusTab = false) {
     $(`panel-${t}`).hidden = !on;
     if (on && focusTab) tab.focus();
   }
-  if (name === 'sharing' && !sharingOn) {
-    sharingOn = true;
-    sharing.start();
+  if (name === 'sharing') {
+    if (!sharingOn) {
+      sharingOn = true;
+      sharing.start();
+    } else {
+      sharing.load(); // shares change elsewhere (revoked, used up): show them fresh
+    }
   }
   if (location.hash !== `#${name}` && history.replaceState) history.replaceState(null, '', `#${name}`);
 }
