@@ -20,6 +20,7 @@ import (
 	"github.com/ocmt/ocmt/api"
 
 	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/roles/agent/docker"
 	"github.com/ocmt/ocmt/xtest"
 )
@@ -229,4 +230,55 @@ func (e errString) Error() string { return string(e) }
 func mustJSONString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestSharingOfflineAndRelayRestart: a grant sent while Bob's vault is
+// locked (not connected to the relay) waits at the relay, survives a
+// restart of the server, and reaches Bob once he unlocks.
+func TestSharingOfflineAndRelayRestart(t *testing.T) {
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	ctx := context.Background()
+	cal := newFakeAPI(t, nil)
+	alice, _ := env.Admin("alice@example.org")
+	bob, _ := env.Invite(alice, "bob@example.org")
+	av := readyVault(t, env, alice, "alice's long password")
+	bv := readyVault(t, env, bob, "bob's long password")
+	bobKey := bv.deriveKey("bob's long password")
+	bv.json("POST", "/lock", nil, nil) // Bob goes offline for the relay
+	av.json("PUT", "/integrations/calendar", map[string]string{"type": "http", "baseUrl": cal.URL, "authHeader": "Authorization", "authValue": "Bearer s"}, nil)
+	var out struct {
+		JTI string `json:"jti"`
+	}
+	av.json("POST", "/capabilities", map[string]any{"subjectEmail": "bob@example.org", "resource": "calendar", "scope": []string{"read"}, "expiresIn": 3600}, &out)
+
+	env.Restart() // the relay's queue is in SQLite
+
+	if err := bob.ProvisionAgent(ctx); err != nil { // wakes Bob's container after the restart
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := bob.WaitAgent(wctx, api.StateRunning); err != nil {
+		t.Fatal(err)
+	}
+	var ch struct {
+		ChallengeID string `json:"challengeId"`
+		Challenge   string `json:"challenge"`
+	}
+	xtest.Eventually(t, 20*time.Second, func() error {
+		return bob.JSON(ctx, "POST", "/api/v1/me/agent/vault/unlock/challenge", nil, &ch)
+	})
+	chb, _ := base64.StdEncoding.DecodeString(ch.Challenge)
+	bv.json("POST", "/unlock", map[string]string{"challengeId": ch.ChallengeID, "derivedKey": base64.StdEncoding.EncodeToString(bobKey[:]),
+		"proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&bobKey, chb))}, nil)
+	xtest.Eventually(t, 15*time.Second, func() error {
+		var got map[string]any
+		if err := bob.JSON(ctx, "GET", "/api/v1/me/agent/vault/capabilities?direction=received", nil, &got); err != nil {
+			return err
+		}
+		if !strings.Contains(mustJSONString(got), out.JTI) {
+			return errString("grant not delivered")
+		}
+		return nil
+	})
 }
