@@ -163,7 +163,7 @@ func BenchmarkEnvelopes(b *testing.B) {
 // BenchmarkIdleConnMemory connects 200 authenticated idle clients and
 // reports the relay's HeapInuse (and, separately, goroutine stack) growth
 // per connection. The clients run in
-// a child process (TestBenchClientProcess) so only the server side is
+// a child process (see TestMain) so only the server side is
 // measured. Each iteration repeats the whole measurement.
 func BenchmarkIdleConnMemory(b *testing.B) {
 	const n = 200
@@ -174,7 +174,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	var perConn, stackPerConn float64
 	for it := 0; it < b.N; it++ {
 		before, stackBefore := heapInuse()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestBenchClientProcess$", "-test.count=1")
+		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1") // TestMain plays the clients
 		cmd.Env = append(os.Environ(), "RELAY_BENCH_URL="+e.http.URL, "RELAY_BENCH_N="+strconv.Itoa(n))
 		stdin, _ := cmd.StdinPipe()
 		stdout, _ := cmd.StdoutPipe()
@@ -225,21 +225,22 @@ func heapInuse() (heap, stack uint64) {
 	return m.HeapInuse, m.StackInuse
 }
 
-// TestBenchClientProcess is the client side of BenchmarkIdleConnMemory,
-// run in a child process; it is skipped otherwise. It connects
-// RELAY_BENCH_N users, prints "clients ready" and holds the connections
-// until stdin closes.
-func TestBenchClientProcess(t *testing.T) {
+// TestMain runs the client side of BenchmarkIdleConnMemory when started as
+// its child process (RELAY_BENCH_URL set): it opens RELAY_BENCH_N
+// authenticated connections, says "clients ready" and holds them until
+// stdin closes. Otherwise it runs the tests.
+func TestMain(m *testing.M) {
 	url := os.Getenv("RELAY_BENCH_URL")
 	if url == "" {
-		t.Skip("only run as BenchmarkIdleConnMemory's client process")
+		os.Exit(m.Run())
 	}
 	n, _ := strconv.Atoi(os.Getenv("RELAY_BENCH_N"))
 	ctx := context.Background()
 	for i := 0; i < n; i++ {
 		ws, err := rawConnect(ctx, url, benchUser(i))
 		if err != nil {
-			t.Fatal(err)
+			fmt.Fprintln(os.Stderr, "bench client:", err)
+			os.Exit(1)
 		}
 		defer ws.CloseNow()
 	}
