@@ -44,6 +44,7 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"unwritable data dir", nil, []string{"serve", "--data-dir=" + filepath.Join(notDir, "sub")}, "--data-dir"},
 		{"vault without secret", nil, []string{"serve", "--role=vault"}, "--vault-secret"},
 		{"management without agent url", nil, []string{"serve", "--role=management", "--service-secret=0123456789abcdef"}, "--agent-url"},
+		{"relay without management url", nil, []string{"serve", "--role=relay", "--service-secret=0123456789abcdef"}, "--management-url"},
 		{"unknown flag", nil, []string{"serve", "--colour=blue"}, "unknown flag"},
 		{"missing secret file", map[string]string{"OCMT_VAULT_SECRET_FILE": "/nonexistent/secret"}, []string{"serve", "--role=vault"}, "OCMT_VAULT_SECRET_FILE"},
 	} {

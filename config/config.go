@@ -96,7 +96,8 @@ type Config struct {
 	AllowPrivateTargets bool
 
 	// Service-to-service.
-	AgentURL      string // management → agent base URL in split mode; "" in all mode
+	AgentURL      string // management or relay → agent base URL in split mode; "" in all mode
+	ManagementURL string // relay → management base URL (key directory) when the relay runs alone
 	ServiceSecret string // shared by management and agent roles in split mode
 
 	// Vault role.
@@ -240,7 +241,10 @@ func (c *Config) Validate() error {
 	if c.Role == RoleManagement && c.AgentURL == "" {
 		errs = append(errs, bad("agent-url", "the management role alone needs the agent role's URL"))
 	}
-	if (c.Role == RoleManagement || c.Role == RoleAgent) && len(c.ServiceSecret) < 16 {
+	if c.Role == RoleRelay && c.ManagementURL == "" {
+		errs = append(errs, bad("management-url", "the relay role alone needs the management role's URL (for the key directory)"))
+	}
+	if (c.Role == RoleManagement || c.Role == RoleAgent || c.Role == RoleRelay) && len(c.ServiceSecret) < 16 {
 		errs = append(errs, bad("service-secret", "split roles need a shared service secret of at least 16 characters (OCMT_SERVICE_SECRET or OCMT_SERVICE_SECRET_FILE)"))
 	}
 	if c.AgentURL != "" {

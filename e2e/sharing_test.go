@@ -282,3 +282,11 @@ func TestSharingOfflineAndRelayRestart(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSharingSplitRoles runs the sharing story with management, agent and
+// relay as three separate servers: the relay reads the key directory from
+// management and wakes recipients through the agent role, over HTTP.
+func TestSharingSplitRoles(t *testing.T) {
+	env := xtest.NewSplitEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	runSharing(t, env, newFakeAPI(t, nil), nil)
+}

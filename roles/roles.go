@@ -104,6 +104,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		go func() { ag.Run(bg); close(done) }()
 		if cfg.Role == config.RoleAgent {
 			ag.Routes(e.Group("/internal/v1/agent"), cfg.ServiceSecret)
+			ag.SetRelayURL(cfg.RelayURL) // a separate relay role, if any
 		}
 	} else {
 		close(done)
@@ -111,10 +112,23 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if cfg.Has(config.RoleRelay) {
 		roleNames = append(roleNames, string(config.RoleRelay))
 		var waker relay.Waker
+		var dir relay.Directory = relayDirectory{st}
 		if ag != nil {
 			waker = relayWaker{ag}
 		}
-		rl, err = relay.New(relay.Options{Store: st, Directory: relayDirectory{st}, Waker: waker, Log: log})
+		if cfg.Role == config.RoleRelay { // on its own: directory and wake over HTTP
+			if dir, err = api.NewDirectoryClient(cfg.ManagementURL, cfg.ServiceSecret); err != nil {
+				return err
+			}
+			if cfg.AgentURL != "" {
+				ac, err := api.NewAgentClient(cfg.AgentURL, cfg.ServiceSecret)
+				if err != nil {
+					return err
+				}
+				waker = remoteWaker{ac}
+			}
+		}
+		rl, err = relay.New(relay.Options{Store: st, Directory: dir, Waker: waker, Log: log})
 		if err != nil {
 			return err
 		}
@@ -135,8 +149,12 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			mailer = &mail.SMTP{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUsername,
 				Password: cfg.SMTPPassword, TLS: cfg.SMTPTLS, From: cfg.MailFrom}
 		}
+		mgSecret := ""
+		if cfg.Role == config.RoleManagement {
+			mgSecret = cfg.ServiceSecret
+		}
 		mg, err = management.New(ctx, management.Options{
-			Store: st, Agent: agentAPI, Mailer: mailer, Log: log, PublicURL: cfg.PublicURL,
+			Store: st, Agent: agentAPI, Mailer: mailer, Log: log, PublicURL: cfg.PublicURL, ServiceSecret: mgSecret,
 			SessionTTL: cfg.SessionTTL, MagicLinkTTL: cfg.MagicLinkTTL, Version: version.String(),
 		})
 		if err != nil {
@@ -341,4 +359,11 @@ func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Dri
 	ag.SetRelayURL(url)
 	log.Info("relay listening for containers", "addr", ln.Addr().String())
 	return srv, nil
+}
+
+// remoteWaker wakes recipients through a separate agent role.
+type remoteWaker struct{ ac *api.AgentClient }
+
+func (w remoteWaker) Wake(ctx context.Context, userID string) error {
+	return w.ac.Provision(ctx, userID) // provisions or wakes
 }

@@ -360,3 +360,76 @@ func (e *Env) ContainerAccess(userID string) (endpoint, secret string) {
 	m.Write([]byte(userID))
 	return rec.Endpoint, hex.EncodeToString(m.Sum(nil))
 }
+
+// NewSplitEnv runs the management, agent and relay roles as three servers
+// (each with its own data directory and database, talking over HTTP with a
+// shared service secret), process runtime. The returned Env is the
+// management role's: its URL is what browsers use and its Out gets the
+// sign-in links. Everything stops when the test ends.
+func NewSplitEnv(t testing.TB, opts ...Option) *Env {
+	t.Helper()
+	secret := make([]byte, 16)
+	for i := range secret {
+		secret[i] = "abcdef0123456789"[i%16]
+	}
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	mln, aln, rln := listen(), listen(), listen()
+	murl, aurl := "http://"+mln.Addr().String(), "http://"+aln.Addr().String()
+	base := func(role config.Role, ln net.Listener) config.Config {
+		c := config.Default()
+		c.Role, c.DataDir, c.Runtime, c.Listen = role, t.TempDir(), config.RuntimeProcess, ln.Addr().String()
+		c.ServiceSecret, c.AgentBinary, c.PublicURL = string(secret), Binary(t), murl
+		return c
+	}
+	agentCfg := base(config.RoleAgent, aln)
+	agentCfg.RelayURL = "ws://" + rln.Addr().String() + "/relay/v1/connect"
+	relayCfg := base(config.RoleRelay, rln)
+	relayCfg.ManagementURL, relayCfg.AgentURL = murl, aurl
+	mgmtCfg := base(config.RoleManagement, mln)
+	mgmtCfg.AgentURL = aurl
+
+	e := &Env{t: t, Out: &Buffer{}, Log: &Buffer{}, URL: murl, Cfg: mgmtCfg}
+	for _, o := range opts {
+		o(e)
+	}
+	agentCfg.AllowPrivateTargets = e.Cfg.AllowPrivateTargets
+	start := func(cfg config.Config, ln net.Listener, out io.Writer) {
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		ready := make(chan struct{})
+		log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		go func() {
+			errc <- roles.Run(ctx, cfg, roles.Options{Log: log.With("role", string(cfg.Role)), Out: out, Listener: ln, Ready: func(string) { close(ready) }})
+		}()
+		select {
+		case <-ready:
+		case err := <-errc:
+			t.Fatalf("%s role did not start: %v\nlog:\n%s", cfg.Role, err, e.Log.String())
+		}
+		t.Cleanup(func() {
+			cancel()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Errorf("%s role exited with error: %v", cfg.Role, err)
+				}
+			case <-time.After(time.Minute):
+				t.Errorf("%s role did not stop", cfg.Role)
+			}
+		})
+	}
+	start(agentCfg, aln, io.Discard)
+	start(relayCfg, rln, io.Discard)
+	start(e.Cfg, mln, e.Out)
+	e.stopped = true // Stop/Restart are for NewEnv's single process
+	return e
+}

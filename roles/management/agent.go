@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,6 +244,23 @@ func (s *Server) withSubject(c echo.Context, u *store.User) ([]byte, map[string]
 		}
 	}
 	return body, grant, nil
+}
+
+// internalDirectory handles GET /internal/v1/directory/{user} for a relay
+// role running on its own: the user's Ed25519 key, behind the service
+// secret (compared in constant time).
+func (s *Server) internalDirectory(c echo.Context) error {
+	got := c.Request().Header.Get(api.AgentServiceHeader)
+	if subtle.ConstantTimeCompare([]byte(got), []byte(s.opt.ServiceSecret)) != 1 {
+		return api.Unauthorized("missing or wrong service secret")
+	}
+	e, err := s.st.DirectoryEntry(c.Request().Context(), store.UserID(c.Param("user")))
+	if errors.Is(err, store.ErrNotFound) {
+		return api.NotFound("no keys for this user")
+	} else if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, api.DirectoryKey{UserID: string(e.UserID), Ed25519: e.Ed25519})
 }
 
 // statusRecorder passes a response through while noting its status.

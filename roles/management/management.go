@@ -46,6 +46,9 @@ type Options struct {
 	Version      string
 	Roles        []string
 	Now          func() time.Time // nil = time.Now
+	// ServiceSecret, when set, opens the service-to-service directory
+	// route for a separate relay role.
+	ServiceSecret string
 }
 
 // Server is the management role.
@@ -109,6 +112,10 @@ func (s *Server) Routes(e *echo.Echo) {
 	me.Any("/agent/*", s.agentProxy)
 	e.GET("/api/v1/audit", s.auditList, s.requireUser)
 	e.GET("/api/v1/directory", s.directoryLookup, s.requireUser)
+
+	if s.opt.ServiceSecret != "" { // split deployment: a relay role reads the directory
+		e.GET("/internal/v1/directory/:user", s.internalDirectory)
+	}
 
 	admin := e.Group("/api/v1/admin", s.requireUser, s.requireAdmin)
 	admin.GET("/users", s.adminUsers)
