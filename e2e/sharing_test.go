@@ -149,6 +149,9 @@ func runSharing(t *testing.T, env *xtest.Env, cal *fakeAPI, containerData func(u
 			if !strings.Contains(mustJSONString(got), out.JTI) {
 				return errString("not received yet")
 			}
+			if !strings.Contains(mustJSONString(got), `"issuerEmail":"alice@example.org"`) {
+				t.Fatalf("received list without the issuer's email: %v", got)
+			}
 			return nil
 		})
 		return out.JTI

@@ -77,8 +77,11 @@ func (s *Server) agentProxy(c echo.Context) error {
 		r2.Body, r2.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		r2.Header.Del("Transfer-Encoding")
 	}
-	rec := &statusRecorder{ResponseWriter: c.Response().Writer, status: http.StatusOK}
 	h := s.agent.Proxy(uid)
+	if r.Method == http.MethodGet && inner == "/vault/capabilities" {
+		return s.capabilitiesWithEmails(c, h, r2)
+	}
+	rec := &statusRecorder{ResponseWriter: c.Response().Writer, status: http.StatusOK}
 	if r2.Header.Get("Upgrade") != "" {
 		h.ServeHTTP(c.Response(), r2)
 		return nil
@@ -244,6 +247,34 @@ func (s *Server) withSubject(c echo.Context, u *store.User) ([]byte, map[string]
 		}
 	}
 	return body, grant, nil
+}
+
+// capabilitiesWithEmails answers GET /vault/capabilities from the
+// container, adding the other party's email (identity is the management
+// role's business; the vault knows only user ids) as issuerEmail.
+func (s *Server) capabilitiesWithEmails(c echo.Context, h http.Handler, r *http.Request) error {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	var body struct {
+		Capabilities []map[string]any `json:"capabilities"`
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body.Capabilities == nil {
+		for k, v := range rec.Header() {
+			c.Response().Header()[k] = v
+		}
+		c.Response().WriteHeader(rec.Code)
+		_, err := c.Response().Write(rec.Body.Bytes())
+		return err
+	}
+	ctx := c.Request().Context()
+	for _, cap := range body.Capabilities {
+		if id, ok := cap["issuerUserId"].(string); ok && id != "" {
+			if u, err := s.st.UserByID(ctx, store.UserID(id)); err == nil {
+				cap["issuerEmail"] = u.Email
+			}
+		}
+	}
+	return c.JSON(http.StatusOK, body)
 }
 
 // internalDirectory handles GET /internal/v1/directory/{user} for a relay
