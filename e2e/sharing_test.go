@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -181,6 +182,26 @@ func runSharing(t *testing.T, env *xtest.Env, cal *fakeAPI, containerData func(u
 		t.Fatalf("no sharing audit: %+v", audit.Events)
 	}
 
+	// The management role keeps the grant's metadata for both sides.
+	grantStatus := func(c *api.Client, side, jti string) string {
+		var g map[string][]map[string]any
+		if err := c.JSON(ctx, "GET", "/api/v1/me/grants", nil, &g); err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range g[side] {
+			if x["jti"] == jti {
+				if strings.Contains(mustJSONString(x), "ocap1.") {
+					t.Fatalf("grant metadata holds the token: %v", x)
+				}
+				return fmt.Sprint(x["status"])
+			}
+		}
+		return "missing"
+	}
+	if a, b := grantStatus(alice, "issued", jti), grantStatus(bob, "received", jti); a != "active" || b != "active" {
+		t.Fatalf("grant metadata: alice %s, bob %s", a, b)
+	}
+
 	// Revocation refuses Bob's next call within a second.
 	if err := alice.JSON(ctx, "DELETE", "/api/v1/me/agent/vault/capabilities/"+jti, nil, nil); err != nil {
 		t.Fatal(err)
@@ -189,6 +210,10 @@ func runSharing(t *testing.T, env *xtest.Env, cal *fakeAPI, containerData func(u
 	r = call(jti)
 	if r.Status != http.StatusForbidden || r.ErrorCode() != "capability_revoked" || time.Since(start) > time.Second {
 		t.Fatalf("after revoke: %d %s in %v", r.Status, r.Body, time.Since(start))
+	}
+
+	if a := grantStatus(alice, "issued", jti); a != "revoked" {
+		t.Fatalf("grant metadata after revoke: %s", a)
 	}
 
 	// A paused issuer is woken by the call and answers.

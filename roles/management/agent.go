@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -86,7 +87,24 @@ func (s *Server) agentProxy(c echo.Context) error {
 		h.ServeHTTP(c.Response(), r2)
 		return nil
 	}
-	h.ServeHTTP(rec, r2)
+	if grant != nil { // buffer the small answer to learn the jti (never the token)
+		buf := httptest.NewRecorder()
+		h.ServeHTTP(buf, r2)
+		for k, v := range buf.Header() {
+			c.Response().Header()[k] = v
+		}
+		rec.WriteHeader(buf.Code)
+		rec.Write(buf.Body.Bytes())
+		var ans struct {
+			JTI string `json:"jti"`
+		}
+		if buf.Code == http.StatusCreated && json.Unmarshal(buf.Body.Bytes(), &ans) == nil && ans.JTI != "" {
+			grant["jti"] = ans.JTI
+			s.recordGrant(context.WithoutCancel(r.Context()), u.ID, grant)
+		}
+	} else {
+		h.ServeHTTP(rec, r2)
+	}
 	ctx := context.WithoutCancel(r.Context())
 	if r.Method == http.MethodPost && inner == "/vault/unlock" && (rec.status == http.StatusUnauthorized || rec.status == http.StatusTooManyRequests) {
 		s.audit(ctx, uid, "vault.unlock_failed", uid, map[string]string{"status": fmt.Sprint(rec.status), "ip": c.RealIP()})
@@ -111,7 +129,11 @@ func (s *Server) agentProxy(c echo.Context) error {
 		}
 		s.audit(ctx, uid, "sharing.granted", fmt.Sprint(grant["subject"]), detail)
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/capabilities/"):
-		s.audit(ctx, uid, "sharing.revoked", uid, map[string]string{"jti": strings.TrimPrefix(inner, "/vault/capabilities/")})
+		jti := strings.TrimPrefix(inner, "/vault/capabilities/")
+		if err := s.st.RevokePeerGrant(ctx, u.ID, jti); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("record revocation", "err", err)
+		}
+		s.audit(ctx, uid, "sharing.revoked", uid, map[string]string{"jti": jti})
 	case r.Method == http.MethodPut && strings.HasPrefix(inner, "/vault/integrations/"):
 		s.audit(ctx, uid, "vault.integration_configured", uid, map[string]string{"name": strings.TrimPrefix(inner, "/vault/integrations/")})
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/integrations/"):
@@ -275,6 +297,64 @@ func (s *Server) capabilitiesWithEmails(c echo.Context, h http.Handler, r *http.
 		}
 	}
 	return c.JSON(http.StatusOK, body)
+}
+
+// recordGrant stores the peer-grant metadata of a new capability.
+func (s *Server) recordGrant(ctx context.Context, issuer store.UserID, grant map[string]any) {
+	var scope []string
+	_ = json.Unmarshal([]byte(fmt.Sprint(grant["scope"])), &scope)
+	var expiresIn, maxCalls int64
+	_ = json.Unmarshal([]byte(fmt.Sprint(grant["expiresIn"])), &expiresIn)
+	if v, ok := grant["maxCalls"]; ok {
+		_ = json.Unmarshal([]byte(fmt.Sprint(v)), &maxCalls)
+	}
+	var resource string
+	_ = json.Unmarshal([]byte(fmt.Sprint(grant["resource"])), &resource)
+	g := store.PeerGrant{JTI: fmt.Sprint(grant["jti"]), IssuerID: issuer, SubjectID: store.UserID(fmt.Sprint(grant["subject"])),
+		Resource: resource, Scope: scope, MaxCalls: int(maxCalls), ExpiresAt: s.now().Add(time.Duration(expiresIn) * time.Second)}
+	if err := s.st.PutPeerGrant(ctx, g); err != nil {
+		s.log.Error("record grant", "err", err)
+	}
+}
+
+// grants handles GET /api/v1/me/grants: the caller's shares as the
+// management role knows them (metadata only): {"issued":[…],"received":[…]}.
+func (s *Server) grants(c echo.Context) error {
+	u := currentUser(c)
+	ctx := c.Request().Context()
+	now := s.now()
+	out := map[string]any{}
+	for _, issued := range []bool{true, false} {
+		gs, err := s.st.PeerGrants(ctx, u.ID, issued)
+		if err != nil {
+			return err
+		}
+		list := []map[string]any{}
+		for _, g := range gs {
+			other := g.SubjectID
+			if !issued {
+				other = g.IssuerID
+			}
+			email := ""
+			if ou, err := s.st.UserByID(ctx, other); err == nil {
+				email = ou.Email
+			}
+			item := map[string]any{"jti": g.JTI, "resource": g.Resource, "scope": g.Scope, "expiresAt": g.ExpiresAt,
+				"status": g.Status(now), "createdAt": g.CreatedAt, "maxCalls": g.MaxCalls}
+			if issued {
+				item["subjectEmail"] = email
+			} else {
+				item["issuerEmail"] = email
+			}
+			list = append(list, item)
+		}
+		key := "received"
+		if issued {
+			key = "issued"
+		}
+		out[key] = list
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 // internalDirectory handles GET /internal/v1/directory/{user} for a relay

@@ -109,6 +109,7 @@ func (s *Server) Routes(e *echo.Echo) {
 	me.GET("/agent", s.agentStatus)
 	me.POST("/agent", s.agentProvision)
 	me.GET("/keys", s.myKeys)
+	me.GET("/grants", s.grants)
 	me.Any("/agent/*", s.agentProxy)
 	e.GET("/api/v1/audit", s.auditList, s.requireUser)
 	e.GET("/api/v1/directory", s.directoryLookup, s.requireUser)
