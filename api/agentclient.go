@@ -84,6 +84,12 @@ func (c *AgentClient) List(ctx context.Context) ([]AgentStatus, error) {
 	return out.Containers, err
 }
 
+// Touch records activity for the user's container (a relay delivery), so
+// hibernation does not count it as idle.
+func (c *AgentClient) Touch(ctx context.Context, userID string) error {
+	return c.do(ctx, http.MethodPost, "/containers/"+url.PathEscape(userID)+"/activity", nil)
+}
+
 // Do implements Agent.
 func (c *AgentClient) Do(ctx context.Context, userID, action string) error {
 	return c.do(ctx, http.MethodPost, "/containers/"+url.PathEscape(userID)+"/actions/"+url.PathEscape(action), nil)

@@ -365,5 +365,8 @@ func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Dri
 type remoteWaker struct{ ac *api.AgentClient }
 
 func (w remoteWaker) Wake(ctx context.Context, userID string) error {
+	if err := w.ac.Touch(ctx, userID); err != nil { // a relay delivery is real work (SPEC §4)
+		return err
+	}
 	return w.ac.Provision(ctx, userID) // provisions or wakes
 }

@@ -23,6 +23,7 @@ func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) 
 //	GET  /containers                         → {"containers":[AgentStatus]}
 //	GET  /containers/:user                   → AgentStatus
 //	POST /containers/:user                   → 202 (provision or wake)
+//	POST /containers/:user/activity          → 204 (real work happened, e.g. a relay delivery)
 //	POST /containers/:user/actions/:action   → 204
 //	ANY  /containers/:user/proxy/*           → the container, at path /*
 func (s *Server) Routes(g *echo.Group, serviceSecret string) {
@@ -54,6 +55,13 @@ func (s *Server) Routes(g *echo.Group, serviceSecret string) {
 			return err
 		}
 		return c.NoContent(http.StatusAccepted)
+	})
+	g.POST("/containers/:user/activity", func(c echo.Context) error {
+		if !validUserID(c.Param("user")) {
+			return api.BadRequest("invalid_user", "invalid user id")
+		}
+		s.Touch(c.Param("user"))
+		return c.NoContent(http.StatusNoContent)
 	})
 	g.POST("/containers/:user/actions/:action", func(c echo.Context) error {
 		if err := s.Do(c.Request().Context(), c.Param("user"), c.Param("action")); err != nil {

@@ -1,0 +1,56 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/roles/agent/process"
+	"github.com/ocmt/ocmt/roles/web"
+	"github.com/ocmt/ocmt/store"
+)
+
+// TestServiceActivityRoute: a separate relay reports deliveries as activity
+// through the service API; without the service secret it is refused.
+func TestServiceActivityRoute(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), store.FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := New(ctx, Options{Driver: process.New(log), Store: st, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old := time.Now().Add(-time.Hour)
+	if err := st.PutContainer(ctx, store.Container{UserID: "usr_bob", Runtime: "process", State: store.StateStopped, LastActivityAt: old}); err != nil {
+		t.Fatal(err)
+	}
+	e := web.New(log, false)
+	const secret = "0123456789abcdef0123"
+	s.Routes(e.Group("/internal/v1/agent"), secret)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+
+	resp, err := http.Post(srv.URL+"/internal/v1/agent/containers/usr_bob/activity", "", nil)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without secret: %v %v", resp, err)
+	}
+	ac, _ := api.NewAgentClient(srv.URL, secret)
+	if err := ac.Touch(ctx, "usr_bob"); err != nil {
+		t.Fatal(err)
+	}
+	stt, err := s.Status(ctx, "usr_bob")
+	if err != nil || !stt.LastActivityAt.After(old.Add(30*time.Minute)) {
+		t.Fatalf("activity not recorded: %+v %v", stt, err)
+	}
+}
