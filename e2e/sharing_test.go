@@ -23,6 +23,7 @@ import (
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/roles/agent/docker"
+	"github.com/ocmt/ocmt/testdata/fakeprovider"
 	"github.com/ocmt/ocmt/xtest"
 )
 
@@ -317,4 +318,65 @@ func TestSharingOfflineAndRelayRestart(t *testing.T) {
 func TestSharingSplitRoles(t *testing.T) {
 	env := xtest.NewSplitEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
 	runSharing(t, env, newFakeAPI(t, nil), nil)
+}
+
+// TestSharingProviderKey: Alice shares her model provider key with Bob with
+// a call budget; Bob's requests reach the provider with Alice's key, Bob
+// never holds it, and the budget ends his access.
+func TestSharingProviderKey(t *testing.T) {
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	ctx := context.Background()
+	fp := fakeprovider.New()
+	defer fp.Close()
+	const aliceKey = "sk-ant-household-9d41"
+	fp.SetKey(aliceKey)
+	alice, _ := env.Admin("alice@example.org")
+	bob, _ := env.Invite(alice, "bob@example.org")
+	av := readyVault(t, env, alice, "alice's long password")
+	readyVault(t, env, bob, "bob's long password")
+	av.json("PUT", "/apikeys/anthropic", map[string]string{"key": aliceKey, "baseUrl": fp.URL()}, nil)
+	var out struct {
+		JTI string `json:"jti"`
+	}
+	av.json("POST", "/capabilities", map[string]any{"subjectEmail": "bob@example.org", "resource": "provider:anthropic",
+		"scope": []string{"write"}, "expiresIn": 3600, "maxCalls": 2}, &out)
+	call := func() *api.Response {
+		var r *api.Response
+		xtest.Eventually(t, 10*time.Second, func() error {
+			var err error
+			r, err = bob.Do(ctx, "POST", "/api/v1/me/agent/vault/capabilities/"+out.JTI+"/call", map[string]any{
+				"operation": "write", "path": "/v1/messages",
+				"body": `{"model":"claude-test","max_tokens":50,"messages":[{"role":"user","content":"hello from bob"}]}`})
+			if err != nil {
+				return err
+			}
+			if r.Status == 404 || r.ErrorCode() == "not_found" { // the grant is still on its way
+				return errString("grant not delivered yet")
+			}
+			return nil
+		})
+		return r
+	}
+	fp.Script(fakeprovider.Reply{Text: "Hi Bob, this is Alice's model."})
+	r := call()
+	if r.Status != 200 || !strings.Contains(string(r.Body), "Alice's model") {
+		t.Fatalf("shared provider call: %d %s", r.Status, r.Body)
+	}
+	reqs := fp.Requests()
+	if len(reqs) != 1 || !strings.Contains(string(reqs[0].Messages), "hello from bob") {
+		t.Fatalf("provider requests: %+v", reqs)
+	}
+	call()
+	if r := call(); r.Status != http.StatusForbidden || r.ErrorCode() != "capability_budget_exhausted" {
+		t.Fatalf("third call with a budget of 2: %d %s", r.Status, r.Body)
+	}
+	env.Stop()
+	filepath.Walk(filepath.Join(env.Cfg.DataDir, "users"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(aliceKey)) {
+				t.Errorf("%s holds Alice's provider key in the clear", p)
+			}
+		}
+		return nil
+	})
 }

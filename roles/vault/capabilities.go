@@ -307,9 +307,9 @@ func (s *Server) issueCapability(c echo.Context) error {
 		k.mu.Unlock()
 		return err
 	}
-	if _, ok := k.sec.Integrations[req.Resource]; !ok {
+	if _, ok := k.resourceLocked(req.Resource); !ok {
 		k.mu.Unlock()
-		return api.BadRequest("unknown_resource", "resource must be the name of one of your integrations")
+		return api.BadRequest("unknown_resource", "resource must be one of your integrations, or provider:<name> for a model provider key")
 	}
 	now := k.now()
 	tok, err := capability.Issue(k.id, capability.Claims{Subject: subEd, Audience: s.userID, Resource: req.Resource,

@@ -132,7 +132,7 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 		refuse(http.StatusForbidden, capability.Code(err), err.Error())
 		return
 	}
-	in, ok := k.sec.Integrations[p.Claims().Resource]
+	in, ok := k.resourceLocked(p.Claims().Resource)
 	if !ok { // not saved: the counted call is dropped with cs
 		refuse(http.StatusConflict, "resource_unavailable", "the shared resource is no longer connected")
 		return
@@ -212,6 +212,9 @@ func (s *Server) runHTTP(ctx context.Context, in integration, call callPayload) 
 		req.Header.Set("Content-Type", ctype)
 	}
 	req.Header.Set("User-Agent", "ocmt-vault")
+	for h, v := range in.Extra {
+		req.Header.Set(h, v)
+	}
 	if in.AuthHeader != "" {
 		req.Header.Set(in.AuthHeader, in.AuthValue)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +51,44 @@ type integration struct {
 	AuthHeader string    `json:"authHeader"` // e.g. "Authorization"
 	AuthValue  string    `json:"authValue"`  // secret, e.g. "Bearer …"
 	AddedAt    time.Time `json:"addedAt"`
+	// Extra are fixed request headers (e.g. anthropic-version for a shared
+	// model provider key); never secrets.
+	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// providerResourcePrefix names a model provider key as a shareable
+// resource: "provider:anthropic" or "provider:openai". Sharing it lets a
+// household use one key with a call budget without revealing it.
+const providerResourcePrefix = "provider:"
+
+// resourceLocked resolves a capability resource to the HTTP API it stands
+// for: an integration by name, or a model provider key ("provider:<name>")
+// with the provider's base URL and auth header. k.mu held, unlocked.
+func (k *keyring) resourceLocked(name string) (integration, bool) {
+	if p, ok := strings.CutPrefix(name, providerResourcePrefix); ok {
+		key, ok := k.sec.APIKeys[p]
+		if !ok {
+			return integration{}, false
+		}
+		in := integration{Type: "http", BaseURL: key.BaseURL, AddedAt: key.AddedAt}
+		switch p {
+		case "anthropic":
+			if in.BaseURL == "" {
+				in.BaseURL = "https://api.anthropic.com"
+			}
+			in.AuthHeader, in.AuthValue = "X-Api-Key", key.Key
+			in.Extra = map[string]string{"Anthropic-Version": "2023-06-01"}
+		default: // OpenAI and compatible servers
+			if in.BaseURL == "" {
+				in.BaseURL = "https://api.openai.com/v1"
+			}
+			in.AuthHeader, in.AuthValue = "Authorization", "Bearer "+key.Key
+		}
+		in.BaseURL = strings.TrimRight(in.BaseURL, "/")
+		return in, true
+	}
+	in, ok := k.sec.Integrations[name]
+	return in, ok
 }
 
 // apiKey is one model provider credential.
