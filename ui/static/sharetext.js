@@ -68,10 +68,24 @@ export function callsLimit(v) {
  * your calendar for 7 days, up to 50 calls." Missing parts read as
  * placeholders ("Someone", "HTTP API").
  */
+/**
+ * resourceName turns a resource id into words: "provider:anthropic" →
+ * "Anthropic key", "provider:openai" → "OpenAI key"; others stay as they are.
+ */
+export function resourceName(resource) {
+  const r = String(resource || '').trim();
+  if (r.startsWith('provider:')) {
+    const p = r.slice('provider:'.length);
+    const names = { anthropic: 'Anthropic', openai: 'OpenAI' };
+    return `${names[p] || p} key`;
+  }
+  return r;
+}
+
 export function summary({ who, resource, scope, expiresIn, maxCalls } = {}) {
   const person = String(who || '').trim() || 'Someone';
   const words = scopeWords(scope);
-  const what = String(resource || '').trim() || 'HTTP API';
+  const what = resourceName(resource) || 'HTTP API';
   if (!words) return `Choose at least one thing ${person === 'Someone' ? 'they' : person} may do.`;
   const limit = callsLimit(maxCalls);
   const calls = limit ? `, up to ${limit} call${limit === 1 ? '' : 's'}` : '';

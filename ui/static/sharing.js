@@ -7,11 +7,12 @@
 import { $, busy, h, status, timeEl } from './dom.js';
 import {
   callsLimit, callsText, clip, durations, expiryText, knownStatus, normScope, scopeWords,
-  shareError, statusLabels, summary, validName,
+  shareError, statusLabels, summary, validName, resourceName,
 } from './sharetext.js';
 import * as vault from './vault.js';
 
 let integrations = null; // [{name,type,baseUrl,authHeader,addedAt}] or null before loading
+let providers = []; // model provider keys that can be shared: [{provider, ...}]
 const shares = { issued: null, received: null };
 
 function failed(err, statusId) {
@@ -50,10 +51,11 @@ function renderIntegrations() {
   } else {
     list.replaceChildren(...integrations.map(integrationRow));
   }
+  const shareable = (integrations || []).length + providers.length;
   const open = $('share-open');
-  if (open) open.disabled = !integrations || !integrations.length || vault.current().locked;
+  if (open) open.disabled = !shareable || vault.current().locked;
   const hint = $('share-open-hint');
-  if (hint) hint.hidden = Boolean(integrations && integrations.length);
+  if (hint) hint.hidden = Boolean(shareable);
 }
 
 async function loadIntegrations() {
@@ -64,6 +66,12 @@ async function loadIntegrations() {
     status('integrations-status', '');
   } catch (err) {
     failed(err, 'integrations-status');
+  }
+  try { // a model provider key can be shared too, with a call budget
+    const keys = await vault.vaultRequest('GET', '/apikeys');
+    providers = keys && Array.isArray(keys.providers) ? keys.providers.filter((p) => p && typeof p.provider === 'string') : [];
+  } catch {
+    providers = [];
   }
   renderIntegrations();
 }
@@ -147,8 +155,10 @@ function openShare(el) {
   if (!dlg || !form) return;
   const sel = form.elements.namedItem('resource');
   const keep = (el && el.dataset.resource) || sel.value;
-  sel.replaceChildren(...(integrations || []).map((i) => h('option', { value: i.name }, i.name)));
-  if (keep && (integrations || []).some((i) => i.name === keep)) sel.value = keep;
+  const options = (integrations || []).map((i) => h('option', { value: i.name }, i.name))
+    .concat(providers.map((p) => h('option', { value: `provider:${p.provider}` }, `My ${resourceName(`provider:${p.provider}`)}`)));
+  sel.replaceChildren(...options);
+  if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
   status('share-status', '');
   updateSummary();
   if (!dlg.open) {
@@ -219,8 +229,8 @@ function shareRow(c, dir) {
     ? (c.subjectEmail || 'someone')
     : (c.issuerEmail || (c.issuerUserId ? `user ${c.issuerUserId}` : 'someone'));
   const line = dir === 'issued'
-    ? `${who} can ${words} your ${c.resource}`
-    : `You can ${words} ${who}’s ${c.resource}`;
+    ? `${who} can ${words} your ${resourceName(c.resource)}`
+    : `You can ${words} ${who}’s ${resourceName(c.resource)}`;
   const meta = [expiryText(c.expiresAt), callsText(c.calls, c.maxCalls)];
   if (dir === 'issued' && c.delivered === false && st === 'active') meta.push('not delivered yet');
   const buttons = [];

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 
 import {
   callsLimit, callsText, clip, durationText, expiryText, knownStatus, listWords, normScope,
-  scopeWords, shareError, shortDate, statusLabels, summary, validName,
+  resourceName, scopeWords, shareError, shortDate, statusLabels, summary, validName,
 } from '../../static/sharetext.js';
 
 test('integration names follow the server rule', () => {
@@ -82,4 +82,11 @@ test('clip keeps the first 500 characters', () => {
   assert.equal(clip('x'.repeat(600)).length, 501);
   assert.ok(clip('x'.repeat(600)).endsWith('…'));
   assert.equal(clip(null), '');
+});
+
+test('resourceName words provider keys', () => {
+  assert.equal(resourceName('provider:anthropic'), 'Anthropic key');
+  assert.equal(resourceName('provider:openai'), 'OpenAI key');
+  assert.equal(resourceName('calendar'), 'calendar');
+  assert.equal(summary({ who: 'bob@example.org', resource: 'provider:anthropic', scope: ['write'], expiresIn: 7 * 86400, maxCalls: 20 }).includes('your Anthropic key'), true);
 });
