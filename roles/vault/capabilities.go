@@ -109,21 +109,13 @@ func (s *Server) saveCapsLocked(cs *capState) error {
 	if err != nil {
 		return err
 	}
-	k := s.keys
-	if k.sec.Settings == nil {
-		k.sec.Settings = map[string]string{}
-	}
-	old, had := k.sec.Settings[capSettingsKey]
-	k.sec.Settings[capSettingsKey] = string(b)
-	if err := k.saveLocked(); err != nil {
-		if had {
-			k.sec.Settings[capSettingsKey] = old
-		} else {
-			delete(k.sec.Settings, capSettingsKey)
+	return s.keys.updateLocked(func(sec *secrets) error {
+		if sec.Settings == nil {
+			sec.Settings = map[string]string{}
 		}
-		return err
-	}
-	return nil
+		sec.Settings[capSettingsKey] = string(b)
+		return nil
+	})
 }
 
 // isUnlocked reports whether the vault is open (without extending auto-lock).

@@ -80,11 +80,14 @@ func (s *Server) putIntegration(c echo.Context) error {
 	if err := k.useLocked(s.publicURL); err != nil {
 		return err
 	}
-	if k.sec.Integrations == nil {
-		k.sec.Integrations = map[string]integration{}
-	}
 	in := integration{Type: req.Type, BaseURL: strings.TrimRight(req.BaseURL, "/"), AuthHeader: textproto.CanonicalMIMEHeaderKey(req.AuthHeader), AuthValue: req.AuthValue, AddedAt: k.wall().UTC()}
-	if err := putSealedLocked(k, k.sec.Integrations, name, in); err != nil {
+	if err := k.updateLocked(func(sec *secrets) error {
+		if sec.Integrations == nil {
+			sec.Integrations = map[string]integration{}
+		}
+		sec.Integrations[name] = in
+		return nil
+	}); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, integrationJSON{Name: name, Type: in.Type, BaseURL: in.BaseURL, AuthHeader: in.AuthHeader, AddedAt: in.AddedAt})
@@ -101,11 +104,10 @@ func (s *Server) deleteIntegration(c echo.Context) error {
 	if err := k.useLocked(s.publicURL); err != nil {
 		return err
 	}
-	had, err := deleteSealedLocked(k, k.sec.Integrations, name)
-	if !had {
+	if _, had := k.sec.Integrations[name]; !had {
 		return api.NotFound("no such integration")
 	}
-	if err != nil {
+	if err := k.updateLocked(func(sec *secrets) error { delete(sec.Integrations, name); return nil }); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

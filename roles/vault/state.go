@@ -351,33 +351,28 @@ func (k *keyring) saveLocked() error {
 	return crypto.WriteFileAtomic(filepath.Join(k.dir, vaultFileName), k.file.Marshal(), 0o600)
 }
 
-// putSealedLocked sets m[name] = v and saves the vault, restoring m if the
-// write fails. k.mu held.
-func putSealedLocked[V any](k *keyring, m map[string]V, name string, v V) error {
-	old, had := m[name]
-	m[name] = v
-	if err := k.saveLocked(); err != nil {
-		if had {
-			m[name] = old
-		} else {
-			delete(m, name)
-		}
+// updateLocked applies change to the unlocked secrets and saves the vault;
+// if change or the write fails, the secrets are restored as they were, so
+// memory never disagrees with the file. k.mu held, unlocked.
+func (k *keyring) updateLocked(change func(*secrets) error) error {
+	snapshot, err := json.Marshal(k.sec)
+	if err != nil {
 		return err
 	}
-	return nil
-}
-
-// deleteSealedLocked removes m[name] and saves the vault, restoring it if
-// the write fails. It reports false when there was nothing to remove. k.mu held.
-func deleteSealedLocked[V any](k *keyring, m map[string]V, name string) (bool, error) {
-	old, had := m[name]
-	if !had {
-		return false, nil
+	defer clear(snapshot)
+	err = change(k.sec)
+	if err == nil {
+		err = k.saveLocked()
 	}
-	delete(m, name)
-	if err := k.saveLocked(); err != nil {
-		m[name] = old
-		return true, err
+	if err != nil {
+		var prev secrets
+		if uerr := json.Unmarshal(snapshot, &prev); uerr != nil {
+			return errors.Join(err, uerr)
+		}
+		if k.sec != nil {
+			clear(k.sec.Identity)
+		}
+		k.sec = &prev
 	}
-	return true, nil
+	return err
 }

@@ -374,23 +374,18 @@ func (s *Server) putAPIKey(c echo.Context) error {
 	if err := k.useLocked(s.publicURL); err != nil {
 		return err
 	}
-	old, had := k.sec.APIKeys[provider]
-	k.sec.APIKeys[provider] = apiKey{Key: req.Key, BaseURL: req.BaseURL, Model: req.Model, AddedAt: k.wall().UTC()}
-	if k.sec.Settings == nil {
-		k.sec.Settings = map[string]string{}
-	}
-	oldDefault := k.sec.Settings["defaultProvider"]
-	k.sec.Settings["defaultProvider"] = provider
-	if err := k.saveLocked(); err != nil {
-		if had {
-			k.sec.APIKeys[provider] = old
-		} else {
-			delete(k.sec.APIKeys, provider)
+	key := apiKey{Key: req.Key, BaseURL: req.BaseURL, Model: req.Model, AddedAt: k.wall().UTC()}
+	if err := k.updateLocked(func(sec *secrets) error {
+		sec.APIKeys[provider] = key
+		if sec.Settings == nil {
+			sec.Settings = map[string]string{}
 		}
-		k.sec.Settings["defaultProvider"] = oldDefault
+		sec.Settings["defaultProvider"] = provider
+		return nil
+	}); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, providerJSON{Provider: provider, BaseURL: req.BaseURL, Model: req.Model, AddedAt: k.sec.APIKeys[provider].AddedAt})
+	return c.JSON(http.StatusOK, providerJSON{Provider: provider, BaseURL: req.BaseURL, Model: req.Model, AddedAt: key.AddedAt})
 }
 
 func (s *Server) deleteAPIKey(c echo.Context) error {
@@ -404,16 +399,16 @@ func (s *Server) deleteAPIKey(c echo.Context) error {
 	if err := k.useLocked(s.publicURL); err != nil {
 		return err
 	}
-	old, had := k.sec.APIKeys[provider]
-	if !had {
+	if _, had := k.sec.APIKeys[provider]; !had {
 		return api.NotFound("no key for this provider")
 	}
-	delete(k.sec.APIKeys, provider)
-	if k.sec.Settings["defaultProvider"] == provider {
-		delete(k.sec.Settings, "defaultProvider")
-	}
-	if err := k.saveLocked(); err != nil {
-		k.sec.APIKeys[provider] = old
+	if err := k.updateLocked(func(sec *secrets) error {
+		delete(sec.APIKeys, provider)
+		if sec.Settings["defaultProvider"] == provider {
+			delete(sec.Settings, "defaultProvider")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -412,3 +412,26 @@ func TestIntegrations(t *testing.T) {
 		t.Fatalf("locked list: %d", st)
 	}
 }
+
+// TestFailedWriteChangesNothing: when the vault file cannot be written, the
+// change is undone in memory too (memory never disagrees with the file).
+func TestFailedWriteChangesNothing(t *testing.T) {
+	v := newTestVault(t, "")
+	v.create("correct horse battery staple")
+	v.do("PUT", "/vault/apikeys/anthropic", map[string]string{"key": "sk-first"})
+	path := filepath.Join(v.dir, vaultFileName)
+	if err := os.Rename(path, path+".bak"); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(path, "blocker"), 0o700) // the atomic rename now fails
+	if st, _ := v.do("PUT", "/vault/apikeys/openai", map[string]string{"key": "sk-second"}); st < 500 {
+		t.Fatalf("write to a blocked vault file answered %d", st)
+	}
+	if st, _ := v.do("DELETE", "/vault/apikeys/anthropic", nil); st < 500 {
+		t.Fatalf("delete with a blocked vault file answered %d", st)
+	}
+	_, l := v.do("GET", "/vault/apikeys", nil)
+	if got := mustJSON(l); !strings.Contains(got, "anthropic") || strings.Contains(got, "openai") {
+		t.Fatalf("memory changed although the write failed: %s", got)
+	}
+}
