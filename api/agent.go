@@ -10,6 +10,12 @@ import (
 // it: the proxy strips any incoming copy and injects its own.
 const ContainerSecretHeader = "X-Ocmt-Container-Secret"
 
+// LifecycleHeader also carries the per-container secret, on the agent
+// role's own lifecycle calls to the vault (POST /internal/hibernate and
+// /internal/resume). The agent role's proxy strips it from every proxied
+// request, so only the agent role itself can send it.
+const LifecycleHeader = "X-Ocmt-Lifecycle"
+
 // Container actions accepted by Agent.Do and
 // POST /api/v1/admin/containers/{userID}/{action}.
 const (

@@ -24,6 +24,15 @@ const (
 	RelayFrameError     = "error"
 )
 
+// Envelope types (RelayHeader.Type) that the relay treats specially.
+const (
+	// RelayTypeCall is a capability call: its sender waits (about 30 s)
+	// for the answer. When the recipient stays offline after the relay
+	// woke it, the relay drops such envelopes and tells the sender
+	// (error frame recipient_unavailable) instead of keeping them.
+	RelayTypeCall = "capability.call"
+)
+
 // RelayHeader is an envelope's relay-readable header (SPEC §7.2).
 type RelayHeader struct {
 	// ID is base64url (no padding) of 16 random bytes, 22 characters.

@@ -94,6 +94,11 @@ type Config struct {
 	// AllowPrivateTargets lets shared resources reach loopback and private
 	// addresses (SPEC §7.3 SSRF guard); off by default.
 	AllowPrivateTargets bool
+	// HibernateUnlocked keeps a vault that is unlocked when its container
+	// is stopped for hibernation unlocked after the next wake, until its own
+	// auto-lock time; the key for that is held only in the agent role's
+	// memory. false = stopping a container locks its vault.
+	HibernateUnlocked bool
 
 	// Service-to-service.
 	AgentURL      string // management or relay → agent base URL in split mode; "" in all mode
@@ -120,24 +125,25 @@ type Config struct {
 // listener, data in the user's data directory, automatic runtime.
 func Default() Config {
 	return Config{
-		Role:            RoleAll,
-		Listen:          DefaultListen,
-		DataDir:         defaultDataDir(),
-		Runtime:         RuntimeAuto,
-		Network:         DefaultNetwork,
-		MemoryMiB:       DefaultMemoryMiB,
-		NanoCPUs:        DefaultNanoCPUs,
-		PidsLimit:       DefaultPidsLimit,
-		IdlePauseAfter:  DefaultIdlePauseAfter,
-		PausedStopAfter: DefaultPausedStopAfter,
-		WakeTimeout:     DefaultWakeTimeout,
-		SMTPPort:        DefaultSMTPPort,
-		SMTPTLS:         "starttls",
-		MailFrom:        DefaultMailFrom,
-		SessionTTL:      DefaultSessionTTL,
-		MagicLinkTTL:    DefaultMagicLinkTTL,
-		VaultAutoLock:   DefaultVaultAutoLock,
-		RelayPort:       DefaultRelayPort,
+		Role:              RoleAll,
+		Listen:            DefaultListen,
+		DataDir:           defaultDataDir(),
+		Runtime:           RuntimeAuto,
+		Network:           DefaultNetwork,
+		MemoryMiB:         DefaultMemoryMiB,
+		NanoCPUs:          DefaultNanoCPUs,
+		PidsLimit:         DefaultPidsLimit,
+		IdlePauseAfter:    DefaultIdlePauseAfter,
+		PausedStopAfter:   DefaultPausedStopAfter,
+		WakeTimeout:       DefaultWakeTimeout,
+		SMTPPort:          DefaultSMTPPort,
+		SMTPTLS:           "starttls",
+		MailFrom:          DefaultMailFrom,
+		SessionTTL:        DefaultSessionTTL,
+		MagicLinkTTL:      DefaultMagicLinkTTL,
+		VaultAutoLock:     DefaultVaultAutoLock,
+		RelayPort:         DefaultRelayPort,
+		HibernateUnlocked: true,
 	}
 }
 

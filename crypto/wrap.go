@@ -15,6 +15,10 @@ const (
 	WrapPassword = "password"
 	WrapRecovery = "recovery"
 	WrapDevice   = "device"
+	// WrapHibernate is a short-lived wrap under a key the agent role holds
+	// in memory while a container is stopped for hibernation; the vault
+	// role keeps it in its own file, not in the vault header.
+	WrapHibernate = "hibernate"
 )
 
 // WrapAD returns the associated data for a DEK wrap of the given kind:

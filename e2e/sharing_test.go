@@ -235,6 +235,27 @@ func runSharing(t *testing.T, env *xtest.Env, cal *fakeAPI, containerData func(u
 		return nil
 	})
 
+	// A stopped issuer (paused first, as hibernation does) is started by
+	// the call; its vault comes back unlocked (the agent role kept the
+	// hibernation key in memory) and answers.
+	for _, action := range []string{api.ActionPause, api.ActionStop} {
+		if err := alice.AdminAction(ctx, string(au.ID), action); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, _ := alice.Agent(ctx); st.State != api.StateStopped {
+		t.Fatalf("issuer not stopped: %s", st.State)
+	}
+	start = time.Now()
+	r = call(jti2)
+	if r.Status != 200 || !strings.Contains(string(r.Body), "Dentist") {
+		t.Fatalf("call to a stopped issuer: %d %s", r.Status, r.Body)
+	}
+	t.Logf("call to a stopped issuer: %v", time.Since(start).Round(time.Millisecond))
+	if av.locked() {
+		t.Fatal("the issuer's vault is locked after the wake")
+	}
+
 	// Bob's container never held Alice's credential; the platform neither.
 	env.Stop()
 	filepath.Walk(env.Cfg.DataDir, func(p string, info os.FileInfo, err error) error {
@@ -381,6 +402,78 @@ func TestSharingProviderKey(t *testing.T) {
 			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(aliceKey)) {
 				t.Errorf("%s holds Alice's provider key in the clear", p)
 			}
+		}
+		return nil
+	})
+}
+
+// TestSharingLockedIssuerFailsFast: with --hibernate-unlocked=false a stop
+// locks the issuer's vault; Bob's call then wakes the container, which
+// cannot connect to the relay while locked, and Bob is told so in plain
+// words within the relay's connect grace instead of waiting out his own
+// timeout; his next call is refused at once; once Alice unlocks, calls
+// work again.
+func TestSharingLockedIssuerFailsFast(t *testing.T) {
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true; c.HibernateUnlocked = false }))
+	ctx := context.Background()
+	cal := newFakeAPI(t, nil)
+	alice, au := env.Admin("alice@example.org")
+	bob, _ := env.Invite(alice, "bob@example.org")
+	av := readyVault(t, env, alice, "alice's long password")
+	readyVault(t, env, bob, "bob's long password")
+	aliceKey := av.deriveKey("alice's long password")
+	av.json("PUT", "/integrations/calendar", map[string]string{"type": "http", "baseUrl": cal.URL, "authHeader": "Authorization", "authValue": "Bearer s"}, nil)
+	var out struct {
+		JTI string `json:"jti"`
+	}
+	av.json("POST", "/capabilities", map[string]any{"subjectEmail": "bob@example.org", "resource": "calendar", "scope": []string{"read"}, "expiresIn": 3600}, &out)
+	call := func() *api.Response {
+		r, err := bob.Do(ctx, "POST", "/api/v1/me/agent/vault/capabilities/"+out.JTI+"/call", map[string]string{"operation": "read", "path": "/events"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	xtest.Eventually(t, 10*time.Second, func() error {
+		if r := call(); r.Status != 200 {
+			return errString(fmt.Sprintf("call before the stop: %d %s", r.Status, r.Body))
+		}
+		return nil
+	})
+
+	if err := alice.AdminAction(ctx, string(au.ID), api.ActionStop); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := call()
+	took := time.Since(start)
+	if r.Status != http.StatusServiceUnavailable || r.ErrorCode() != "issuer_unavailable" || !strings.Contains(string(r.Body), "locked") {
+		t.Fatalf("call to a locked issuer: %d %s", r.Status, r.Body)
+	}
+	if took > 20*time.Second {
+		t.Fatalf("locked issuer reported after %v", took)
+	}
+	t.Logf("locked issuer reported after %v", took.Round(time.Millisecond))
+	if !av.locked() {
+		t.Fatal("with --hibernate-unlocked=false the vault must be locked after a stop")
+	}
+	start = time.Now()
+	if r := call(); r.ErrorCode() != "issuer_unavailable" || time.Since(start) > 2*time.Second {
+		t.Fatalf("second call: %d %s after %v", r.Status, r.Body, time.Since(start))
+	}
+
+	// Alice unlocks: her vault connects and the next call works.
+	var ch struct {
+		ChallengeID string `json:"challengeId"`
+		Challenge   string `json:"challenge"`
+	}
+	av.json("POST", "/unlock/challenge", nil, &ch)
+	chb, _ := base64.StdEncoding.DecodeString(ch.Challenge)
+	av.json("POST", "/unlock", map[string]string{"challengeId": ch.ChallengeID, "derivedKey": base64.StdEncoding.EncodeToString(aliceKey[:]),
+		"proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&aliceKey, chb))}, nil)
+	xtest.Eventually(t, 10*time.Second, func() error {
+		if r := call(); r.Status != 200 {
+			return errString(fmt.Sprintf("call after unlock: %d %s", r.Status, r.Body))
 		}
 		return nil
 	})

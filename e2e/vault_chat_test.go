@@ -48,6 +48,16 @@ func (v vaultAPI) json(method, path string, body, out any) {
 	}
 }
 
+// locked reports whether the vault is locked.
+func (v vaultAPI) locked() bool {
+	v.t.Helper()
+	var st struct {
+		Locked bool `json:"locked"`
+	}
+	v.json("GET", "/status", nil, &st)
+	return st.Locked
+}
+
 func (v vaultAPI) deriveKey(password string) crypto.KEK {
 	v.t.Helper()
 	var p struct {
@@ -194,8 +204,10 @@ func runVaultChat(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, contain
 	if !found {
 		t.Fatalf("no provider_configured audit event: %+v", audit.Events)
 	}
-	// History survives a container restart: stop, wake (the vault comes back
-	// locked, the key was only in memory), unlock, read.
+	// History survives a container restart: lock, stop, wake (the vault
+	// comes back locked: the key was only in memory, and a locked vault
+	// gets no hibernation key), unlock, read.
+	v.json("POST", "/lock", nil, nil)
 	if err := admin.AdminAction(ctx, string(au.ID), api.ActionStop); err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			DataDir: filepath.Join(cfg.DataDir, "users"), MemoryMiB: cfg.MemoryMiB, NanoCPUs: cfg.NanoCPUs,
 			PidsLimit: cfg.PidsLimit, IdlePauseAfter: cfg.IdlePauseAfter, PausedStopAfter: cfg.PausedStopAfter,
 			WakeTimeout: cfg.WakeTimeout, SweepInterval: opt.SweepInterval, AllowPrivateTargets: cfg.AllowPrivateTargets,
+			HibernateUnlocked: cfg.HibernateUnlocked, VaultAutoLock: cfg.VaultAutoLock,
 		})
 		if err != nil {
 			drv.Close()

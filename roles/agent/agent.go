@@ -48,7 +48,14 @@ type Options struct {
 	SweepInterval   time.Duration // how often hibernation runs; 0 = 15 s
 	// AllowPrivateTargets is passed to vaults (OCMT_ALLOW_PRIVATE_TARGETS).
 	AllowPrivateTargets bool
-	HealthTimeout       time.Duration // how long a started container may take to answer /healthz; 0 = 30 s
+	// HibernateUnlocked keeps a vault that is unlocked when its container
+	// is stopped for hibernation unlocked after the next start, until its
+	// own auto-lock time (see hibernate.go); false = a stop locks it.
+	HibernateUnlocked bool
+	// VaultAutoLock is passed to vaults (OCMT_VAULT_AUTO_LOCK); 0 = the
+	// vault's default.
+	VaultAutoLock time.Duration
+	HealthTimeout time.Duration // how long a started container may take to answer /healthz; 0 = 30 s
 }
 
 // Server is the agent role.
@@ -84,6 +91,9 @@ type userState struct {
 	progress atomic.Pointer[api.Progress]
 	activity atomic.Int64 // unix ms of last activity not yet flushed (0 = none)
 	inflight atomic.Int32 // proxied HTTP requests under way
+	// resumeKey re-opens the vault after the next start (hibernate.go);
+	// nil = none. Memory only; guarded by op.
+	resumeKey *[32]byte
 }
 
 // secretKeyName is the kv key of the master key from which per-container
@@ -420,6 +430,9 @@ func (s *Server) containerEnv(userID string) map[string]string {
 	if s.opt.AllowPrivateTargets {
 		env["OCMT_ALLOW_PRIVATE_TARGETS"] = "true"
 	}
+	if s.opt.VaultAutoLock > 0 {
+		env["OCMT_VAULT_AUTO_LOCK"] = s.opt.VaultAutoLock.String()
+	}
 	return env
 }
 
@@ -551,7 +564,11 @@ func (s *Server) startOrRecreate(ctx context.Context, userID string, rec *store.
 		return fmt.Errorf("start container: %w", err)
 	}
 	rec.Endpoint = in.Endpoint
-	return s.waitHealthy(ctx, userID, in.Endpoint)
+	if err := s.waitHealthy(ctx, userID, in.Endpoint); err != nil {
+		return err
+	}
+	s.resumeVault(ctx, userID, u, in.Endpoint)
+	return nil
 }
 
 // Do implements api.Agent.
@@ -588,6 +605,7 @@ func (s *Server) Do(ctx context.Context, userID, action string) error {
 	case api.ActionRepair:
 		err = s.repairLocked(ctx, &rec, u)
 	case api.ActionRemove:
+		forgetResumeKey(u)
 		if rec.EngineID != "" {
 			if err = s.drv.Remove(ctx, rec.EngineID, false); errors.Is(err, runtime.ErrNotFound) {
 				err = nil
@@ -623,6 +641,7 @@ func (s *Server) stopLocked(ctx context.Context, rec *store.Container) error {
 		if rec.State == store.StatePaused {
 			_ = s.drv.Unpause(ctx, rec.EngineID) // a paused process cannot handle SIGTERM
 		}
+		s.prepareStop(ctx, string(rec.UserID), rec.Endpoint)
 		if err := s.drv.Stop(ctx, rec.EngineID, 10*time.Second); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 			return fmt.Errorf("stop: %w", err)
 		}

@@ -1,10 +1,18 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"time"
 
+	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/roles/agent/runtime"
 	"github.com/ocmt/ocmt/store"
 )
@@ -140,4 +148,98 @@ func (s *Server) refresh(ctx context.Context, userID string) {
 		return
 	}
 	s.audit(userID, "agent.changed_outside", map[string]string{"state": state})
+}
+
+// Keeping a vault unlocked across a stop (Options.HibernateUnlocked; the
+// vault side is roles/vault/hibernate.go). Before a stop the agent role
+// gives the vault a fresh random key, under which the vault wraps its DEK
+// into a file on its volume, bound to its auto-lock deadline; the key stays
+// in this process's memory only and goes back to the vault right after the
+// next start. A restart of this process forgets every key, and those
+// vaults stay locked.
+
+// hibernateCallTimeout bounds each lifecycle call to a vault.
+const hibernateCallTimeout = 5 * time.Second
+
+// lifecycleResp is the vault's answer to /internal/hibernate and /resume.
+type lifecycleResp struct {
+	Unlocked bool   `json:"unlocked"`
+	Reason   string `json:"reason"`
+}
+
+// prepareStop asks the vault to keep its unlocked state across the coming
+// stop. Any failure just means the vault will be locked after the start.
+// Runs under the user's op lock.
+func (s *Server) prepareStop(ctx context.Context, userID, endpoint string) {
+	u := s.user(userID)
+	forgetResumeKey(u)
+	if !s.opt.HibernateUnlocked || endpoint == "" {
+		return
+	}
+	key := new([32]byte)
+	rand.Read(key[:])
+	res, err := s.lifecycleCall(ctx, userID, endpoint, "/internal/hibernate", key)
+	switch {
+	case err != nil:
+		s.log.Warn("vault not prepared for hibernation; it will start locked", "user", userID, "err", err)
+		clear(key[:])
+	case !res.Unlocked:
+		clear(key[:]) // locked or not initialized: nothing to keep
+	default:
+		u.resumeKey = key
+	}
+}
+
+// resumeVault hands the key from prepareStop back after a start. Runs under
+// the user's op lock.
+func (s *Server) resumeVault(ctx context.Context, userID string, u *userState, endpoint string) {
+	key := u.resumeKey
+	if key == nil {
+		return
+	}
+	defer forgetResumeKey(u)
+	res, err := s.lifecycleCall(ctx, userID, endpoint, "/internal/resume", key)
+	switch {
+	case err != nil:
+		s.log.Warn("vault not resumed after hibernation; it stays locked", "user", userID, "err", err)
+	case !res.Unlocked:
+		s.log.Info("vault stays locked after hibernation", "user", userID, "reason", res.Reason)
+	default:
+		s.log.Info("vault resumed unlocked after hibernation", "user", userID)
+	}
+}
+
+func forgetResumeKey(u *userState) {
+	if u.resumeKey != nil {
+		clear(u.resumeKey[:])
+		u.resumeKey = nil
+	}
+}
+
+// lifecycleCall POSTs {"key"} to one of the vault's /internal endpoints with
+// the container secret in both headers.
+func (s *Server) lifecycleCall(ctx context.Context, userID, endpoint, path string, key *[32]byte) (lifecycleResp, error) {
+	var res lifecycleResp
+	body, _ := json.Marshal(map[string]string{"key": base64.StdEncoding.EncodeToString(key[:])})
+	defer clear(body)
+	ctx, cancel := context.WithTimeout(ctx, hibernateCallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+path, bytes.NewReader(body))
+	if err != nil {
+		return res, err
+	}
+	secret := s.ContainerSecret(userID)
+	req.Header.Set(runtime.SecretHeader, secret)
+	req.Header.Set(api.LifecycleHeader, secret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return res, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return res, fmt.Errorf("vault answered %d", resp.StatusCode)
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&res)
+	return res, err
 }

@@ -315,3 +315,28 @@ func TestProxyLimits(t *testing.T) {
 		t.Fatalf("oversized chunked body: %d", resp.StatusCode)
 	}
 }
+
+// TestProxyRefusesLifecycleEndpoints: the vault's /internal endpoints
+// (hibernation keys) answer only the agent role itself; no spelling of the
+// path gets through the browser-facing proxy.
+func TestProxyRefusesLifecycleEndpoints(t *testing.T) {
+	env := xtest.NewEnv(t)
+	admin, _ := env.Admin("admin@example.org")
+	provision(t, admin)
+	for _, p := range []string{"/internal/hibernate", "/internal/resume", "//internal/resume", "/vault/../internal/resume",
+		"/%69nternal/resume", "/internal%2Fresume", "/INTERNAL/resume", "/./internal/hibernate"} {
+		req, _ := http.NewRequest("POST", env.URL+"/api/v1/me/agent"+p, strings.NewReader(`{"key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-CSRF-Token", admin.Cookie("ocmt_csrf"))
+		req.Header.Set(api.LifecycleHeader, "guess")
+		resp, err := admin.HC.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if (resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusBadRequest) || strings.Contains(string(b), "unlocked") {
+			t.Errorf("%s: %d %s", p, resp.StatusCode, b)
+		}
+	}
+}

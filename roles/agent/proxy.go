@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,7 @@ const (
 
 // strippedHeaders never reach a container: browser credentials of the
 // management role, and any forged container secret.
-var strippedHeaders = []string{"Cookie", "Authorization", "X-Csrf-Token", runtime.SecretHeader, "X-Forwarded-For", "X-Real-Ip"}
+var strippedHeaders = []string{"Cookie", "Authorization", "X-Csrf-Token", runtime.SecretHeader, api.LifecycleHeader, "X-Forwarded-For", "X-Real-Ip"}
 
 // Proxy implements api.Agent: it forwards r (whose URL.Path is the path
 // inside the container) to the user's container, waking it first and
@@ -40,12 +41,33 @@ func (s *Server) Proxy(userID string) http.Handler {
 			writeErr(w, api.BadRequest("invalid_user", "invalid user id"))
 			return
 		}
+		if internalPath(r.URL) {
+			writeErr(w, api.NotFound("not found"))
+			return
+		}
 		if isWebSocket(r) {
 			s.proxyWebSocket(w, r, userID)
 			return
 		}
 		s.proxyHTTP(w, r, userID)
 	})
+}
+
+// internalPath reports whether u names the container's lifecycle endpoints
+// (/internal/…), which only the agent role itself calls. Both the decoded
+// and the raw path are checked after cleaning, so "//internal",
+// "/a/../internal" and "/%69nternal" are caught too.
+func internalPath(u *url.URL) bool {
+	for _, p := range []string{u.Path, u.EscapedPath()} {
+		if dec, err := url.PathUnescape(p); err == nil {
+			p = dec
+		}
+		c := strings.ToLower(path.Clean("/" + p))
+		if c == "/internal" || strings.HasPrefix(c, "/internal/") {
+			return true
+		}
+	}
+	return false
 }
 
 func isWebSocket(r *http.Request) bool {

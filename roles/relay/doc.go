@@ -65,6 +65,8 @@
 //	bad_timestamp       header.ts more than 5 minutes from the relay's clock
 //	rate_limited        over RatePerHour for this sender; carries "retryAfterMs"
 //	capability_revoked  header.jti has been revoked
+//	recipient_unavailable  a call (api.RelayTypeCall) to a recipient that
+//	                    was woken within WakeCooldown and did not connect
 //	unknown_recipient   header.to is not in the directory
 //	duplicate_id        an envelope with this id is already queued
 //	internal            the relay could not store it (try again)
@@ -75,7 +77,12 @@
 // once per [WakeCooldown] per recipient). It stays queued until the
 // recipient acknowledges it, for at most EnvelopeTTL; at most
 // MaxQueuedPerRecipient are kept per recipient (the oldest are dropped,
-// with a metadata log line). Un-acknowledged envelopes are delivered again
+// with a metadata log line). Calls are the exception: a recipient that is
+// still not connected ConnectGrace after its wake (its vault is locked, so
+// it cannot authenticate) has its queued calls dropped, and each of their
+// connected senders gets {"type":"error","code":"recipient_unavailable",
+// "id":<envelope id>}, so a caller learns at once rather than after its
+// own timeout. Un-acknowledged envelopes are delivered again
 // on the next connection. Delivery is at least once: recipients
 // deduplicate by id. Only the recipient may ack; acking an id that is not
 // queued for the user answers {"type":"error","code":"not_found","id":…}.

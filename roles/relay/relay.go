@@ -38,6 +38,9 @@ const (
 	// WakeCooldown is the minimum time between two wake requests for the
 	// same recipient.
 	WakeCooldown = time.Minute
+	// DefaultConnectGrace is the default Options.ConnectGrace: a woken
+	// container with an unlocked vault connects within a second or two.
+	DefaultConnectGrace = 10 * time.Second
 	// WakeTimeout bounds one Waker.Wake call.
 	WakeTimeout = 2 * time.Minute
 	// sweepInterval is how often expired envelopes and idle rate-limit
@@ -100,6 +103,10 @@ type Options struct {
 	// MaxPayloadBytes bounds decoded envelope payloads and snapshot blobs;
 	// 0 = DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
+	// ConnectGrace is how long a woken recipient has to connect before the
+	// relay fails the calls (api.RelayTypeCall) queued for it;
+	// 0 = DefaultConnectGrace.
+	ConnectGrace time.Duration
 }
 
 // Server is the relay role. Make it with [New]; it is safe for concurrent use.
@@ -149,6 +156,9 @@ func New(opt Options) (*Server, error) {
 	if opt.MaxPayloadBytes <= 0 {
 		opt.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
+	if opt.ConnectGrace <= 0 {
+		opt.ConnectGrace = DefaultConnectGrace
+	}
 	s := &Server{
 		opt:   opt,
 		st:    opt.Store,
@@ -158,7 +168,7 @@ func New(opt Options) (*Server, error) {
 		// base64 of the payload plus the header and JSON framing.
 		readLimit: int64(opt.MaxPayloadBytes)*4/3 + 16<<10,
 		limiter:   newRateLimiter(opt.RatePerHour),
-		wakes:     &wakeState{last: map[string]time.Time{}},
+		wakes:     &wakeState{last: map[string]time.Time{}, unavailable: map[string]time.Time{}},
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(s.base, time.Minute)

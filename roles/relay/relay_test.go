@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/capability"
 	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/store"
@@ -576,5 +577,58 @@ func TestCloseGoingAway(t *testing.T) {
 	}
 	if n := e.queued(bob); n != 1 {
 		t.Fatalf("queued = %d", n)
+	}
+}
+
+// TestCallsToUnavailableRecipientFailFast: a recipient that stays offline
+// after its wake (a locked vault cannot authenticate) has its queued calls
+// dropped, and the waiting sender is told at once, naming the envelope;
+// other envelopes stay queued; further calls are refused at once until
+// the recipient connects.
+func TestCallsToUnavailableRecipientFailFast(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.ConnectGrace = 200 * time.Millisecond })
+	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	bc := e.connect(bob)
+
+	call := seal(t, bob, alice, []byte("call"), e.clock.Now())
+	call.Header.Type = api.RelayTypeCall
+	grant := seal(t, bob, alice, []byte("grant"), e.clock.Now())
+	grant.Header.Type = "capability.grant"
+	bc.send(grant)
+	bc.send(call)
+	start := time.Now()
+	f := bc.expectError(CodeRecipientUnavailable)
+	if f.ID != call.Header.ID {
+		t.Fatalf("error names %q, want the call's envelope %q", f.ID, call.Header.ID)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("caller told after %v", d)
+	}
+	if n := e.queued(alice); n != 1 {
+		t.Fatalf("queued for alice: %d, want the grant only", n)
+	}
+	if e.waker.count("usr_alice") != 1 {
+		t.Fatalf("wakes: %d", e.waker.count("usr_alice"))
+	}
+
+	// The next call is refused at once, without being stored.
+	again := seal(t, bob, alice, []byte("call 2"), e.clock.Now())
+	again.Header.Type = api.RelayTypeCall
+	bc.write(Frame{Type: FrameSend, Envelope: &again})
+	if f := bc.expectError(CodeRecipientUnavailable); f.ID != again.Header.ID {
+		t.Fatalf("second call: %+v", f)
+	}
+	if n := e.queued(alice); n != 1 {
+		t.Fatalf("queued after refusal: %d", n)
+	}
+
+	// Once alice connects (unlocked), calls are accepted and delivered.
+	ac := e.connect(alice)
+	ac.expect(FrameDeliver) // the grant
+	third := seal(t, bob, alice, []byte("call 3"), e.clock.Now())
+	third.Header.Type = api.RelayTypeCall
+	bc.send(third)
+	if f := ac.expect(FrameDeliver); f.Envelope.Header.ID != third.Header.ID {
+		t.Fatalf("delivered %+v", f.Envelope.Header)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -72,6 +73,11 @@ func (c *conn) handleSend(f *Frame) {
 			c.sendError(CodeCapabilityRevoked, id, "the capability has been revoked")
 			return
 		}
+	}
+	if h.Type == api.RelayTypeCall && s.connFor(h.To) == nil && s.wakes.isUnavailable(h.To, now) {
+		s.log.Info("relay refused call: recipient unavailable", "id", id, "from", h.From, "to", h.To)
+		c.sendError(CodeRecipientUnavailable, id, unavailableMsg)
+		return
 	}
 	if _, err := s.opt.Directory.Ed25519Key(ctx, h.To); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/store"
 )
 
 // wakeState deduplicates wake requests: at most one per recipient per
@@ -12,6 +15,26 @@ type wakeState struct {
 	mu      sync.Mutex
 	last    map[string]time.Time // start of the latest wake per user; guarded by mu
 	running map[string]bool      // guarded by mu
+	// unavailable holds when a woken user last failed to connect within
+	// ConnectGrace; calls to it are refused at once for WakeCooldown
+	// afterwards, or until it connects. Guarded by mu.
+	unavailable map[string]time.Time
+}
+
+// unavailableMsg tells a caller why its call failed at once.
+const unavailableMsg = "the owner's vault is locked or their agent is not running; the call will work once they unlock it"
+
+func (w *wakeState) markUnavailable(user string, now time.Time) {
+	w.mu.Lock()
+	w.unavailable[user] = now
+	w.mu.Unlock()
+}
+
+func (w *wakeState) isUnavailable(user string, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.unavailable[user]
+	return ok && now.Sub(t) < WakeCooldown && now.Sub(t) > -WakeCooldown
 }
 
 // start reports whether a wake of user should start at now, and records it.
@@ -43,6 +66,7 @@ func (w *wakeState) done(user string) {
 func (w *wakeState) forget(user string) {
 	w.mu.Lock()
 	delete(w.last, user)
+	delete(w.unavailable, user)
 	w.mu.Unlock()
 }
 
@@ -52,6 +76,11 @@ func (w *wakeState) prune(now time.Time) {
 	for u, t := range w.last {
 		if now.Sub(t) >= WakeCooldown {
 			delete(w.last, u)
+		}
+	}
+	for u, t := range w.unavailable {
+		if now.Sub(t) >= WakeCooldown {
+			delete(w.unavailable, u)
 		}
 	}
 }
@@ -77,10 +106,57 @@ func (s *Server) wake(user string) {
 		defer cancel()
 		if err := s.opt.Waker.Wake(ctx, user); err != nil {
 			s.log.Warn("relay wake failed", "user", user, "err", err)
-			return
+		} else {
+			s.log.Info("relay woke recipient", "user", user)
 		}
-		s.log.Info("relay woke recipient", "user", user)
+		if !s.awaitConnect(ctx, user) {
+			s.failCalls(user)
+		}
 	}()
+}
+
+// awaitConnect reports whether user is connected now or connects within
+// ConnectGrace.
+func (s *Server) awaitConnect(ctx context.Context, user string) bool {
+	deadline := time.Now().Add(s.opt.ConnectGrace)
+	for s.connFor(user) == nil {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+// failCalls handles a recipient that did not connect after a wake (its
+// vault is locked, or its container could not start): the calls queued for
+// it are dropped, since their senders are waiting, and each connected
+// sender gets an error frame recipient_unavailable naming the envelope.
+// Other envelopes (grants, results) stay queued for when it connects.
+func (s *Server) failCalls(user string) {
+	s.wakes.markUnavailable(user, s.now())
+	ctx, cancel := context.WithTimeout(s.base, opTimeout)
+	defer cancel()
+	envs, err := s.st.EnvelopesFor(ctx, store.UserID(user), 0)
+	if err != nil {
+		s.log.Error("relay list envelopes", "err", err)
+		return
+	}
+	for _, e := range envs {
+		if e.Type != api.RelayTypeCall {
+			continue
+		}
+		if err := s.st.DeleteEnvelope(ctx, e.ID, e.Recipient); err != nil {
+			continue // acknowledged meanwhile
+		}
+		s.log.Info("relay dropped call: recipient unavailable", "id", e.ID, "from", e.Sender, "to", e.Recipient)
+		if c := s.connFor(string(e.Sender)); c != nil {
+			c.sendError(CodeRecipientUnavailable, e.ID, unavailableMsg)
+		}
+	}
 }
 
 // nudge tells the Waker about a delivery to a connected recipient, without

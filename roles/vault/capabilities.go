@@ -37,7 +37,7 @@ import (
 const (
 	capSettingsKey = "capabilities"
 	envGrant       = "capability.grant"
-	envCall        = "capability.call"
+	envCall        = api.RelayTypeCall
 	envResult      = "capability.result"
 	callTimeout    = 30 * time.Second
 	maxExpiresIn   = 365 * 24 * 3600
@@ -634,6 +634,17 @@ func (s *Server) receiveGrant(env *api.RelayEnvelope) {
 	s.log.Info("capability received", "jti", jti, "issuer", from, "resource", cl.Resource)
 }
 
+// codeRecipientUnavailable is the relay's error code for a call to a
+// recipient that did not connect after a wake (roles/relay).
+const codeRecipientUnavailable = "recipient_unavailable"
+
+// errIssuerUnavailable is a call's answer when the issuer's vault is locked
+// or its container could not be started.
+func errIssuerUnavailable() error {
+	return api.Unavailable("issuer_unavailable",
+		"the owner's vault is locked or their agent is not running; the call will work once they unlock it", nil)
+}
+
 // pendingCalls correlates capability.result envelopes with waiting calls.
 type pendingCalls struct {
 	mu sync.Mutex
@@ -641,19 +652,38 @@ type pendingCalls struct {
 }
 
 type pendingCall struct {
-	issuer string
-	ch     chan resultPayload
+	issuer   string
+	envelope string // the call's envelope id, which relay error frames name
+	ch       chan resultPayload
 }
 
-func (p *pendingCalls) add(id, issuer string) chan resultPayload {
+// add registers a call by its request id; envelopeID is the id of the
+// envelope that carries it.
+func (p *pendingCalls) add(id, issuer, envelopeID string) chan resultPayload {
 	ch := make(chan resultPayload, 1)
 	p.mu.Lock()
 	if p.m == nil {
 		p.m = map[string]pendingCall{}
 	}
-	p.m[id] = pendingCall{issuer: issuer, ch: ch}
+	p.m[id] = pendingCall{issuer: issuer, envelope: envelopeID, ch: ch}
 	p.mu.Unlock()
 	return ch
+}
+
+// failEnvelope answers the call carried by envelope id with a relay error
+// (e.g. recipient_unavailable after the envelope was accepted). It reports
+// whether such a call was waiting.
+func (p *pendingCalls) failEnvelope(envelopeID, code, msg string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, pc := range p.m {
+		if pc.envelope == envelopeID {
+			delete(p.m, id)
+			pc.ch <- resultPayload{RequestID: id, Error: &resultError{Code: code, Message: msg}, HTTPStatus: http.StatusServiceUnavailable}
+			return true
+		}
+	}
+	return false
 }
 
 func (p *pendingCalls) take(id, from string) (chan resultPayload, bool) {
@@ -727,7 +757,7 @@ func (s *Server) callCap(ctx context.Context, jti string, req callReq) (map[stri
 	if err != nil {
 		return nil, err
 	}
-	ch := s.calls.add(reqID, issuer)
+	ch := s.calls.add(reqID, issuer, env.Header.ID)
 	defer s.calls.drop(reqID)
 	if err := s.relay.send(ctx, env); err != nil {
 		var rr *relayRefusal
@@ -738,12 +768,18 @@ func (s *Server) callCap(ctx context.Context, jti string, req callReq) (map[stri
 		if errors.As(err, &rr) && rr.code == "rate_limited" {
 			return nil, api.TooMany("too many shared-resource calls; try again later")
 		}
+		if errors.As(err, &rr) && rr.code == codeRecipientUnavailable {
+			return nil, errIssuerUnavailable()
+		}
 		return nil, api.Unavailable("relay_unavailable", "the relay cannot be reached right now", err)
 	}
 	t := time.NewTimer(callTimeout)
 	defer t.Stop()
 	select {
 	case res := <-ch:
+		if res.Error != nil && res.Error.Code == codeRecipientUnavailable {
+			return nil, errIssuerUnavailable()
+		}
 		if res.Error != nil {
 			s.noteResult(jti, res.Error.Code, false)
 			st := res.HTTPStatus

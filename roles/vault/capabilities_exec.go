@@ -28,6 +28,9 @@ const (
 	execTimeout      = 15 * time.Second
 	execMaxBody      = 1 << 20
 	execMaxRedirects = 5
+	// staleCallSlack is added to callTimeout before a delivered call counts
+	// as abandoned by its caller (clock differences, delivery time).
+	staleCallSlack = 10 * time.Second
 )
 
 // methodOps maps an HTTP method to the permission it needs.
@@ -83,6 +86,12 @@ func (c persistCounter) Use(jti capability.JTI, maxCalls int, rate capability.Ra
 // capability.result. Logs carry metadata only.
 func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 	from, jti := env.Header.From, env.Header.JTI
+	if age := time.Since(time.UnixMilli(env.Header.TS)); age > callTimeout+staleCallSlack {
+		// Queued while this vault was locked: the caller stopped waiting
+		// long ago, so running it now would spend a call for nobody.
+		s.log.Info("capability call dropped: its caller stopped waiting", "jti", jti, "from", from, "age", age.Round(time.Second))
+		return
+	}
 	k := s.keys
 	k.mu.Lock()
 	if k.dek == nil {

@@ -212,7 +212,9 @@ func (rc *relayClient) session(ctx context.Context) error {
 		case api.RelayFrameError:
 			switch {
 			case f.ID != "":
-				rc.wake("id:"+f.ID, f)
+				if !rc.wake("id:"+f.ID, f) && !rc.s.calls.failEnvelope(f.ID, f.Code, f.Message) {
+					rc.s.log.Warn("relay error frame", "code", f.Code, "id", f.ID)
+				}
 			case len(f.Code) > 11 && f.Code[:11] == "revocation_":
 				rc.wake("rev", f)
 			default:
@@ -222,7 +224,9 @@ func (rc *relayClient) session(ctx context.Context) error {
 	}
 }
 
-func (rc *relayClient) wake(key string, f api.RelayFrame) {
+// wake hands f to the waiter registered under key and reports whether
+// there was one.
+func (rc *relayClient) wake(key string, f api.RelayFrame) bool {
 	rc.mu.Lock()
 	w, ok := rc.waiters[key]
 	delete(rc.waiters, key)
@@ -230,6 +234,7 @@ func (rc *relayClient) wake(key string, f api.RelayFrame) {
 	if ok {
 		w <- f
 	}
+	return ok
 }
 
 // roundTrip writes f and waits for the answer registered under key.

@@ -15,6 +15,8 @@
 //	     /vault/...          the vault API (SPEC §11)
 //	GET  /chat               chat WebSocket (SPEC §5.5)
 //	     /mcp                the agent tools over MCP (streamable HTTP)
+//	POST /internal/hibernate the agent role, before a stop (hibernate.go)
+//	POST /internal/resume    the agent role, after the next start
 package vault
 
 import (
@@ -138,6 +140,7 @@ func (s *Server) Run(ctx context.Context) {
 			s.keys.expireLocked()
 			locked := wasOpen && s.keys.dek == nil
 			s.keys.mu.Unlock()
+			s.dropStaleHibernation()
 			if locked {
 				s.log.Info("vault auto-locked")
 				s.abortAllRuns()
@@ -154,6 +157,7 @@ func (s *Server) Handler() http.Handler {
 	e.GET("/ws/echo", s.echo)
 	e.GET("/chat", s.chat)
 	s.vaultRoutes(e.Group("/vault"))
+	s.lifecycleRoutes(e.Group("/internal"))
 	mcp := echo.WrapHandler(s.mcpHandler())
 	e.Any("/mcp", mcp)
 	e.Any("/mcp/*", mcp)
@@ -162,12 +166,16 @@ func (s *Server) Handler() http.Handler {
 
 func (s *Server) requireSecret(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		got := []byte(c.Request().Header.Get(api.ContainerSecretHeader))
-		if subtle.ConstantTimeCompare(got, s.secret) != 1 {
+		if !s.secretOK(c.Request().Header.Get(api.ContainerSecretHeader)) {
 			return api.Unauthorized("this endpoint only answers its agent proxy")
 		}
 		return next(c)
 	}
+}
+
+// secretOK compares a header value with the container secret in constant time.
+func (s *Server) secretOK(got string) bool {
+	return len(s.secret) > 0 && subtle.ConstantTimeCompare([]byte(got), s.secret) == 1
 }
 
 func (s *Server) healthz(c echo.Context) error {

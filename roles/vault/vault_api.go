@@ -253,6 +253,7 @@ func (s *Server) unlock(c echo.Context) error {
 	if err := k.openLocked(dek); err != nil {
 		return err
 	}
+	s.dropHibernation() // the password opened it; an older hibernation wrap is of no further use
 	return c.JSON(http.StatusOK, map[string]int64{"expiresIn": int64(k.expiresIn().Seconds())})
 }
 
@@ -260,6 +261,7 @@ func (s *Server) lock(c echo.Context) error {
 	k := s.keys
 	k.mu.Lock()
 	k.lockLocked()
+	s.dropHibernation()
 	k.mu.Unlock()
 	s.abortAllRuns()
 	return c.JSON(http.StatusOK, map[string]int64{"expiresIn": 0})
