@@ -143,7 +143,7 @@ func (c *sharedChoice) unusable() string {
 	return "The shared key chosen for chat is no longer there. Choose another provider in Vault & keys."
 }
 
-// llmConfig is the llm configuration of a chat on the shared key: no key
+// sharedLLMConfig is the llm configuration of a chat on the shared key: no key
 // of our own, a whole (non-streaming) reply, and requests carried by
 // sharedTransport as capability calls.
 func (s *Server) sharedLLMConfig(c *sharedChoice) llm.Config {
