@@ -80,7 +80,10 @@ func (s *Server) agentProxy(c echo.Context) error {
 	}
 	h := s.agent.Proxy(uid)
 	if r.Method == http.MethodGet && inner == "/vault/capabilities" {
-		return s.capabilitiesWithEmails(c, h, r2)
+		return s.withIssuerEmails(c, h, r2, "capabilities")
+	}
+	if r.Method == http.MethodGet && inner == "/vault/apikeys" {
+		return s.withIssuerEmails(c, h, r2, "shared")
 	}
 	rec := &statusRecorder{ResponseWriter: c.Response().Writer, status: http.StatusOK}
 	if r2.Header.Get("Upgrade") != "" {
@@ -120,6 +123,8 @@ func (s *Server) agentProxy(c echo.Context) error {
 		}
 	case r.Method == http.MethodPut && strings.HasPrefix(inner, "/vault/apikeys/"):
 		s.audit(ctx, uid, "vault.provider_configured", uid, map[string]string{"provider": strings.TrimPrefix(inner, "/vault/apikeys/")})
+	case r.Method == http.MethodPut && inner == "/vault/default-provider":
+		s.audit(ctx, uid, "vault.chat_provider_chosen", uid, nil)
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/apikeys/"):
 		s.audit(ctx, uid, "vault.provider_removed", uid, map[string]string{"provider": strings.TrimPrefix(inner, "/vault/apikeys/")})
 	case grant != nil:
@@ -271,16 +276,19 @@ func (s *Server) withSubject(c echo.Context, u *store.User) ([]byte, map[string]
 	return body, grant, nil
 }
 
-// capabilitiesWithEmails answers GET /vault/capabilities from the
-// container, adding the other party's email (identity is the management
-// role's business; the vault knows only user ids) as issuerEmail.
-func (s *Server) capabilitiesWithEmails(c echo.Context, h http.Handler, r *http.Request) error {
+// withIssuerEmails answers a GET from the container (GET
+// /vault/capabilities, list "capabilities"; GET /vault/apikeys, list
+// "shared"), adding to each entry of the named top-level list that has an
+// issuerUserId the issuer's email as issuerEmail (identity is the
+// management role's business; the vault knows only user ids). Other fields
+// pass through unchanged, and so does any answer that is not a 200 JSON
+// object.
+func (s *Server) withIssuerEmails(c echo.Context, h http.Handler, r *http.Request, list string) error {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, r)
-	var body struct {
-		Capabilities []map[string]any `json:"capabilities"`
-	}
-	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body.Capabilities == nil {
+	var body map[string]json.RawMessage
+	var items []map[string]any
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &body) != nil || json.Unmarshal(body[list], &items) != nil || items == nil {
 		for k, v := range rec.Header() {
 			c.Response().Header()[k] = v
 		}
@@ -289,13 +297,18 @@ func (s *Server) capabilitiesWithEmails(c echo.Context, h http.Handler, r *http.
 		return err
 	}
 	ctx := c.Request().Context()
-	for _, cap := range body.Capabilities {
-		if id, ok := cap["issuerUserId"].(string); ok && id != "" {
+	for _, it := range items {
+		if id, ok := it["issuerUserId"].(string); ok && id != "" {
 			if u, err := s.st.UserByID(ctx, store.UserID(id)); err == nil {
-				cap["issuerEmail"] = u.Email
+				it["issuerEmail"] = u.Email
 			}
 		}
 	}
+	b, err := json.Marshal(items)
+	if err != nil {
+		return err
+	}
+	body[list] = b
 	return c.JSON(http.StatusOK, body)
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,6 +80,18 @@ type receivedCap struct {
 	Revoked       bool     `json:"revoked,omitempty"`
 	Exhausted     bool     `json:"exhausted,omitempty"`
 	ReceivedAt    int64    `json:"receivedAt"`
+	// Model and CustomServer describe a shared model provider key
+	// (Resource "provider:<name>"), as the issuer told at grant time: its
+	// model ("" = the provider's default) and whether it points at an
+	// OpenAI-compatible server rather than the provider's own API.
+	Model        string `json:"model,omitempty"`
+	CustomServer bool   `json:"customServer,omitempty"`
+}
+
+// status is the capability's status as this vault knows it at now (unix
+// seconds): active, revoked, expired or exhausted.
+func (rc *receivedCap) status(now int64) string {
+	return capStatus(rc.Revoked, now >= rc.Exp, rc.Exhausted || rc.MaxCalls > 0 && rc.Calls >= rc.MaxCalls)
 }
 
 type capState struct {
@@ -201,6 +214,11 @@ type (
 		Token        string                 `json:"token"`
 		IssuerUserID string                 `json:"issuerUserId"`
 		IssuerKeys   crypto.SignedKeyRecord `json:"issuerKeys"`
+		// Model and CustomServer describe a shared model provider key
+		// (no secret): its model, "" = the provider's default, and whether
+		// it is an OpenAI-compatible server. Absent for other resources.
+		Model        string `json:"model,omitempty"`
+		CustomServer bool   `json:"customServer,omitempty"`
 	}
 	callReq struct {
 		Operation string          `json:"operation"`
@@ -338,8 +356,13 @@ func (s *Server) grantEnvelopeLocked(ic *issuedCap) (*api.RelayEnvelope, error) 
 	if err != nil {
 		return nil, err
 	}
-	env, err := s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envGrant, ic.JTI,
-		grantPayload{Token: ic.Token, IssuerUserID: s.userID, IssuerKeys: signed})
+	g := grantPayload{Token: ic.Token, IssuerUserID: s.userID, IssuerKeys: signed}
+	if p, ok := strings.CutPrefix(ic.Resource, providerResourcePrefix); ok {
+		if key, ok := s.keys.sec.APIKeys[p]; ok {
+			g.Model, g.CustomServer = key.Model, key.BaseURL != "" && p == "openai"
+		}
+	}
+	env, err := s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envGrant, ic.JTI, g)
 	if err != nil {
 		return nil, err
 	}
@@ -421,8 +444,7 @@ func (s *Server) listCaps(dir string) ([]capJSON, error) {
 	} else {
 		for _, rc := range cs.Received {
 			out = append(out, capJSON{JTI: rc.JTI, Resource: rc.Resource, Scope: rc.Scope, ExpiresAt: rc.Exp, MaxCalls: rc.MaxCalls,
-				Calls: rc.Calls, Status: capStatus(rc.Revoked, now >= rc.Exp, rc.Exhausted || rc.MaxCalls > 0 && rc.Calls >= rc.MaxCalls),
-				IssuerID: rc.IssuerUserID})
+				Calls: rc.Calls, Status: rc.status(now), IssuerID: rc.IssuerUserID})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -627,6 +649,9 @@ func (s *Server) receiveGrant(env *api.RelayEnvelope) {
 	}
 	cs.Received[jti] = &receivedCap{JTI: jti, Token: g.Token, IssuerUserID: from, IssuerEd25519: rec.Ed25519, IssuerX25519: rec.X25519,
 		Resource: cl.Resource, Scope: scope, Exp: cl.Expires.Unix(), MaxCalls: cl.MaxCalls, ReceivedAt: time.Now().Unix()}
+	if _, ok := sharedProviderName(cl.Resource); ok && len(g.Model) <= 200 {
+		cs.Received[jti].Model, cs.Received[jti].CustomServer = g.Model, g.CustomServer
+	}
 	if err := s.saveCapsLocked(cs); err != nil {
 		s.log.Error("capability grant not stored", "jti", jti, "err", err)
 		return
@@ -717,45 +742,66 @@ func (s *Server) callCapability(c echo.Context) error {
 
 // callCap calls a received capability through the relay and waits for the
 // issuer's answer {"status","body","headers"?}; refusals are *api.Error.
-// Shared by the API and the agent tools.
+// Shared by the API and the agent tools; bodies are limited to maxCallBody.
 func (s *Server) callCap(ctx context.Context, jti string, req callReq) (map[string]any, error) {
+	if len(req.Body) > maxCallBody {
+		return nil, api.E(http.StatusRequestEntityTooLarge, "too_large", "body too large")
+	}
+	res, err := s.sendCall(ctx, jti, req)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{"status": res.Status, "body": string(res.Body)}
+	if len(res.Headers) > 0 {
+		out["headers"] = res.Headers
+	}
+	return out, nil
+}
+
+// sendCall validates req, sends it as a capability.call through the relay
+// and waits for the issuer's result (at most callWait of its resource). The body is
+// bounded only by the relay's envelope limit (relayMaxPayloadRaw, sealed):
+// a larger call is refused with 413 too_large before it is sent. Refusals
+// and failures are *api.Error; ctx.Err() when ctx ends first.
+func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultPayload, error) {
+	var none resultPayload
 	if _, ok := grantableOps[req.Operation]; !ok {
-		return nil, api.BadRequest("invalid_operation", "operation must be read, list, write or delete")
+		return none, api.BadRequest("invalid_operation", "operation must be read, list, write or delete")
 	}
 	if req.Method == "" {
 		req.Method = map[string]string{"read": "GET", "list": "GET", "write": "POST", "delete": "DELETE"}[req.Operation]
 	}
 	if _, ok := methodOps[req.Method]; !ok {
-		return nil, api.BadRequest("invalid_method", "method must be GET, POST, PUT, PATCH or DELETE")
+		return none, api.BadRequest("invalid_method", "method must be GET, POST, PUT, PATCH or DELETE")
 	}
 	if err := checkCallPath(req.Path); err != nil {
-		return nil, err
-	}
-	if len(req.Body) > maxCallBody {
-		return nil, api.E(http.StatusRequestEntityTooLarge, "too_large", "body too large")
+		return none, err
 	}
 	if s.relay == nil {
-		return nil, api.Unavailable("relay_unavailable", "sharing is not available: no relay configured", nil)
+		return none, api.Unavailable("relay_unavailable", "sharing is not available: no relay configured", nil)
 	}
 	k := s.keys
 	k.mu.Lock()
 	if err := k.useLocked(s.publicURL); err != nil {
 		k.mu.Unlock()
-		return nil, err
+		return none, err
 	}
 	cs := s.loadCapsLocked()
 	rc := cs.Received[jti]
 	if rc == nil {
 		k.mu.Unlock()
-		return nil, api.NotFound("no such capability")
+		return none, api.NotFound("no such capability")
 	}
 	reqID := newEnvelopeID()
 	env, err := s.sealEnvelopeLocked(rc.IssuerUserID, rc.IssuerX25519, envCall, jti, callPayload{RequestID: reqID,
 		Token: rc.Token, Operation: req.Operation, Method: req.Method, Path: req.Path, Body: req.Body})
-	issuer := rc.IssuerUserID
+	issuer, resource := rc.IssuerUserID, rc.Resource
 	k.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return none, err
+	}
+	if len(env.Payload) > relayMaxPayloadRaw {
+		return none, api.E(http.StatusRequestEntityTooLarge, "too_large", "the request is too large to send through the relay")
 	}
 	ch := s.calls.add(reqID, issuer, env.Header.ID)
 	defer s.calls.drop(reqID)
@@ -763,22 +809,25 @@ func (s *Server) callCap(ctx context.Context, jti string, req callReq) (map[stri
 		var rr *relayRefusal
 		if errors.As(err, &rr) && rr.code == "capability_revoked" {
 			s.noteResult(jti, capability.ErrRevoked.Code(), false)
-			return nil, api.Forbidden(capability.ErrRevoked.Code(), "this capability has been revoked")
+			return none, api.Forbidden(capability.ErrRevoked.Code(), "this capability has been revoked")
 		}
 		if errors.As(err, &rr) && rr.code == "rate_limited" {
-			return nil, api.TooMany("too many shared-resource calls; try again later")
+			return none, api.TooMany("too many shared-resource calls; try again later")
 		}
 		if errors.As(err, &rr) && rr.code == codeRecipientUnavailable {
-			return nil, errIssuerUnavailable()
+			return none, errIssuerUnavailable()
 		}
-		return nil, api.Unavailable("relay_unavailable", "the relay cannot be reached right now", err)
+		if errors.As(err, &rr) && rr.code == "too_large" {
+			return none, api.E(http.StatusRequestEntityTooLarge, "too_large", "the request is too large to send through the relay")
+		}
+		return none, api.Unavailable("relay_unavailable", "the relay cannot be reached right now", err)
 	}
-	t := time.NewTimer(callTimeout)
+	t := time.NewTimer(callWait(resource))
 	defer t.Stop()
 	select {
 	case res := <-ch:
 		if res.Error != nil && res.Error.Code == codeRecipientUnavailable {
-			return nil, errIssuerUnavailable()
+			return none, errIssuerUnavailable()
 		}
 		if res.Error != nil {
 			s.noteResult(jti, res.Error.Code, false)
@@ -786,18 +835,14 @@ func (s *Server) callCap(ctx context.Context, jti string, req callReq) (map[stri
 			if st < 400 || st > 599 {
 				st = http.StatusForbidden
 			}
-			return nil, api.E(st, res.Error.Code, res.Error.Message)
+			return none, api.E(st, res.Error.Code, res.Error.Message)
 		}
 		s.noteResult(jti, "", true)
-		out := map[string]any{"status": res.Status, "body": string(res.Body)}
-		if len(res.Headers) > 0 {
-			out["headers"] = res.Headers
-		}
-		return out, nil
+		return res, nil
 	case <-t.C:
-		return nil, api.E(http.StatusGatewayTimeout, "timeout", "the owner's vault did not answer in time")
+		return none, api.E(http.StatusGatewayTimeout, "timeout", "the owner's vault did not answer in time")
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return none, ctx.Err()
 	}
 }
 

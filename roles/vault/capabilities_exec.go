@@ -25,10 +25,14 @@ import (
 // "Executing a capability checks", §7.3 ocmt_call_resource rules).
 
 const (
-	execTimeout      = 15 * time.Second
-	execMaxBody      = 1 << 20
-	execMaxRedirects = 5
-	// staleCallSlack is added to callTimeout before a delivered call counts
+	execTimeout = 15 * time.Second
+	// providerExecTimeout replaces execTimeout for a shared model provider
+	// key (resource "provider:…"): a whole, non-streamed reply of a slow
+	// model takes far longer than an ordinary API call.
+	providerExecTimeout = 2 * time.Minute
+	execMaxBody         = 1 << 20
+	execMaxRedirects    = 5
+	// staleCallSlack is added to the caller's wait before a delivered call counts
 	// as abandoned by its caller (clock differences, delivery time).
 	staleCallSlack = 10 * time.Second
 )
@@ -86,12 +90,6 @@ func (c persistCounter) Use(jti capability.JTI, maxCalls int, rate capability.Ra
 // capability.result. Logs carry metadata only.
 func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 	from, jti := env.Header.From, env.Header.JTI
-	if age := time.Since(time.UnixMilli(env.Header.TS)); age > callTimeout+staleCallSlack {
-		// Queued while this vault was locked: the caller stopped waiting
-		// long ago, so running it now would spend a call for nobody.
-		s.log.Info("capability call dropped: its caller stopped waiting", "jti", jti, "from", from, "age", age.Round(time.Second))
-		return
-	}
 	k := s.keys
 	k.mu.Lock()
 	if k.dek == nil {
@@ -104,6 +102,13 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 		// Without the record we know no key of the sender to answer with.
 		k.mu.Unlock()
 		s.log.Warn("capability call dropped: unknown capability or sender is not its subject", "jti", jti, "from", from)
+		return
+	}
+	if age := time.Since(time.UnixMilli(env.Header.TS)); age > callWait(ic.Resource)+staleCallSlack {
+		// Queued while this vault was locked: the caller stopped waiting
+		// long ago, so running it now would spend a call for nobody.
+		k.mu.Unlock()
+		s.log.Info("capability call dropped: its caller stopped waiting", "jti", jti, "from", from, "age", age.Round(time.Second))
 		return
 	}
 	var call callPayload
@@ -141,7 +146,8 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 		refuse(http.StatusForbidden, capability.Code(err), err.Error())
 		return
 	}
-	in, ok := k.resourceLocked(p.Claims().Resource)
+	resource := p.Claims().Resource
+	in, ok := k.resourceLocked(resource)
 	if !ok { // not saved: the counted call is dropped with cs
 		refuse(http.StatusConflict, "resource_unavailable", "the shared resource is no longer connected")
 		return
@@ -153,7 +159,7 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 	k.mu.Unlock()
 
 	start := time.Now()
-	res := s.runHTTP(ctx, in, call)
+	res := s.runHTTP(ctx, resource, in, call)
 	res.RequestID = call.RequestID
 	if res.Error != nil {
 		s.log.Info("capability call failed", "jti", jti, "from", from, "operation", op, "code", res.Error.Code, "ms", time.Since(start).Milliseconds())
@@ -188,8 +194,9 @@ func (s *Server) replyLocked(ic *issuedCap, res resultPayload) {
 	}()
 }
 
-// runHTTP performs the call against the integration with its credential.
-func (s *Server) runHTTP(ctx context.Context, in integration, call callPayload) resultPayload {
+// runHTTP performs the call against resource (resolved to in) with its
+// credential, within execTimeoutFor(resource).
+func (s *Server) runHTTP(ctx context.Context, resource string, in integration, call callPayload) resultPayload {
 	fail := func(status int, code, msg string) resultPayload {
 		return resultPayload{Error: &resultError{Code: code, Message: msg}, HTTPStatus: status}
 	}
@@ -211,7 +218,8 @@ func (s *Server) runHTTP(ctx context.Context, in integration, call callPayload) 
 			body, ctype = bytes.NewReader(call.Body), "application/json"
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, execTimeout)
+	timeout := execTimeoutFor(resource)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, call.Method, target.String(), body)
 	if err != nil {
@@ -227,7 +235,7 @@ func (s *Server) runHTTP(ctx context.Context, in integration, call callPayload) 
 	if in.AuthHeader != "" {
 		req.Header.Set(in.AuthHeader, in.AuthValue)
 	}
-	resp, err := s.resourceClient().Do(req)
+	resp, err := s.resourceClient(timeout).Do(req)
 	if err != nil {
 		if errors.Is(err, errTargetRefused) {
 			return fail(http.StatusForbidden, "target_refused", "the shared resource's address is not allowed")
@@ -257,11 +265,25 @@ func (s *Server) runHTTP(ctx context.Context, in integration, call callPayload) 
 
 var errTargetRefused = errors.New("target address refused")
 
+// execTimeoutFor is how long the issuer's vault gives a resource to answer.
+func execTimeoutFor(resource string) time.Duration {
+	if strings.HasPrefix(resource, providerResourcePrefix) {
+		return providerExecTimeout
+	}
+	return execTimeout
+}
+
+// callWait is how long a caller waits for the result of a call on
+// resource: the issuer's execution time plus room for wake and relay.
+func callWait(resource string) time.Duration {
+	return execTimeoutFor(resource) + callTimeout - execTimeout
+}
+
 // resourceClient is the HTTP client for shared resources: no proxy, every
 // resolved address checked (no loopback, private, link-local… unless
 // AllowPrivateTargets), the dial pinned to a checked address, redirects
-// only within the same host, a 15 s timeout.
-func (s *Server) resourceClient() *http.Client {
+// only within the same host, the given timeout.
+func (s *Server) resourceClient(timeout time.Duration) *http.Client {
 	allowPrivate := s.allowPrivate
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	tr := &http.Transport{
@@ -294,10 +316,10 @@ func (s *Server) resourceClient() *http.Client {
 			return nil, lastErr
 		},
 		TLSHandshakeTimeout:    10 * time.Second,
-		ResponseHeaderTimeout:  execTimeout,
+		ResponseHeaderTimeout:  timeout,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
-	return &http.Client{Transport: tr, Timeout: execTimeout,
+	return &http.Client{Transport: tr, Timeout: timeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= execMaxRedirects || req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
 				return http.ErrUseLastResponse

@@ -327,8 +327,28 @@ func TestCallPathAndAddressGuards(t *testing.T) {
 	s := &Server{}
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer fake.Close()
-	res := s.runHTTP(context.Background(), integration{BaseURL: fake.URL}, callPayload{Method: "GET", Path: "/x"})
+	res := s.runHTTP(context.Background(), "api", integration{BaseURL: fake.URL}, callPayload{Method: "GET", Path: "/x"})
 	if res.Error == nil || res.Error.Code != "target_refused" {
 		t.Fatalf("loopback target: %+v", res)
+	}
+}
+
+// TestCallWaits: a shared model key gets minutes (a whole reply of a slow
+// model), other resources the ordinary limit; the caller always waits
+// longer than the issuer gives the resource.
+func TestCallWaits(t *testing.T) {
+	for _, tc := range []struct {
+		resource string
+		exec     time.Duration
+	}{{"calendar", execTimeout}, {"provider:anthropic", providerExecTimeout}, {"provider:openai", providerExecTimeout}} {
+		if got := execTimeoutFor(tc.resource); got != tc.exec {
+			t.Errorf("%s: exec %v, want %v", tc.resource, got, tc.exec)
+		}
+		if w := callWait(tc.resource); w <= tc.exec {
+			t.Errorf("%s: caller waits %v, not longer than the execution %v", tc.resource, w, tc.exec)
+		}
+	}
+	if callWait("calendar") != callTimeout {
+		t.Errorf("calendar wait %v", callWait("calendar"))
 	}
 }

@@ -335,30 +335,19 @@ var sessionKeyOK = func(k string) bool {
 	return !strings.ContainsAny(k, "\x00\r\n")
 }
 
-// unlocked returns a copy of the transcript key and the current provider
-// config, or a vault_locked error. It counts as vault use.
-func (s *Server) unlocked() (crypto.SubKey, *apiKey, string, *FrameError) {
+// unlocked returns a copy of the transcript key and the chat provider (nil
+// when none is configured), or a vault_locked error. It counts as vault use.
+func (s *Server) unlocked() (crypto.SubKey, *chatProvider, *FrameError) {
 	k := s.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.useLocked(s.publicURL); err != nil {
 		if ae, ok := api.AsError(err); ok {
-			return crypto.SubKey{}, nil, "", &FrameError{Code: ae.Code, Message: ae.Msg, UnlockURL: unlockURL(s.publicURL)}
+			return crypto.SubKey{}, nil, &FrameError{Code: ae.Code, Message: ae.Msg, UnlockURL: unlockURL(s.publicURL)}
 		}
-		return crypto.SubKey{}, nil, "", ferr("internal", "vault unavailable")
+		return crypto.SubKey{}, nil, ferr("internal", "vault unavailable")
 	}
-	name := k.sec.Settings["defaultProvider"]
-	key, ok := k.sec.APIKeys[name]
-	if !ok {
-		for n, v := range k.sec.APIKeys {
-			name, key, ok = n, v, true
-			break
-		}
-	}
-	if !ok {
-		return *k.tkey, nil, "", nil
-	}
-	return *k.tkey, &key, name, nil
+	return *k.tkey, s.chatProviderLocked(), nil
 }
 
 func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
@@ -399,12 +388,18 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	}
 	h.mu.Unlock()
 
-	tkey, provider, providerName, fe := s.unlocked()
+	tkey, provider, fe := s.unlocked()
 	if fe != nil {
 		return nil, fe
 	}
 	if provider == nil {
 		return nil, ferr("no_provider", "add a model provider API key first")
+	}
+	if provider.shared != nil {
+		if msg := provider.shared.unusable(); msg != "" {
+			clear(tkey[:])
+			return nil, ferr("shared_provider_unavailable", "%s", msg)
+		}
 	}
 	if err := s.transcripts.Append(&tkey, p.SessionKey, Message{Role: "user", Text: p.Message, Timestamp: time.Now().UnixMilli()}); err != nil {
 		s.log.Error("append transcript", "err", err)
@@ -433,7 +428,7 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 			h.mu.Unlock()
 			cancel()
 		}()
-		s.runChat(ctx, r, tkey, *provider, providerName)
+		s.runChat(ctx, r, tkey, provider)
 	}()
 	return map[string]any{"runId": r.id, "status": "started"}, nil
 }
@@ -442,8 +437,10 @@ func assistantMessage(text string) map[string]any {
 	return map[string]any{"role": "assistant", "content": []map[string]string{{"type": "text", "text": text}}, "timestamp": time.Now().UnixMilli()}
 }
 
-// runChat streams the model's reply for one run and persists it.
-func (s *Server) runChat(ctx context.Context, r *run, tkey crypto.SubKey, key apiKey, providerName string) {
+// runChat streams the model's reply for one run and persists it. On a
+// shared provider key the reply is requested whole (see sharedprovider.go)
+// and arrives as one delta.
+func (s *Server) runChat(ctx context.Context, r *run, tkey crypto.SubKey, provider *chatProvider) {
 	defer func() {
 		for i := range tkey {
 			tkey[i] = 0
@@ -463,12 +460,18 @@ func (s *Server) runChat(ctx context.Context, r *run, tkey crypto.SubKey, key ap
 		emitChat("error", "", "could not read this conversation")
 		return
 	}
-	client, err := llm.New(llm.Config{Provider: providerName, APIKey: key.Key, BaseURL: key.BaseURL, Model: key.Model, HTTPClient: s.providerHTTP})
+	cfg := llm.Config{Provider: provider.name, APIKey: provider.key.Key, BaseURL: provider.key.BaseURL, Model: provider.key.Model, HTTPClient: s.providerHTTP}
+	msgs := toLLM(history)
+	if provider.shared != nil {
+		cfg = s.sharedLLMConfig(provider.shared)
+		msgs = fitHistory(msgs, sharedHistoryBytes)
+	}
+	client, err := llm.New(cfg)
 	if err != nil {
 		emitChat("error", "", "the model provider is not configured correctly")
 		return
 	}
-	req := llm.Request{System: systemPrompt, Messages: toLLM(history), Tools: s.toolSpecs(), MaxTokens: 4096}
+	req := llm.Request{System: systemPrompt, Messages: msgs, Tools: s.toolSpecs(), MaxTokens: 4096}
 	var text strings.Builder
 	emit := func(ev llm.Event) error {
 		if ev.TextDelta != "" {
@@ -496,6 +499,8 @@ func (s *Server) runChat(ctx context.Context, r *run, tkey crypto.SubKey, key ap
 			_ = s.transcripts.Append(&tkey, r.sessionKey, Message{Role: "assistant", Text: text.String(), Aborted: true, Timestamp: now})
 		}
 		emitChat("aborted", text.String(), "")
+	case err != nil && provider.shared != nil:
+		emitChat("error", text.String(), sharedChatError(err, provider.shared))
 	case err != nil:
 		emitChat("error", text.String(), readableLLMError(err))
 	default:
@@ -551,7 +556,7 @@ func (s *Server) chatHistory(params json.RawMessage) (any, *FrameError) {
 	if p.Limit <= 0 || p.Limit > 1000 {
 		p.Limit = 200
 	}
-	tkey, _, _, fe := s.unlocked()
+	tkey, _, fe := s.unlocked()
 	if fe != nil {
 		return nil, fe
 	}
@@ -608,7 +613,7 @@ func (s *Server) abortAllRuns() {
 }
 
 func (s *Server) sessionsList() (any, *FrameError) {
-	tkey, _, _, fe := s.unlocked()
+	tkey, _, fe := s.unlocked()
 	if fe != nil {
 		return nil, fe
 	}
@@ -636,7 +641,7 @@ func (s *Server) sessionsDelete(params json.RawMessage) (any, *FrameError) {
 	if busy {
 		return nil, ferr("busy", "abort the running reply first")
 	}
-	tkey, _, _, fe := s.unlocked()
+	tkey, _, fe := s.unlocked()
 	if fe != nil {
 		return nil, fe
 	}

@@ -71,6 +71,7 @@ func (s *Server) vaultRoutes(g *echo.Group) {
 	g.GET("/apikeys", s.listAPIKeys)
 	g.PUT("/apikeys/:provider", s.putAPIKey)
 	g.DELETE("/apikeys/:provider", s.deleteAPIKey)
+	g.PUT("/default-provider", s.putDefaultProvider)
 	g.GET("/integrations", s.listIntegrations)
 	g.PUT("/integrations/:name", s.putIntegration)
 	g.DELETE("/integrations/:name", s.deleteIntegration)
@@ -343,7 +344,15 @@ func (s *Server) listAPIKeys(c echo.Context) error {
 		out = append(out, providerJSON{Provider: p, BaseURL: v.BaseURL, Model: v.Model, AddedAt: v.AddedAt})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Provider < out[j].Provider })
-	return c.JSON(http.StatusOK, map[string]any{"providers": out})
+	// defaultProvider is what the chat uses: an own provider's name,
+	// "shared:<jti>" for a key shared with this user, or "" for none.
+	def := ""
+	if cp := s.chatProviderLocked(); cp != nil && cp.shared != nil {
+		def = sharedProviderPrefix + cp.shared.jti
+	} else if cp != nil {
+		def = cp.name
+	}
+	return c.JSON(http.StatusOK, map[string]any{"providers": out, "defaultProvider": def, "shared": s.sharedProvidersLocked(def)})
 }
 
 func (s *Server) putAPIKey(c echo.Context) error {

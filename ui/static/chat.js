@@ -5,8 +5,10 @@
 //
 // The socket goes to /api/v1/me/agent/chat through gateway.js, which
 // handles the handshake and reconnects with backoff. A locked vault
-// (vault_locked) opens the unlock prompt; a missing provider (no_provider)
-// sends the user to the "Vault & keys" tab.
+// (vault_locked) opens the unlock prompt; a missing provider (no_provider),
+// or a shared key chosen for chat that can no longer be used
+// (shared_provider_unavailable), sends the user to the "Vault & keys" tab.
+// On a shared key the reply comes as one delta (see settings.js).
 import { $, ago, fullTime, h, status } from './dom.js';
 import { GatewayClient } from './gateway.js';
 import { render as renderMarkdown } from './markdown.js';
@@ -247,6 +249,10 @@ async function sendRun(job) {
       failSend(job, 'No model provider is set up yet.', 'provider');
       return undefined;
     }
+    if (err.code === 'shared_provider_unavailable') {
+      failSend(job, err.message || 'The shared key chosen for chat cannot be used.', 'choose');
+      return undefined;
+    }
     failSend(job, err.message || 'The message could not be sent.');
   }
   return undefined;
@@ -254,9 +260,10 @@ async function sendRun(job) {
 
 function failSend(job, message, kind = 'retry') {
   lastFailed = job;
-  const actions = kind === 'provider'
-    ? [h('button', { type: 'button', class: 'btn btn-primary btn-sm', dataset: { action: 'tab', tab: 'vault', focus: 'provider-kind' } }, 'Add an API key')]
-    : [h('button', { type: 'button', class: 'btn btn-secondary btn-sm', dataset: { action: 'chat-retry' } }, 'Retry')];
+  const actions = {
+    provider: [h('button', { type: 'button', class: 'btn btn-primary btn-sm', dataset: { action: 'tab', tab: 'vault', focus: 'provider-kind' } }, 'Add an API key')],
+    choose: [h('button', { type: 'button', class: 'btn btn-primary btn-sm', dataset: { action: 'tab', tab: 'vault' } }, 'Choose a provider')],
+  }[kind] || [h('button', { type: 'button', class: 'btn btn-secondary btn-sm', dataset: { action: 'chat-retry' } }, 'Retry')];
   stick(() => job.userEl.after(noteEl('error', message, ...actions)));
   job.userEl.dataset.failed = 'true';
 }

@@ -1,11 +1,15 @@
 // settings.js — the "Vault & keys" panel: model providers (SPEC §3 step 5;
-// listed without their keys, added, replaced, removed) and the password
-// change (the DEK is re-wrapped under a key derived with a fresh salt).
-// saveProvider is shared with the onboarding wizard.
+// listed without their keys, added, replaced, removed), model provider keys
+// other people share with the user (usable for chat without seeing the
+// key; the replies then arrive whole, not word by word), the choice of the
+// provider the chat uses, and the password change (the DEK is re-wrapped
+// under a key derived with a fresh salt). saveProvider is shared with the
+// onboarding wizard.
 import { $, busy, h, status, timeEl } from './dom.js';
 import { deriveKey } from './kdf.js';
 import { update as updateMeter } from './meter.js';
 import { minScore } from './password.js';
+import { knownStatus, sharedKeyText, statusLabels } from './sharetext.js';
 import * as vault from './vault.js';
 import { b64encode, randomBytes } from './vaultcrypto.js';
 
@@ -112,6 +116,8 @@ export function onProvidersChanged(fn) {
 }
 
 let providers = null;
+let shared = []; // provider keys shared with the user: GET /apikeys "shared"
+let chatProvider = ''; // what chat uses: a provider name, "shared:<jti>" or ""
 
 function providersChanged() {
   for (const fn of changeListeners) {
@@ -128,6 +134,22 @@ export function configured() {
   return providers;
 }
 
+/**
+ * chatReady reports whether the chat has a provider: a key of the user's
+ * own, or an active shared key chosen for chat. It is true until the list
+ * has loaded.
+ */
+export function chatReady() {
+  if (providers === null) return true;
+  if (providers.length) return true;
+  return shared.some((s) => `shared:${s.jti}` === chatProvider && s.status === 'active');
+}
+
+function useButton(id, label) {
+  if (id === chatProvider) return h('span', { class: 'badge share-badge', dataset: { status: 'active' } }, 'Used for chat');
+  return h('button', { type: 'button', class: 'btn btn-secondary btn-sm', dataset: { action: 'use-provider', provider: id }, 'aria-label': `Use ${label} for chat` }, 'Use for chat');
+}
+
 function providerRow(p) {
   const name = providerName(p);
   const detail = [p.model ? `Model ${p.model}` : 'Default model', p.baseUrl || ''].filter(Boolean);
@@ -137,8 +159,22 @@ function providerRow(p) {
       h('span', { class: 'provider-detail muted small' }, detail.join(' · ')),
       h('span', { class: 'provider-added muted small' }, 'Added ', timeEl(p.addedAt))),
     h('div', { class: 'btn-group' },
+      providers.length + shared.length > 1 ? useButton(p.provider, name) : null,
       h('button', { type: 'button', class: 'btn btn-ghost btn-sm', dataset: { action: 'edit-provider', provider: p.provider, baseUrl: p.baseUrl || '', model: p.model || '' }, 'aria-label': `Replace the ${name} key` }, 'Replace key'),
       h('button', { type: 'button', class: 'btn btn-ghost btn-sm btn-danger', dataset: { action: 'remove-provider', provider: p.provider }, 'aria-label': `Remove ${name}` }, 'Remove')));
+}
+
+function sharedRow(sh) {
+  const line = sharedKeyText(sh);
+  const st = knownStatus(sh.status);
+  const detail = [sh.model ? `Model ${sh.model}` : 'Default model', 'replies arrive in one piece'];
+  return h('li', { class: 'provider shared-provider', dataset: { jti: sh.jti, status: st } },
+    h('div', { class: 'provider-main' },
+      h('span', { class: 'share-line' },
+        st !== 'active' ? h('span', { class: 'badge share-badge', dataset: { status: st } }, statusLabels[st] || 'Unknown') : null,
+        h('span', { class: 'provider-name' }, line)),
+      h('span', { class: 'provider-detail muted small' }, detail.join(' · '))),
+    h('div', { class: 'btn-group' }, st === 'active' || `shared:${sh.jti}` === chatProvider ? useButton(`shared:${sh.jti}`, line) : null));
 }
 
 function renderList() {
@@ -155,11 +191,11 @@ function renderList() {
     list.replaceChildren(h('li', { class: 'provider-empty muted' }, 'Loading…'));
     return;
   }
-  if (!providers.length) {
+  if (!providers.length && !shared.length) {
     list.replaceChildren(h('li', { class: 'provider-empty muted' }, 'No provider yet. Add one below so your agent can think.'));
     return;
   }
-  list.replaceChildren(...providers.map(providerRow));
+  list.replaceChildren(...providers.map(providerRow), ...shared.map(sharedRow));
 }
 
 let loading = null;
@@ -175,6 +211,8 @@ export function load() {
     try {
       const data = await vault.vaultRequest('GET', '/apikeys');
       providers = data && Array.isArray(data.providers) ? data.providers.filter((p) => p && typeof p.provider === 'string') : [];
+      shared = data && Array.isArray(data.shared) ? data.shared.filter((x) => x && typeof x.jti === 'string' && typeof x.provider === 'string') : [];
+      chatProvider = data && typeof data.defaultProvider === 'string' ? data.defaultProvider : '';
       status('providers-status', '');
       providersChanged();
     } catch (err) {
@@ -218,6 +256,27 @@ async function removeProvider(el) {
     }
   });
   load();
+}
+
+async function useProvider(el) {
+  const { provider } = el.dataset;
+  const sh = shared.find((x) => `shared:${x.jti}` === provider);
+  const own = (providers || []).find((x) => x.provider === provider);
+  const name = sh ? sharedKeyText(sh) : providerName(own || { provider });
+  let done = '';
+  await busy(el, async () => {
+    try {
+      await vault.vaultRequest('PUT', '/default-provider', { provider });
+      chatProvider = provider;
+      done = sh ? `Chat now uses the ${name}. Its replies arrive in one piece.` : `Chat now uses ${name}.`;
+    } catch (err) {
+      if (err.status === 401) window.location.assign('/signin');
+      else if (err.code !== 'unlock_cancelled') status('providers-status', err.message, 'error');
+    }
+  });
+  if (!done) return;
+  await load(); // clears the status line
+  status('providers-status', done, 'ok');
 }
 
 // ---- password change ----
@@ -338,5 +397,6 @@ export const actions = {
   },
   'edit-provider': (el) => editProvider(el),
   'remove-provider': (el) => removeProvider(el),
+  'use-provider': (el) => useProvider(el),
   'change-password': (form) => changePassword(form),
 };

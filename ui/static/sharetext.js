@@ -153,3 +153,27 @@ export function clip(text, n = 500) {
   const s = String(text == null ? '' : text);
   return s.length > n ? `${s.slice(0, n)}…` : s;
 }
+
+/** callsLeftText describes a remaining budget: "37 calls left", "1 call left", "no calls left". */
+export function callsLeftText(left) {
+  const n = Math.max(0, Math.floor(Number(left) || 0));
+  if (!n) return 'no calls left';
+  return `${n} call${n === 1 ? '' : 's'} left`;
+}
+
+/**
+ * sharedKeyText names a model provider key someone shares with the user,
+ * from an entry of GET /vault/apikeys "shared": "Anthropic key shared by
+ * alice@example.org (37 calls left, until 7 Dec)". Without a budget the
+ * calls are left out; without an email the issuer's user id stands in.
+ */
+export function sharedKeyText(s, now = Date.now()) {
+  const e = s || {};
+  const who = e.issuerEmail || (e.issuerUserId ? `user ${e.issuerUserId}` : 'someone');
+  const parts = [];
+  if (e.remainingCalls !== undefined && e.remainingCalls !== null) parts.push(callsLeftText(e.remainingCalls));
+  const exp = expiryText(e.expiresAt, now);
+  if (exp) parts.push(exp);
+  const what = e.provider ? resourceName(`provider:${e.provider}`) : 'Model provider key';
+  return `${what} shared by ${who}${parts.length ? ` (${parts.join(', ')})` : ''}`;
+}

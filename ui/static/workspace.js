@@ -36,7 +36,7 @@ function start() {
     chat.focusInput();
   });
   vault.onChange(update);
-  settings.onProvidersChanged((list) => chat.providerHint(Array.isArray(list) && list.length === 0));
+  settings.onProvidersChanged(() => chat.providerHint(!settings.chatReady()));
   const tablist = document.querySelector('[role="tablist"]');
   if (tablist) tablist.addEventListener('keydown', onTabKey);
   window.addEventListener('hashchange', () => {

@@ -47,6 +47,9 @@ func (c *anthropicClient) Stream(ctx context.Context, req Request, emit func(Eve
 	if err != nil {
 		return err
 	}
+	if c.cfg.NoStream {
+		return c.once(ctx, params, emit)
+	}
 	stream := c.messages.NewStreaming(ctx, params)
 	defer stream.Close()
 
@@ -119,6 +122,41 @@ func (c *anthropicClient) Stream(ctx context.Context, req Request, emit func(Eve
 		stop = StopEndTurn
 	}
 	return emit(Event{Done: true, StopReason: stop})
+}
+
+// once runs a turn as one non-streaming Messages request (Config.NoStream)
+// and emits what Stream would: the text of all text blocks joined as one
+// TextDelta, then each tool_use block as a ToolCall, in order, then Done with
+// the message's stop_reason
+// (https://docs.anthropic.com/en/api/messages, response "content").
+func (c *anthropicClient) once(ctx context.Context, params anthropic.MessageNewParams, emit func(Event) error) error {
+	msg, err := c.messages.New(ctx, params)
+	if err != nil {
+		return c.mapError(ctx, err)
+	}
+	if ctx.Err() != nil {
+		return transportError(ctx, "Anthropic", ctx.Err())
+	}
+	var text strings.Builder
+	var calls []ToolCall
+	for _, b := range msg.Content {
+		switch b.Type {
+		case "text":
+			text.WriteString(b.Text)
+		case "tool_use":
+			input := inputOrEmpty(b.Input)
+			if !json.Valid(input) {
+				return &Error{Kind: KindProvider, Err: fmt.Errorf("tool %q input is not JSON", b.Name),
+					Message: fmt.Sprintf("Anthropic sent tool input for %q that is not valid JSON", b.Name)}
+			}
+			calls = append(calls, ToolCall{ID: b.ID, Name: b.Name, Input: input})
+		}
+	}
+	stop := string(msg.StopReason)
+	if stop == "" {
+		stop = StopEndTurn
+	}
+	return emitWhole(text.String(), calls, stop, emit)
 }
 
 // mapError turns an SDK error into an *Error, or ctx.Err().

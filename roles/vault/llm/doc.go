@@ -18,6 +18,13 @@
 //     https://platform.openai.com/docs/api-reference/chat-streaming and
 //     https://platform.openai.com/docs/guides/function-calling.
 //
+// With [Config].NoStream a turn is one non-streaming request instead
+// (Anthropic Messages.New, OpenAI Chat.Completions.New) and the reply's text
+// arrives whole, as one TextDelta, followed by its tool calls and Done: the
+// same events, so [RunTools] works unchanged. A model provider key shared
+// through the relay is used this way, since a stream of server-sent events
+// does not fit the relay's bounded (64 KiB) envelopes.
+//
 // [Client.Stream] runs one model turn; [RunTools] is the agent loop that
 // calls tools until the model answers in text. Provider failures come back as
 // [*Error], whose Message is safe to show to the user.

@@ -71,6 +71,14 @@ type Config struct {
 	// HTTPClient, or nil for a plain client, carries the requests. Put no
 	// Timeout on it: streams are long; bound a call with its context.
 	HTTPClient *http.Client
+	// NoStream asks the provider for each turn's reply as one JSON object
+	// instead of a server-sent-event stream (Anthropic Messages.New, OpenAI
+	// Chat.Completions.New). Stream then emits the same events, but the
+	// whole text arrives as one TextDelta once the model has finished, not
+	// token by token. It is for transports that carry one bounded answer
+	// rather than a stream: a model provider key shared through the relay
+	// (whose envelopes hold at most 64 KiB) is used this way.
+	NoStream bool
 }
 
 // Message is one entry of a conversation.
@@ -147,7 +155,8 @@ type Event struct {
 // Client streams model replies. Implementations are safe for concurrent use.
 type Client interface {
 	// Stream sends req and calls emit for each event in order, ending with
-	// one Done event when the reply completes. It returns nil after the Done
+	// one Done event when the reply completes (with Config.NoStream the
+	// reply is requested whole and its text comes as one TextDelta). It returns nil after the Done
 	// event; the error emit returns (and stops); ctx.Err() when ctx is
 	// cancelled (errors.Is(err, context.Canceled) holds); or an *Error for a
 	// provider failure, which may come after some events were emitted.
@@ -180,6 +189,22 @@ func New(cfg Config) (Client, error) {
 	default:
 		return nil, fmt.Errorf("llm: unknown provider %q (want %q or %q)", cfg.Provider, Anthropic, OpenAI)
 	}
+}
+
+// emitWhole emits a complete reply as Stream does: text (if any) as one
+// TextDelta, each call as a ToolCall, then Done with stop.
+func emitWhole(text string, calls []ToolCall, stop string, emit func(Event) error) error {
+	if text != "" {
+		if err := emit(Event{TextDelta: text}); err != nil {
+			return err
+		}
+	}
+	for i := range calls {
+		if err := emit(Event{ToolCall: &calls[i]}); err != nil {
+			return err
+		}
+	}
+	return emit(Event{Done: true, StopReason: stop})
 }
 
 // inputOrEmpty returns in, or {} when in is empty or JSON null.

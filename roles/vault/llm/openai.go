@@ -62,6 +62,9 @@ func (c *openAIClient) Stream(ctx context.Context, req Request, emit func(Event)
 	if err != nil {
 		return err
 	}
+	if c.cfg.NoStream {
+		return c.once(ctx, params, emit)
+	}
 	stream := c.chat.NewStreaming(ctx, params)
 	defer stream.Close()
 
@@ -131,6 +134,11 @@ func (c *openAIClient) Stream(ctx context.Context, req Request, emit func(Event)
 			return err
 		}
 	}
+	return emit(Event{Done: true, StopReason: openAIStop(finish, len(calls) > 0)})
+}
+
+// openAIStop maps a finish_reason to a Stop* value.
+func openAIStop(finish string, calledTools bool) string {
 	stop := finish
 	switch finish {
 	case "stop":
@@ -140,11 +148,53 @@ func (c *openAIClient) Stream(ctx context.Context, req Request, emit func(Event)
 	case "length":
 		stop = StopMaxTokens
 	}
-	if len(calls) > 0 && stop == StopEndTurn {
+	if calledTools && stop == StopEndTurn {
 		// Some compatible servers end a tool-calling turn with "stop".
 		stop = StopToolUse
 	}
-	return emit(Event{Done: true, StopReason: stop})
+	return stop
+}
+
+// once runs a turn as one non-streaming Chat Completions request
+// (Config.NoStream) and emits what Stream would: choices[0].message.content
+// as one TextDelta, then each of its tool_calls (type "function") as a
+// ToolCall, in order, then Done with the mapped finish_reason
+// (https://platform.openai.com/docs/api-reference/chat/object).
+func (c *openAIClient) once(ctx context.Context, params openai.ChatCompletionNewParams, emit func(Event) error) error {
+	res, err := c.chat.New(ctx, params)
+	if err != nil {
+		return c.mapError(ctx, err)
+	}
+	if ctx.Err() != nil {
+		return transportError(ctx, c.name, ctx.Err())
+	}
+	var choice *openai.ChatCompletionChoice
+	for i := range res.Choices {
+		if res.Choices[i].Index == 0 {
+			choice = &res.Choices[i]
+			break
+		}
+	}
+	if choice == nil || choice.FinishReason == "" {
+		return truncatedError(c.name)
+	}
+	var calls []ToolCall
+	for i, tc := range choice.Message.ToolCalls {
+		if tc.Type != "" && tc.Type != "function" {
+			continue
+		}
+		input := inputOrEmpty(json.RawMessage(tc.Function.Arguments))
+		if !json.Valid(input) {
+			return &Error{Kind: KindProvider, Err: fmt.Errorf("tool %q arguments are not JSON", tc.Function.Name),
+				Message: fmt.Sprintf("%s sent tool arguments for %q that are not valid JSON", c.name, tc.Function.Name)}
+		}
+		id := tc.ID
+		if id == "" {
+			id = fmt.Sprintf("call_%d", i)
+		}
+		calls = append(calls, ToolCall{ID: id, Name: tc.Function.Name, Input: input})
+	}
+	return emitWhole(choice.Message.Content, calls, openAIStop(choice.FinishReason, len(calls) > 0), emit)
 }
 
 // mapError turns an SDK error into an *Error, or ctx.Err().

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  callsLimit, callsText, clip, durationText, expiryText, knownStatus, listWords, normScope,
-  resourceName, scopeWords, shareError, shortDate, statusLabels, summary, validName,
+  callsLeftText, callsLimit, callsText, clip, durationText, expiryText, knownStatus, listWords, normScope,
+  resourceName, scopeWords, shareError, sharedKeyText, shortDate, statusLabels, summary, validName,
 } from '../../static/sharetext.js';
 
 test('integration names follow the server rule', () => {
@@ -89,4 +89,19 @@ test('resourceName words provider keys', () => {
   assert.equal(resourceName('provider:openai'), 'OpenAI key');
   assert.equal(resourceName('calendar'), 'calendar');
   assert.equal(summary({ who: 'bob@example.org', resource: 'provider:anthropic', scope: ['write'], expiresIn: 7 * 86400, maxCalls: 20 }).includes('your Anthropic key'), true);
+});
+
+test('a shared model key reads "Anthropic key shared by alice@… (37 calls left, until 7 Dec)"', () => {
+  const now = new Date(2026, 10, 30, 12, 0, 0).getTime();
+  const exp = Math.floor(new Date(2026, 11, 7, 9, 0, 0).getTime() / 1000);
+  assert.equal(sharedKeyText({ provider: 'anthropic', issuerEmail: 'alice@example.org', remainingCalls: 37, expiresAt: exp }, now),
+    'Anthropic key shared by alice@example.org (37 calls left, until 7 Dec)');
+  assert.equal(sharedKeyText({ provider: 'openai', issuerUserId: 'usr_1', expiresAt: exp }, now),
+    'OpenAI key shared by user usr_1 (until 7 Dec)');
+  assert.equal(sharedKeyText({ provider: 'anthropic', issuerEmail: 'a@b.c', remainingCalls: 1 }, now),
+    'Anthropic key shared by a@b.c (1 call left)');
+  assert.equal(sharedKeyText(null, now), 'Model provider key shared by someone');
+  assert.equal(callsLeftText(0), 'no calls left');
+  assert.equal(callsLeftText(-2), 'no calls left');
+  assert.equal(callsLeftText(2), '2 calls left');
 });
