@@ -71,7 +71,7 @@ func (s *Server) handleConnect(ec echo.Context) error {
 		old.close(StatusReplaced, "replaced")
 		s.log.Info("relay connection replaced", "user", user)
 	}
-	s.wakes.forget(user)
+	s.wakes.connected(user)
 	s.log.Info("relay connected", "user", user)
 	ws.SetReadLimit(s.readLimit)
 

@@ -64,12 +64,19 @@ func (d *fakeDir) Ed25519Key(_ context.Context, user string) (ed25519.PublicKey,
 type fakeWaker struct {
 	mu    sync.Mutex
 	calls []string
+	// onWake, or nil, runs inside Wake with the wake's number (1, 2, …);
+	// set it before the first wake.
+	onWake func(user string, n int)
 }
 
 func (w *fakeWaker) Wake(_ context.Context, user string) error {
 	w.mu.Lock()
 	w.calls = append(w.calls, user)
+	n := len(w.calls)
 	w.mu.Unlock()
+	if w.onWake != nil {
+		w.onWake(user, n)
+	}
 	return nil
 }
 

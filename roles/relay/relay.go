@@ -168,7 +168,8 @@ func New(opt Options) (*Server, error) {
 		// base64 of the payload plus the header and JSON framing.
 		readLimit: int64(opt.MaxPayloadBytes)*4/3 + 16<<10,
 		limiter:   newRateLimiter(opt.RatePerHour),
-		wakes:     &wakeState{last: map[string]time.Time{}, unavailable: map[string]time.Time{}},
+		wakes: &wakeState{last: map[string]time.Time{}, running: map[string]bool{}, again: map[string]bool{},
+			conns: map[string]uint64{}, unavailable: map[string]time.Time{}},
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(s.base, time.Minute)

@@ -632,3 +632,53 @@ func TestCallsToUnavailableRecipientFailFast(t *testing.T) {
 		t.Fatalf("delivered %+v", f.Envelope.Header)
 	}
 }
+
+// TestWakeAgainAfterQuickStop: a recipient that connects after its wake and
+// is stopped again at once (hibernation) counts as reached, and a call
+// that arrived while that wake ran wakes it again, instead of failing as
+// recipient_unavailable or waiting for nothing.
+func TestWakeAgainAfterQuickStop(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.ConnectGrace = 300 * time.Millisecond })
+	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	bc := e.connect(bob)
+	second := seal(t, bob, alice, []byte("call 2"), e.clock.Now())
+	second.Header.Type = api.RelayTypeCall
+	delivered := make(chan string, 4)
+	e.waker.onWake = func(user string, n int) {
+		ac := e.connect(alice)
+		if n == 1 { // serve briefly, then stop; meanwhile Bob calls again
+			ac.ws.CloseNow()
+			eventually(t, "alice disconnected", func() bool { return e.srv.connFor(alice.id) == nil })
+			bc.send(second)
+			return
+		}
+		go func() {
+			for {
+				f, err := ac.tryRead(5 * time.Second)
+				if err != nil {
+					return
+				}
+				if f.Type == FrameDeliver {
+					delivered <- f.Envelope.Header.ID
+					ac.write(Frame{Type: FrameAck, ID: f.Envelope.Header.ID})
+				}
+			}
+		}()
+	}
+	first := seal(t, bob, alice, []byte("call 1"), e.clock.Now())
+	first.Header.Type = api.RelayTypeCall
+	bc.send(first)
+	got := map[string]bool{}
+	for len(got) < 2 {
+		select {
+		case id := <-delivered:
+			got[id] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("delivered %v after %d wakes; want both calls", got, e.waker.count(alice.id))
+		}
+	}
+	if !got[second.Header.ID] || e.waker.count(alice.id) != 2 {
+		t.Fatalf("delivered %v, wakes %d", got, e.waker.count(alice.id))
+	}
+	bc.expectNothing(500 * time.Millisecond) // no recipient_unavailable
+}

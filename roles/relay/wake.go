@@ -10,11 +10,18 @@ import (
 )
 
 // wakeState deduplicates wake requests: at most one per recipient per
-// WakeCooldown, and none while one is running.
+// WakeCooldown unless it connected in between, and none while one is
+// running (a request meanwhile makes the running one go again once it
+// ends, if the recipient is offline by then).
 type wakeState struct {
 	mu      sync.Mutex
 	last    map[string]time.Time // start of the latest wake per user; guarded by mu
 	running map[string]bool      // guarded by mu
+	again   map[string]bool      // a wake was asked for while one ran; guarded by mu
+	// conns counts each user's authenticated connections, so a wake can
+	// tell that its recipient connected even if it has gone again since
+	// (a container stopped right after it served). Guarded by mu.
+	conns map[string]uint64
 	// unavailable holds when a woken user last failed to connect within
 	// ConnectGrace; calls to it are refused at once for WakeCooldown
 	// afterwards, or until it connects. Guarded by mu.
@@ -42,32 +49,47 @@ func (w *wakeState) start(user string, now time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.running[user] {
+		w.again[user] = true
 		return false
 	}
 	if t, ok := w.last[user]; ok && now.Sub(t) < WakeCooldown && now.Sub(t) > -WakeCooldown {
 		return false
-	}
-	if w.running == nil {
-		w.running = map[string]bool{}
 	}
 	w.last[user] = now
 	w.running[user] = true
 	return true
 }
 
-func (w *wakeState) done(user string) {
+// next ends a wake of user, or reports true (still running) if another
+// was asked for meanwhile and the one that ended reached the recipient
+// (ok); one that did not is not repeated at once.
+func (w *wakeState) next(user string, ok bool) bool {
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	again := w.again[user]
+	delete(w.again, user)
+	if again && ok {
+		return true
+	}
 	delete(w.running, user)
-	w.mu.Unlock()
+	return false
 }
 
-// forget clears user's cooldown (it connected: the next time it is
-// offline, wake it again).
-func (w *wakeState) forget(user string) {
+// connected records that user connected: it clears the cooldown (the next
+// time it is offline, wake it again) and counts the connection.
+func (w *wakeState) connected(user string) {
 	w.mu.Lock()
 	delete(w.last, user)
 	delete(w.unavailable, user)
+	w.conns[user]++
 	w.mu.Unlock()
+}
+
+// connCount is the number of user's connections so far.
+func (w *wakeState) connCount(user string) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.conns[user]
 }
 
 func (w *wakeState) prune(now time.Time) {
@@ -94,32 +116,46 @@ func (s *Server) wake(user string) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.wakes.done(user)
+		s.wakes.next(user, false)
 		return
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		defer s.wakes.done(user)
-		ctx, cancel := context.WithTimeout(s.base, WakeTimeout)
-		defer cancel()
-		if err := s.opt.Waker.Wake(ctx, user); err != nil {
-			s.log.Warn("relay wake failed", "user", user, "err", err)
-		} else {
-			s.log.Info("relay woke recipient", "user", user)
-		}
-		if !s.awaitConnect(ctx, user) {
-			s.failCalls(user)
+		ok := true
+		for again := true; again; again = s.wakes.next(user, ok) {
+			if s.connFor(user) != nil || s.base.Err() != nil {
+				continue
+			}
+			ok = s.wakeOnce(user)
 		}
 	}()
 }
 
-// awaitConnect reports whether user is connected now or connects within
-// ConnectGrace.
-func (s *Server) awaitConnect(ctx context.Context, user string) bool {
+// wakeOnce asks the Waker to wake user and waits for it to connect; if it
+// does not, its queued calls fail (failCalls) and it reports false.
+func (s *Server) wakeOnce(user string) bool {
+	ctx, cancel := context.WithTimeout(s.base, WakeTimeout)
+	defer cancel()
+	before := s.wakes.connCount(user)
+	if err := s.opt.Waker.Wake(ctx, user); err != nil {
+		s.log.Warn("relay wake failed", "user", user, "err", err)
+	} else {
+		s.log.Info("relay woke recipient", "user", user)
+	}
+	if !s.awaitConnect(ctx, user, before) {
+		s.failCalls(user)
+		return false
+	}
+	return true
+}
+
+// awaitConnect reports whether user is connected now, or connects within
+// ConnectGrace, or has connected since its connection count was before.
+func (s *Server) awaitConnect(ctx context.Context, user string, before uint64) bool {
 	deadline := time.Now().Add(s.opt.ConnectGrace)
-	for s.connFor(user) == nil {
+	for s.connFor(user) == nil && s.wakes.connCount(user) == before {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}

@@ -44,15 +44,26 @@ type relayClient struct {
 	s   *Server
 	url string
 
-	mu      sync.Mutex
-	conn    *websocket.Conn                // nil while disconnected
-	waiters map[string]chan api.RelayFrame // "id:<envelope id>" or "rev"
-	seen    map[string]time.Time           // delivered envelope ids (dedup)
-	revMu   sync.Mutex                     // one revoke frame in flight
+	mu       sync.Mutex
+	conn     *websocket.Conn                // nil while disconnected
+	waiters  map[string]chan api.RelayFrame // "id:<envelope id>" or "rev"
+	seen     map[string]time.Time           // delivered envelope ids (dedup)
+	revMu    sync.Mutex                     // one revoke frame in flight
+	unlocked chan struct{}                  // kicked when the vault unlocks (buffered 1)
 }
 
 func newRelayClient(s *Server, url string) *relayClient {
-	return &relayClient{s: s, url: url, waiters: map[string]chan api.RelayFrame{}, seen: map[string]time.Time{}}
+	return &relayClient{s: s, url: url, waiters: map[string]chan api.RelayFrame{}, seen: map[string]time.Time{},
+		unlocked: make(chan struct{}, 1)}
+}
+
+// kick tells run that the vault has just unlocked, so it connects now
+// rather than at its next poll (a woken issuer's pending call waits on it).
+func (rc *relayClient) kick() {
+	select {
+	case rc.unlocked <- struct{}{}:
+	default:
+	}
 }
 
 // connected reports whether an authenticated connection is up.
@@ -67,7 +78,13 @@ func (rc *relayClient) run(ctx context.Context) {
 	backoff := relayBackoffMin
 	for ctx.Err() == nil {
 		if !rc.s.isUnlocked() {
-			sleepCtx(ctx, relayPollInterval)
+			t := time.NewTimer(relayPollInterval)
+			select {
+			case <-ctx.Done():
+			case <-rc.unlocked:
+			case <-t.C:
+			}
+			t.Stop()
 			continue
 		}
 		start := time.Now()

@@ -121,6 +121,9 @@ type keyring struct {
 	chals    map[string]challenge
 	failures int
 	nextTry  time.Time
+	// onOpen, or nil, is called (with mu held; it must not block) each
+	// time the vault opens.
+	onOpen func()
 }
 
 func newKeyring(dir string, now func() time.Time, autoLock time.Duration) (*keyring, error) {
@@ -335,6 +338,9 @@ func (k *keyring) openLocked(dek crypto.DEK) error {
 	}
 	k.dek, k.sec, k.id, k.tkey = &dek, &s, id, &tk
 	k.lastUse = k.wall()
+	if k.onOpen != nil {
+		k.onOpen()
+	}
 	return nil
 }
 

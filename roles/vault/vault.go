@@ -111,6 +111,7 @@ func New(opt Options) (*Server, error) {
 	}
 	if opt.RelayURL != "" {
 		s.relay = newRelayClient(s, opt.RelayURL)
+		k.onOpen = s.relay.kick
 	}
 	return s, nil
 }
