@@ -152,7 +152,7 @@ func TestBrowserSharing(t *testing.T) {
 	bob.navigate("Bob presses Continue", "/", chromedp.WaitVisible(chromedp.ID("continue")), chromedp.Click(chromedp.ID("continue")))
 	bc := bob.apiClient()
 	step("sign-ins + invite")
-	readyVault(t, env, ac, "alice's long sharing password")
+	av := readyVault(t, env, ac, "alice's long sharing password")
 	bv := readyVault(t, env, bc, "bob's long sharing password")
 	bv.json("PUT", "/apikeys/openai", map[string]string{"key": bsAPIKey, "baseUrl": fp.URL() + "/v1", "model": bsModel}, nil)
 	step("vaults + Bob's provider (API)")
@@ -328,6 +328,67 @@ func TestBrowserSharing(t *testing.T) {
 	t.Logf("Bob's received row after the revoke: %q", mustEval[string](bob, `document.querySelector('#shares-received li[data-jti]').textContent`))
 	bob.screenshot("received-revoked")
 	step("Bob: refused after the revoke")
+
+	// 6. Alice's agent asks to share the calendar with Bob again (chat over
+	// the API: the UI under test is the Sharing tab); Alice sees the request
+	// in plain words and approves it, narrowed to read only.
+	av.json("PUT", "/apikeys/openai", map[string]string{"key": bsAPIKey, "baseUrl": fp.URL() + "/v1", "model": bsModel}, nil)
+	fp.Script(fakeprovider.Reply{ToolCall: &fakeprovider.ToolCallReply{Name: "ocmt_issue_capability", Input: map[string]any{
+		"resource": "calendar", "subjectEmail": bsBob, "scope": []string{"read", "list"}, "days": 3, "maxCalls": 20,
+		"reason": "Bob wants to plan a lunch."}}},
+		fakeprovider.Reply{Text: "I asked you to approve it."})
+	dialChat(t, env, ac).chatOnce("approvals", "share my calendar with Bob again")
+	alice.openSharing()
+	alice.waitJS("the request waiting for approval", stepTimeout,
+		`vis('#approvals-card') && !!document.querySelector('#approvals-list li[data-approval] button[data-action="approval-approve"]')`, "")
+	line := mustEval[string](alice, `document.querySelector('#approvals-list li[data-approval]').textContent`)
+	t.Logf("approval row: %q", line)
+	if want := "Your assistant asks to share your calendar with " + bsBob + " — see and list, 3 days, up to 20 calls"; !strings.Contains(line, want) ||
+		!strings.Contains(line, "Bob wants to plan a lunch.") {
+		t.Errorf("approval row %q lacks %q or the reason", line, want)
+	}
+	alice.screenshot("approval")
+	alice.do("press Approve…", chromedp.Click(chromedp.CSS(`#approvals-list button[data-action="approval-approve"]`)))
+	alice.waitJS("the prefilled approval dialog", stepTimeout,
+		`document.getElementById('share-dialog').open && document.getElementById('share-submit').textContent === 'Approve'`, "")
+	if got := mustEval[[]string](alice, `[document.getElementById('share-email').value, document.getElementById('share-resource').value, `+
+		`document.getElementById('share-expires').value, document.getElementById('share-maxcalls').value, `+
+		`String(document.querySelector('#share-form input[name=scope][value=write]').disabled)]`); strings.Join(got, ",") != bsBob+",calendar,259200,20,true" {
+		t.Errorf("approval dialog prefilled with %q", got)
+	}
+	alice.screenshot("approval-dialog")
+	alice.do("untick list and approve",
+		chromedp.Click(chromedp.CSS(`#share-form input[name=scope][value=list]`)),
+		chromedp.Click(chromedp.ID("share-submit")))
+	alice.waitJS("the approval to issue the share", stepTimeout,
+		`!document.getElementById('share-dialog').open && document.getElementById('approvals-card').hidden && !!document.querySelector('#shares-issued li[data-jti][data-status="active"]')`,
+		`document.getElementById('share-status').dataset.kind === 'error' && 'approve failed: ' + document.getElementById('share-status').textContent`)
+	t.Logf("after approving: %q", mustEval[string](alice, `document.getElementById('sharing-status').textContent`))
+	xtest.Eventually(t, 10*time.Second, func() error {
+		var got struct {
+			Capabilities []struct {
+				Scope  []string `json:"scope"`
+				Status string   `json:"status"`
+			} `json:"capabilities"`
+		}
+		if err := bc.JSON(ctx, "GET", "/api/v1/me/agent/vault/capabilities?direction=received", nil, &got); err != nil {
+			return err
+		}
+		for _, c := range got.Capabilities {
+			if c.Status == "active" && strings.Join(c.Scope, ",") == "read" {
+				return nil
+			}
+		}
+		return errString("the approved share has not reached Bob")
+	})
+	// A plain Share… afterwards is a plain share again.
+	alice.do("press Share…", chromedp.Click(chromedp.ID("share-open")))
+	if got := mustEval[[]string](alice, `[document.getElementById('share-submit').textContent, String(document.getElementById('share-email').readOnly), `+
+		`String(document.getElementById('share-expires').options.length), document.getElementById('share-expires').value]`); strings.Join(got, ",") != "Share,false,4,604800" {
+		t.Errorf("the share dialog after an approval: %q", got)
+	}
+	alice.do("cancel", chromedp.Click(chromedp.CSS(`#share-form button[data-action="share-cancel"]`)))
+	step("Alice: approve her agent's request")
 
 	alice.checkConsoleAllowing(regexp.MustCompile(`^$`))
 	bob.checkConsoleAllowing(regexp.MustCompile(`^$`))

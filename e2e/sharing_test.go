@@ -348,7 +348,8 @@ func TestSharingSplitRoles(t *testing.T) {
 
 // TestSharingProviderKey: Alice shares her model provider key with Bob with
 // a call budget; Bob's requests reach the provider with Alice's key, Bob
-// never holds it, and the budget ends his access.
+// never holds it, and the budget ends his access. Then Alice's agent asks
+// to share it again and Alice approves the request, narrowed.
 func TestSharingProviderKey(t *testing.T) {
 	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
 	ctx := context.Background()
@@ -395,6 +396,63 @@ func TestSharingProviderKey(t *testing.T) {
 	call()
 	if r := call(); r.Status != http.StatusForbidden || r.ErrorCode() != "capability_budget_exhausted" {
 		t.Fatalf("third call with a budget of 2: %d %s", r.Status, r.Body)
+	}
+
+	// Alice's agent asks to share the key again: a pending approval, nothing
+	// issued. Alice approves it, narrowed, through the management role
+	// (which adds Bob's keys); Bob gets it like any share; once only.
+	fp.Script(fakeprovider.Reply{ToolCall: &fakeprovider.ToolCallReply{Name: "ocmt_issue_capability", Input: map[string]any{
+		"resource": "provider:anthropic", "subjectEmail": "bob@example.org", "scope": []string{"write"}, "days": 2, "maxCalls": 10,
+		"reason": "Bob used up his budget."}}},
+		fakeprovider.Reply{Text: "I asked you to approve it in the Sharing tab."})
+	if _, final := dialChat(t, env, alice).chatOnce("main", "give Bob ten more calls"); !strings.Contains(final, "Sharing tab") {
+		t.Fatalf("chat: %q", final)
+	}
+	if reqs := fp.Requests(); !strings.Contains(string(reqs[len(reqs)-1].Messages), "pending_approval") {
+		t.Fatalf("the model did not get the pending approval: %s", reqs[len(reqs)-1].Messages)
+	}
+	var pending struct {
+		Approvals []struct {
+			ID      string `json:"id"`
+			Reason  string `json:"reason"`
+			Request struct {
+				Resource     string `json:"resource"`
+				SubjectEmail string `json:"subjectEmail"`
+				MaxCalls     int    `json:"maxCalls"`
+			} `json:"request"`
+		} `json:"approvals"`
+	}
+	av.json("GET", "/approvals", nil, &pending)
+	if len(pending.Approvals) != 1 || pending.Approvals[0].Request.Resource != "provider:anthropic" || pending.Approvals[0].Request.MaxCalls != 10 ||
+		pending.Approvals[0].Reason != "Bob used up his budget." {
+		t.Fatalf("approvals: %+v", pending)
+	}
+	approval := map[string]any{"approvalId": pending.Approvals[0].ID, "subjectEmail": "bob@example.org", "resource": "provider:anthropic",
+		"scope": []string{"write"}, "expiresIn": 86400, "maxCalls": 1}
+	if r, err := alice.Do(ctx, "POST", "/api/v1/me/agent/vault/capabilities", map[string]any{"approvalId": pending.Approvals[0].ID,
+		"subjectEmail": "bob@example.org", "resource": "provider:anthropic", "scope": []string{"write", "delete"}, "expiresIn": 86400}); err != nil ||
+		r.Status != http.StatusConflict || r.ErrorCode() != "approval_exceeded" {
+		t.Fatalf("broader approve: %v %+v", err, r)
+	}
+	av.json("POST", "/capabilities", approval, &out)
+	if r, err := alice.Do(ctx, "POST", "/api/v1/me/agent/vault/capabilities", approval); err != nil || r.Status != http.StatusNotFound ||
+		r.ErrorCode() != "approval_not_found" {
+		t.Fatalf("second approve: %v %+v", err, r)
+	}
+	var audit struct {
+		Events []api.AuditEvent `json:"events"`
+	}
+	alice.JSON(ctx, "GET", "/api/v1/audit?action=sharing.granted", nil, &audit)
+	if len(audit.Events) != 2 || audit.Events[0].Detail["jti"] != out.JTI || audit.Events[0].Detail["approval"] != "true" ||
+		audit.Events[1].Detail["approval"] != "" {
+		t.Fatalf("grant audit: %+v", audit.Events)
+	}
+	fp.Script(fakeprovider.Reply{Text: "Hi again, Bob."})
+	if r := call(); r.Status != 200 || !strings.Contains(string(r.Body), "Hi again") {
+		t.Fatalf("call through the approved share: %d %s", r.Status, r.Body)
+	}
+	if r := call(); r.Status != http.StatusForbidden || r.ErrorCode() != "capability_budget_exhausted" {
+		t.Fatalf("second call with the narrowed budget of 1: %d %s", r.Status, r.Body)
 	}
 	env.Stop()
 	filepath.Walk(filepath.Join(env.Cfg.DataDir, "users"), func(p string, info os.FileInfo, err error) error {

@@ -273,6 +273,10 @@ func (s *Server) withSubject(c echo.Context, u *store.User) ([]byte, map[string]
 			grant[k] = string(v)
 		}
 	}
+	var approvalID string
+	if json.Unmarshal(req["approvalId"], &approvalID) == nil && approvalID != "" {
+		grant["approval"] = true // the user approved a request of their agent
+	}
 	return body, grant, nil
 }
 

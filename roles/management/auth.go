@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"net/mail"
 	"strings"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	ocmail "github.com/ocmt/ocmt/mail"
+	"github.com/ocmt/ocmt/roles/web"
 	"github.com/ocmt/ocmt/store"
 	"github.com/ocmt/ocmt/ui"
 )
@@ -36,17 +36,7 @@ func tokenShape(t string) bool {
 }
 
 // validEmail accepts a bare address (no display name), at most 254 bytes.
-func validEmail(e string) bool {
-	if len(e) > 254 || strings.ContainsAny(e, " \t\r\n<>\"") {
-		return false
-	}
-	a, err := mail.ParseAddress(e)
-	if err != nil || a.Address != e {
-		return false
-	}
-	at := strings.LastIndex(e, "@")
-	return at > 0 && at < len(e)-1
-}
+func validEmail(e string) bool { return web.ValidEmail(e) }
 
 func (s *Server) linkURL(token string) string {
 	return s.opt.PublicURL + "/auth/verify?token=" + token

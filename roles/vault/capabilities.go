@@ -21,13 +21,16 @@ import (
 
 // Capabilities API (SPEC §7.1, §11), below /vault:
 //
-//	POST   /capabilities {"subjectEmail","resource","scope":[...],"expiresIn","maxCalls"?,
+//	POST   /capabilities {"subjectEmail","resource","scope":[...],"expiresIn","maxCalls"?,"approvalId"?,
 //	                      "subject":{"userId","signed":{"record","sig"}}}  → 201 {"jti","token","delivered"}
 //	GET    /capabilities?direction=issued|received → {"capabilities":[...]}
 //	DELETE /capabilities/{jti} → 204 (issuer: revoked locally at once, then at the relay)
 //	POST   /capabilities/{jti}/call {"operation","path","method"?,"body"?} → {"status","headers","body"}
 //
-// "subject" is injected by the management role from its directory. Grants,
+// "subject" is injected by the management role from its directory.
+// "approvalId" approves a pending request of the agent (approvals.go): the
+// share must be the same as the one asked for or narrower, and the approval
+// is consumed in the same sealed update as the new record. Grants,
 // calls and results travel through the relay as envelopes of type
 // capability.grant, capability.call and capability.result, sealed with NaCl
 // box between the two identities. The payload of a capability.grant is
@@ -118,17 +121,21 @@ func (s *Server) loadCapsLocked() *capState {
 
 // saveCapsLocked stores cs in the sealed vault. k.mu held, unlocked.
 func (s *Server) saveCapsLocked(cs *capState) error {
-	b, err := json.Marshal(cs)
+	return s.keys.updateLocked(func(sec *secrets) error { return putSetting(sec, capSettingsKey, cs) })
+}
+
+// putSetting stores v as JSON in sec.Settings[key]; call it inside
+// keyring.updateLocked.
+func putSetting(sec *secrets, key string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return s.keys.updateLocked(func(sec *secrets) error {
-		if sec.Settings == nil {
-			sec.Settings = map[string]string{}
-		}
-		sec.Settings[capSettingsKey] = string(b)
-		return nil
-	})
+	if sec.Settings == nil {
+		sec.Settings = map[string]string{}
+	}
+	sec.Settings[key] = string(b)
+	return nil
 }
 
 // isUnlocked reports whether the vault is open (without extending auto-lock).
@@ -173,7 +180,7 @@ func (s *Server) sealEnvelopeLocked(to, toX, typ, jti string, v any) (*api.Relay
 	if err != nil {
 		return nil, err
 	}
-	return &api.RelayEnvelope{Header: api.RelayHeader{ID: newEnvelopeID(), From: s.userID, To: to,
+	return &api.RelayEnvelope{Header: api.RelayHeader{ID: newRandomID(), From: s.userID, To: to,
 		TS: time.Now().UnixMilli(), Type: typ, JTI: jti}, Payload: box}, nil
 }
 
@@ -204,6 +211,7 @@ type (
 		Scope        []string     `json:"scope"`
 		ExpiresIn    int64        `json:"expiresIn"`
 		MaxCalls     int          `json:"maxCalls"`
+		ApprovalID   string       `json:"approvalId"` // or "": approves this pending request (approvals.go)
 		Subject      *subjectJSON `json:"subject"`
 	}
 	grantOuter struct {
@@ -263,6 +271,46 @@ type (
 
 var grantableOps = map[string]capability.Op{"read": capability.OpRead, "list": capability.OpList, "write": capability.OpWrite, "delete": capability.OpDelete}
 
+// maxCallsLimit is the largest call budget a share may carry.
+const maxCallsLimit = 1_000_000
+
+// errUnknownResource answers a resource that is neither an integration nor a
+// provider key of this vault.
+func errUnknownResource() error {
+	return api.BadRequest("unknown_resource", "resource must be one of your integrations, or provider:<name> for a model provider key")
+}
+
+// parseScope checks a share's scope: one or more distinct operations among
+// read, list, write, delete. Errors are invalid_scope.
+func parseScope(ops []string) ([]capability.Op, error) {
+	if len(ops) == 0 {
+		return nil, api.BadRequest("invalid_scope", "scope must list at least one of read, list, write, delete")
+	}
+	var scope []capability.Op
+	seen := map[string]bool{}
+	for _, o := range ops {
+		op, ok := grantableOps[o]
+		if !ok || seen[o] {
+			return nil, api.BadRequest("invalid_scope", "scope must list distinct operations among read, list, write, delete")
+		}
+		seen[o] = true
+		scope = append(scope, op)
+	}
+	return scope, nil
+}
+
+// checkShareLimits checks a share's duration (seconds, 1 s to 365 days) and
+// call budget (0 = none, else 1 to maxCallsLimit).
+func checkShareLimits(expiresIn int64, maxCalls int) error {
+	if expiresIn < 1 || expiresIn > maxExpiresIn {
+		return api.BadRequest("invalid_expiry", "expiresIn must be 1 second to 365 days")
+	}
+	if maxCalls < 0 || maxCalls > maxCallsLimit {
+		return api.BadRequest("invalid_max_calls", "maxCalls must be 1 to 1000000, or absent")
+	}
+	return nil
+}
+
 func (s *Server) capabilityRoutes(g *echo.Group) {
 	g.POST("/capabilities", s.issueCapability)
 	g.GET("/capabilities", s.listCapabilities)
@@ -289,24 +337,12 @@ func (s *Server) issueCapability(c echo.Context) error {
 	if err != nil {
 		return api.BadRequest("subject_unknown", "the subject's public keys could not be verified")
 	}
-	if len(req.Scope) == 0 {
-		return api.BadRequest("invalid_scope", "scope must list at least one of read, list, write, delete")
+	scope, err := parseScope(req.Scope)
+	if err != nil {
+		return err
 	}
-	var scope []capability.Op
-	seen := map[string]bool{}
-	for _, o := range req.Scope {
-		op, ok := grantableOps[o]
-		if !ok || seen[o] {
-			return api.BadRequest("invalid_scope", "scope must list distinct operations among read, list, write, delete")
-		}
-		seen[o] = true
-		scope = append(scope, op)
-	}
-	if req.ExpiresIn < 1 || req.ExpiresIn > maxExpiresIn {
-		return api.BadRequest("invalid_expiry", "expiresIn must be 1 second to 365 days")
-	}
-	if req.MaxCalls < 0 || req.MaxCalls > 1_000_000 {
-		return api.BadRequest("invalid_max_calls", "maxCalls must be 1 to 1000000, or absent")
+	if err := checkShareLimits(req.ExpiresIn, req.MaxCalls); err != nil {
+		return err
 	}
 	if s.userID == "" {
 		return api.E(http.StatusConflict, "no_owner", "this vault does not know its owner's user id")
@@ -319,7 +355,14 @@ func (s *Server) issueCapability(c echo.Context) error {
 	}
 	if _, ok := k.resourceLocked(req.Resource); !ok {
 		k.mu.Unlock()
-		return api.BadRequest("unknown_resource", "resource must be one of your integrations, or provider:<name> for a model provider key")
+		return errUnknownResource()
+	}
+	var approvals []*approval // what stays pending once req.ApprovalID is consumed
+	if req.ApprovalID != "" {
+		if approvals, err = s.takeApprovalLocked(req); err != nil {
+			k.mu.Unlock()
+			return err
+		}
 	}
 	now := k.now()
 	tok, err := capability.Issue(k.id, capability.Claims{Subject: subEd, Audience: s.userID, Resource: req.Resource,
@@ -336,13 +379,23 @@ func (s *Server) issueCapability(c echo.Context) error {
 		SubjectX25519: rec.X25519, Resource: req.Resource, Scope: req.Scope, IssuedAt: cl.IssuedAt.Unix(), Exp: cl.Expires.Unix(),
 		MaxCalls: req.MaxCalls, Token: tok}
 	cs.Issued[jti] = ic
-	if err := s.saveCapsLocked(cs); err != nil {
+	err = k.updateLocked(func(sec *secrets) error { // one sealed write: no approval can issue twice
+		if err := putSetting(sec, capSettingsKey, cs); err != nil {
+			return err
+		}
+		if req.ApprovalID != "" {
+			return putSetting(sec, approvalSettingsKey, approvals)
+		}
+		return nil
+	})
+	if err != nil {
 		k.mu.Unlock()
 		return err
 	}
 	env, err := s.grantEnvelopeLocked(ic)
 	k.mu.Unlock()
-	s.log.Info("capability issued", "jti", jti, "subject", req.Subject.UserID, "resource", req.Resource, "scope", req.Scope, "exp", ic.Exp)
+	s.log.Info("capability issued", "jti", jti, "subject", req.Subject.UserID, "resource", req.Resource, "scope", req.Scope, "exp", ic.Exp,
+		"approved", req.ApprovalID != "")
 	delivered := false
 	if err == nil {
 		delivered = s.sendGrant(c.Request().Context(), jti, env)
@@ -792,7 +845,7 @@ func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultP
 		k.mu.Unlock()
 		return none, api.NotFound("no such capability")
 	}
-	reqID := newEnvelopeID()
+	reqID := newRandomID()
 	env, err := s.sealEnvelopeLocked(rc.IssuerUserID, rc.IssuerX25519, envCall, jti, callPayload{RequestID: reqID,
 		Token: rc.Token, Operation: req.Operation, Method: req.Method, Path: req.Path, Body: req.Body})
 	issuer, resource := rc.IssuerUserID, rc.Resource

@@ -339,8 +339,9 @@ func (rc *relayClient) deliver(ctx context.Context, env *api.RelayEnvelope) {
 	}
 }
 
-// newEnvelopeID returns 16 random bytes, base64url.
-func newEnvelopeID() string {
+// newRandomID returns 16 random bytes, base64url (22 characters): envelope,
+// request and approval ids.
+func newRandomID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)

@@ -7,18 +7,21 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/roles/vault/llm"
 	"github.com/ocmt/ocmt/roles/vault/tools"
+	"github.com/ocmt/ocmt/roles/web"
 )
 
 // Sharing tools (SPEC §5.4, §7.1). They run the same code as the
 // capabilities API (listCaps, callCap, revokeCap) under the agent's
-// ceiling: the agent alone may only read/list and reduce access (revoke);
-// giving access away (issuing) or writing/deleting through a shared
-// resource needs a human, and approvals are not built yet, so those are
-// refused with a pointer to the Sharing tab of the web UI.
+// ceiling: the agent alone may only read/list and reduce access (revoke).
+// Giving access away needs a human: ocmt_issue_capability only records a
+// pending approval (approvals.go) that the user approves or denies in the
+// Sharing tab; writing/deleting through a shared resource is refused with a
+// pointer to the web UI.
 
 // sharingURL is the web UI's Sharing tab.
 func sharingURL(publicURL string) string { return publicURL + "/#sharing" }
@@ -63,15 +66,18 @@ func (s *Server) sharingTools() []tools.Tool {
 		},
 		{
 			Spec: llm.Tool{Name: "ocmt_issue_capability",
-				Description: "Request to share one of the user's integrations with another person. Current policy: this tool does NOT " +
-					"issue anything. Giving access away is above the assistant's permissions and needs the user's own approval, " +
-					"which is not available in chat yet; the tool returns a summary of the request (resource, subject email, scope, " +
-					"days) and tells the user to create the share from the Sharing tab of the web UI.",
+				Description: "Ask the user to share one of their resources with another person: an integration (by name) or a model " +
+					"provider key (provider:anthropic, provider:openai). This tool does NOT share anything by itself: giving access away " +
+					"is above the assistant's permissions, so the request becomes a pending approval that the user approves (possibly " +
+					"narrowing it) or denies in the Sharing tab of the web UI; requests not decided within 24 hours lapse. " +
+					"Defaults: scope [read], 7 days, no call budget. Returns the approval id and a message to relay to the user.",
 				InputSchema: json.RawMessage(`{"type":"object","properties":{` +
-					`"resource":{"type":"string","description":"name of one of the user's integrations"},` +
+					`"resource":{"type":"string","description":"name of one of the user's integrations, or provider:<name> for a model provider key"},` +
 					`"subjectEmail":{"type":"string","description":"email of the person to share with"},` +
-					`"scope":{"type":"array","items":{"type":"string","enum":["read","list","write","delete"]}},` +
-					`"days":{"type":"integer","minimum":1,"maximum":365}},` +
+					`"scope":{"type":"array","items":{"type":"string","enum":["read","list","write","delete"]},"description":"default [read]"},` +
+					`"days":{"type":"integer","minimum":1,"maximum":365,"description":"default 7"},` +
+					`"maxCalls":{"type":"integer","minimum":1,"maximum":1000000,"description":"optional call budget"},` +
+					`"reason":{"type":"string","maxLength":500,"description":"optional: why, in a sentence the user will see"}},` +
 					`"required":["resource","subjectEmail"],"additionalProperties":false}`)},
 			Func: s.toolIssueCapability,
 		},
@@ -217,12 +223,16 @@ func (s *Server) toolRevokeCapability(ctx context.Context, input json.RawMessage
 	return toolJSON(map[string]any{"jti": in.JTI, "status": "revoked"})
 }
 
+// toolIssueCapability checks the request like POST /capabilities would and
+// records it as a pending approval; it never issues.
 func (s *Server) toolIssueCapability(ctx context.Context, input json.RawMessage) (string, error) {
 	var in struct {
 		Resource     string   `json:"resource"`
 		SubjectEmail string   `json:"subjectEmail"`
 		Scope        []string `json:"scope"`
-		Days         int      `json:"days"`
+		Days         *int     `json:"days"`
+		MaxCalls     *int     `json:"maxCalls"`
+		Reason       string   `json:"reason"`
 	}
 	if err := decodeToolInput(input, &in); err != nil {
 		return "", err
@@ -230,19 +240,58 @@ func (s *Server) toolIssueCapability(ctx context.Context, input json.RawMessage)
 	if err := s.toolNeedUnlocked(); err != nil {
 		return "", err
 	}
+	email := normalizeEmail(in.SubjectEmail)
+	if !web.ValidEmail(email) {
+		return "", errors.New("invalid_email: subjectEmail must be one exact email address")
+	}
 	if len(in.Scope) == 0 {
 		in.Scope = []string{"read"}
 	}
-	days := "no duration given"
-	if in.Days > 0 {
-		days = fmt.Sprintf("%d days", in.Days)
+	if _, err := parseScope(in.Scope); err != nil {
+		return "", s.toolError(err)
 	}
-	summary := fmt.Sprintf("share %q with %s (%s, %s)", in.Resource, in.SubjectEmail, strings.Join(in.Scope, ", "), days)
+	days := 7
+	if in.Days != nil {
+		days = *in.Days
+	}
+	if days < 1 || days > 365 {
+		return "", errors.New("invalid_expiry: days must be 1 to 365")
+	}
+	maxCalls := 0
+	if in.MaxCalls != nil {
+		if maxCalls = *in.MaxCalls; maxCalls < 1 {
+			return "", errors.New("invalid_max_calls: maxCalls must be 1 to 1000000, or absent")
+		}
+	}
+	req := approvalRequest{Resource: in.Resource, SubjectEmail: email, Scope: in.Scope, ExpiresIn: int64(days) * 24 * 3600, MaxCalls: maxCalls}
+	if err := checkShareLimits(req.ExpiresIn, req.MaxCalls); err != nil {
+		return "", s.toolError(err)
+	}
+	reason := strings.TrimSpace(in.Reason)
+	if utf8.RuneCountInString(reason) > maxApprovalReason {
+		return "", fmt.Errorf("invalid_reason: reason must be at most %d characters", maxApprovalReason)
+	}
+	a, existing, err := s.requestApproval(req, reason)
+	if err != nil {
+		return "", s.toolError(err)
+	}
+	budget := ""
+	if maxCalls > 0 {
+		budget = fmt.Sprintf(", at most %d calls", maxCalls)
+	}
+	summary := fmt.Sprintf("share %q with %s (%s, %d days%s)", in.Resource, email, strings.Join(in.Scope, ", "), days, budget)
+	already := ""
+	if existing {
+		already = " (this same request was already waiting)"
+	}
 	return toolJSON(map[string]any{
-		"issued":  false,
-		"policy":  "sharing gives access away, which needs the user's own approval; the assistant cannot issue capabilities",
-		"request": map[string]any{"resource": in.Resource, "subjectEmail": in.SubjectEmail, "scope": in.Scope, "days": in.Days},
-		"message": "Nothing was shared. To " + summary + ", open the Sharing tab of the web UI at " + sharingURL(s.publicURL) +
-			" and create the share there.",
+		"issued":     false,
+		"status":     "pending_approval",
+		"approvalId": a.ID,
+		"expiresAt":  a.ExpiresAt,
+		"request":    map[string]any{"resource": in.Resource, "subjectEmail": email, "scope": in.Scope, "days": days, "maxCalls": maxCalls},
+		"message": "Nothing is shared yet. The request to " + summary + " waits for the user's approval" + already +
+			": the user can approve it (or narrow it) or deny it under \"Waiting for your approval\" in the Sharing tab at " +
+			sharingURL(s.publicURL) + " (approval " + a.ID + "). It lapses if not decided within 24 hours.",
 	})
 }

@@ -132,14 +132,14 @@ func TestSharingTools(t *testing.T) {
 		t.Fatalf("a refused call reached the API: %q", c)
 	}
 
-	// Issuing is refused by policy: a summary and a pointer to the Sharing tab.
+	// Issuing is above the agent's ceiling: a pending approval (approvals_test.go), a summary and a pointer to the Sharing tab.
 	_, before := alice.do("GET", "/vault/capabilities?direction=issued", nil)
 	out, err = runTool(t, alice, "ocmt_issue_capability", map[string]any{"resource": "calendar", "subjectEmail": "carol@example.org",
 		"scope": []string{"read"}, "days": 7})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"issued":false`, "calendar", "carol@example.org", "7 days", "Sharing tab", "#sharing"} {
+	for _, want := range []string{`"issued":false`, `"status":"pending_approval"`, "calendar", "carol@example.org", "7 days", "Sharing tab", "#sharing"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("issue output lacks %q: %s", want, out)
 		}

@@ -76,6 +76,7 @@ func (s *Server) vaultRoutes(g *echo.Group) {
 	g.PUT("/integrations/:name", s.putIntegration)
 	g.DELETE("/integrations/:name", s.deleteIntegration)
 	s.capabilityRoutes(g)
+	s.approvalRoutes(g)
 }
 
 func (s *Server) publicKeys() *publicKeysJSON {

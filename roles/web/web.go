@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/mail"
 	"strings"
 	"time"
 
@@ -155,4 +156,19 @@ func Shutdown(srv *http.Server, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return srv.Shutdown(ctx)
+}
+
+// ValidEmail reports whether e is one bare email address (no display name,
+// no spaces or angle brackets), at most 254 bytes, with a local part and a
+// domain. It does not normalise: callers lower-case and trim first.
+func ValidEmail(e string) bool {
+	if len(e) > 254 || strings.ContainsAny(e, " \t\r\n<>\"") {
+		return false
+	}
+	a, err := mail.ParseAddress(e)
+	if err != nil || a.Address != e {
+		return false
+	}
+	at := strings.LastIndex(e, "@")
+	return at > 0 && at < len(e)-1
 }

@@ -141,6 +141,9 @@ export const shareErrors = {
   unknown_resource: 'That integration no longer exists. Reload the page and pick another one.',
   invalid_email: 'Enter a valid email address.',
   relay_unavailable: 'Sharing is not available right now: the relay cannot be reached.',
+  approval_not_found: 'This request is no longer waiting: it was already approved, denied or has lapsed.',
+  approval_expired: 'This request has lapsed. Ask your assistant again, or share it yourself with Share….',
+  approval_exceeded: 'An approval can only give what your assistant asked for, or less.',
 };
 
 /** shareError returns the plain message for an API error (code, message). */
@@ -176,4 +179,49 @@ export function sharedKeyText(s, now = Date.now()) {
   if (exp) parts.push(exp);
   const what = e.provider ? resourceName(`provider:${e.provider}`) : 'Model provider key';
   return `${what} shared by ${who}${parts.length ? ` (${parts.join(', ')})` : ''}`;
+}
+
+// ---- approvals: shares the assistant asked for (GET /vault/approvals) ----
+
+/**
+ * approvalText describes a pending request in plain words, e.g. "Your
+ * assistant asks to share your calendar with bob@example.org — see and list,
+ * 7 days, up to 50 calls". request is {resource, subjectEmail, scope,
+ * expiresIn (seconds), maxCalls?}.
+ */
+export function approvalText(request) {
+  const r = request || {};
+  const who = String(r.subjectEmail || '').trim() || 'someone';
+  const parts = [scopeWords(r.scope) || 'use', durationText(r.expiresIn)];
+  const limit = callsLimit(r.maxCalls);
+  if (limit) parts.push(`up to ${limit} call${limit === 1 ? '' : 's'}`);
+  return `Your assistant asks to share your ${resourceName(r.resource) || 'HTTP API'} with ${who} — ${parts.join(', ')}`;
+}
+
+/**
+ * approvalDurations returns the share lengths an approval may choose: the
+ * offered durations shorter than the one asked, then the asked one itself,
+ * as [{seconds, label}].
+ */
+export function approvalDurations(askedSeconds) {
+  const asked = Math.max(1, Math.round(Number(askedSeconds) || 0));
+  return durations.filter((d) => d.seconds < asked).concat([{ seconds: asked, label: durationText(asked) }]);
+}
+
+/**
+ * approvalExceeds returns why the share values v ({scope, expiresIn,
+ * maxCalls}) give more than request asked, or "" when they are the same or
+ * less (the server's rule: scope a subset, no longer, no more calls; a call
+ * limit may be added where none was asked).
+ */
+export function approvalExceeds(request, v) {
+  const r = request || {};
+  const asked = normScope(r.scope);
+  const extra = normScope(v.scope).filter((op) => !asked.includes(op));
+  if (extra.length) return `Your assistant did not ask for “${scopeWords(extra)}”. Untick it.`;
+  if (Number(v.expiresIn) > Number(r.expiresIn)) return `Choose ${durationText(r.expiresIn)} or less.`;
+  const limit = callsLimit(r.maxCalls);
+  const got = callsLimit(v.maxCalls);
+  if (limit && (!got || got > limit)) return `Allow at most ${limit} call${limit === 1 ? '' : 's'}.`;
+  return '';
 }

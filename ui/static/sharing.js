@@ -1,19 +1,25 @@
-// sharing.js — the "Sharing" panel (SPEC §7.1, §11): the HTTP APIs kept in
-// the vault (integrations; listed without their secrets, added, removed),
-// the Share dialog that grants someone limited use of one of them, and the
-// lists of shares issued ("What I share", with Revoke) and received
-// ("Shared with me", with Try it). The capability tokens and keys behind a
-// share stay out of sight; the words come from sharetext.js.
+// sharing.js — the "Sharing" panel (SPEC §7.1, §7.3, §11): the shares the
+// assistant asked for ("Waiting for your approval", with Approve… and
+// Deny), the HTTP APIs kept in the vault (integrations; listed without
+// their secrets, added, removed), the Share dialog that grants someone
+// limited use of one of them (also used, prefilled and limited to the
+// request, to approve), and the lists of shares issued ("What I share",
+// with Revoke) and received ("Shared with me", with Try it). The capability
+// tokens and keys behind a share stay out of sight; the words come from
+// sharetext.js.
 import { $, busy, h, status, timeEl } from './dom.js';
 import {
-  callsLimit, callsText, clip, durations, expiryText, knownStatus, normScope, scopeWords,
-  shareError, statusLabels, summary, validName, resourceName,
+  approvalDurations, approvalExceeds, approvalText, callsLimit, callsText, clip, durations, expiryText, knownStatus,
+  normScope, scopeWords, shareError, statusLabels, summary, validName, resourceName,
 } from './sharetext.js';
 import * as vault from './vault.js';
 
 let integrations = null; // [{name,type,baseUrl,authHeader,addedAt}] or null before loading
 let providers = []; // model provider keys that can be shared: [{provider, ...}]
 const shares = { issued: null, received: null };
+let approvals = []; // pending requests of the assistant: [{id, kind, createdAt, expiresAt, request, reason?}]
+let approving = null; // the approval the share dialog is open for, or null
+let defaultExpiry = null; // the dialog's own duration options, kept while approving
 
 function failed(err, statusId) {
   if (err.status === 401) window.location.assign('/signin');
@@ -144,19 +150,66 @@ function shareValues(form) {
   };
 }
 
+// setApprovalMode turns the share dialog into the approval of a (resource,
+// person and the ceiling of permissions, duration and calls fixed by the
+// request), or back into a plain share when a is null.
+function setApprovalMode(form, a) {
+  const was = approving;
+  approving = a;
+  const f = form.elements;
+  const expiry = f.namedItem('expiresIn');
+  if (!defaultExpiry) defaultExpiry = [...expiry.options].map((o) => o.cloneNode(true));
+  const email = f.namedItem('subjectEmail');
+  const maxCalls = f.namedItem('maxCalls');
+  const note = $('share-approval-note');
+  $('share-title').textContent = a ? 'Approve a share' : 'Share an HTTP API';
+  $('share-submit').textContent = a ? 'Approve' : 'Share';
+  email.readOnly = Boolean(a);
+  f.namedItem('resource').disabled = Boolean(a);
+  if (!a) {
+    if (!was) return;
+    expiry.replaceChildren(...defaultExpiry.map((o) => o.cloneNode(true)));
+    expiry.value = String(durations[1].seconds);
+    maxCalls.removeAttribute('max');
+    for (const c of form.querySelectorAll('input[name=scope]')) c.disabled = false;
+    note.hidden = true;
+    note.textContent = '';
+    return;
+  }
+  const r = a.request;
+  const asked = normScope(r.scope);
+  for (const c of form.querySelectorAll('input[name=scope]')) {
+    c.checked = asked.includes(c.value);
+    c.disabled = !c.checked;
+  }
+  email.value = r.subjectEmail;
+  expiry.replaceChildren(...approvalDurations(r.expiresIn).map((d) => h('option', { value: d.seconds }, d.label)));
+  expiry.value = String(expiry.options[expiry.options.length - 1].value);
+  const limit = callsLimit(r.maxCalls);
+  maxCalls.value = limit ? String(limit) : '';
+  if (limit) maxCalls.setAttribute('max', String(limit));
+  else maxCalls.removeAttribute('max');
+  note.hidden = false;
+  note.replaceChildren('Your assistant asked for this. You can give less: untick permissions, choose a shorter time or fewer calls.',
+    a.reason ? h('span', { class: 'approval-reason' }, ` It says: “${a.reason}”`) : null);
+}
+
 function updateSummary() {
   const form = $('share-form');
   if (form) $('share-summary').textContent = summary(shareValues(form));
 }
 
-function openShare(el) {
+function openShare(el, a = null) {
   const dlg = $('share-dialog');
   const form = $('share-form');
   if (!dlg || !form) return;
+  if (approving && !a) form.reset(); // leave the approval's values behind
+  setApprovalMode(form, a);
   const sel = form.elements.namedItem('resource');
-  const keep = (el && el.dataset.resource) || sel.value;
-  const options = (integrations || []).map((i) => h('option', { value: i.name }, i.name))
-    .concat(providers.map((p) => h('option', { value: `provider:${p.provider}` }, `My ${resourceName(`provider:${p.provider}`)}`)));
+  const keep = a ? a.request.resource : ((el && el.dataset.resource) || sel.value);
+  const options = a ? [h('option', { value: keep }, resourceName(keep))]
+    : (integrations || []).map((i) => h('option', { value: i.name }, i.name))
+      .concat(providers.map((p) => h('option', { value: `provider:${p.provider}` }, `My ${resourceName(`provider:${p.provider}`)}`)));
   sel.replaceChildren(...options);
   if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
   status('share-status', '');
@@ -165,7 +218,7 @@ function openShare(el) {
     if (typeof dlg.showModal === 'function') dlg.showModal();
     else dlg.setAttribute('open', '');
   }
-  form.elements.namedItem('subjectEmail').focus();
+  form.elements.namedItem(a ? 'expiresIn' : 'subjectEmail').focus();
 }
 
 function closeShare() {
@@ -189,22 +242,31 @@ async function submitShare(form) {
   }
   if (!v.scope.length) {
     status('share-status', 'Tick at least one thing they may do.', 'error');
-    form.querySelector('input[name=scope]').focus();
+    form.querySelector('input[name=scope]:not(:disabled)').focus();
+    return;
+  }
+  const a = approving;
+  const over = a ? approvalExceeds(a.request, v) : '';
+  if (over) {
+    status('share-status', over, 'error');
     return;
   }
   const body = { subjectEmail: v.who, resource: v.resource, scope: v.scope, expiresIn: v.expiresIn };
   if (v.maxCalls) body.maxCalls = v.maxCalls;
+  if (a) body.approvalId = a.id;
   await busy($('share-submit'), async () => {
-    status('share-status', 'Sharing…');
+    status('share-status', a ? 'Approving…' : 'Sharing…');
     try {
       const data = await vault.vaultRequest('POST', '/capabilities', body);
       const sentence = summary(v);
       const later = data && data.delivered === false ? ' It reaches them the next time their vault is online.' : '';
       form.reset();
       closeShare();
-      status('sharing-status', `Shared. ${sentence}${later}`, 'ok');
+      status('sharing-status', `${a ? 'Approved' : 'Shared'}. ${sentence}${later}`, 'ok');
       loadShares('issued');
+      if (a) loadApprovals();
     } catch (err) {
+      if (a && (err.code === 'approval_not_found' || err.code === 'approval_expired')) loadApprovals();
       if (err.code === 'subject_unknown' || err.code === 'subject_self' || err.code === 'invalid_email') {
         email.setAttribute('aria-invalid', 'true');
         email.focus();
@@ -213,6 +275,64 @@ async function submitShare(form) {
       else status('share-status', err.code === 'unlock_cancelled' ? 'Unlock your vault to share.' : shareError(err.code, err.message), 'error');
     }
   });
+}
+
+// ---- requests of the assistant waiting for approval ----
+
+function approvalRow(a) {
+  const line = approvalText(a.request);
+  return h('li', { class: 'provider share approval', dataset: { approval: a.id } },
+    h('div', { class: 'provider-main' },
+      h('span', { class: 'provider-name' }, line),
+      a.reason ? h('span', { class: 'provider-detail small approval-reason' }, `“${a.reason}”`) : null,
+      h('span', { class: 'provider-detail muted small' }, 'Asked ', timeEl(a.createdAt))),
+    h('div', { class: 'btn-group' },
+      h('button', { type: 'button', class: 'btn btn-primary btn-sm', dataset: { action: 'approval-approve', id: a.id }, 'aria-haspopup': 'dialog', 'aria-label': `Approve: ${line}` }, 'Approve…'),
+      h('button', { type: 'button', class: 'btn btn-ghost btn-sm btn-danger', dataset: { action: 'approval-deny', id: a.id }, 'aria-label': `Deny: ${line}` }, 'Deny')));
+}
+
+function renderApprovals() {
+  const card = $('approvals-card');
+  const list = $('approvals-list');
+  if (!card || !list) return;
+  const show = !vault.current().locked && approvals.length > 0;
+  card.hidden = !show;
+  list.replaceChildren(...(show ? approvals.map(approvalRow) : []));
+}
+
+async function loadApprovals() {
+  try {
+    const data = await vault.vaultRequest('GET', '/approvals');
+    approvals = data && Array.isArray(data.approvals)
+      ? data.approvals.filter((a) => a && typeof a.id === 'string' && a.kind === 'issue_capability' && a.request
+        && typeof a.request.resource === 'string' && typeof a.request.subjectEmail === 'string') : [];
+    status('approvals-status', '');
+  } catch (err) {
+    approvals = [];
+    failed(err, 'sharing-status');
+  }
+  renderApprovals();
+}
+
+function approve(el) {
+  const a = approvals.find((x) => x.id === el.dataset.id);
+  if (a) openShare(el, a);
+}
+
+async function deny(el) {
+  const a = approvals.find((x) => x.id === el.dataset.id);
+  let done = false;
+  await busy(el, async () => {
+    try {
+      await vault.vaultRequest('POST', `/approvals/${encodeURIComponent(el.dataset.id)}/deny`);
+      done = true;
+    } catch (err) {
+      if (err.code === 'approval_not_found') status('approvals-status', shareError(err.code), 'error');
+      else failed(err, 'approvals-status');
+    }
+  });
+  await loadApprovals();
+  if (done) status('sharing-status', `Denied. Nothing was shared${a ? ` with ${a.request.subjectEmail}` : ''}.`, 'ok');
 }
 
 // ---- shares issued and received ----
@@ -338,10 +458,11 @@ export function load() {
     render();
     return Promise.resolve();
   }
-  return Promise.all([loadIntegrations(), loadShares('issued'), loadShares('received')]);
+  return Promise.all([loadApprovals(), loadIntegrations(), loadShares('issued'), loadShares('received')]);
 }
 
 function render() {
+  renderApprovals();
   renderIntegrations();
   renderShares('issued');
   renderShares('received');
@@ -375,4 +496,6 @@ export const actions = {
   'share-revoke': (el) => revoke(el),
   'share-try': (el) => tryShare(el),
   'shares-refresh': (el) => busy(el, () => load()),
+  'approval-approve': (el) => approve(el),
+  'approval-deny': (el) => deny(el),
 };

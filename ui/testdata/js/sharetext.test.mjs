@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  callsLeftText, callsLimit, callsText, clip, durationText, expiryText, knownStatus, listWords, normScope,
-  resourceName, scopeWords, shareError, sharedKeyText, shortDate, statusLabels, summary, validName,
+  approvalDurations, approvalExceeds, approvalText, callsLeftText, callsLimit, callsText, clip, durationText,
+  expiryText, knownStatus, listWords, normScope, resourceName, scopeWords, shareError, sharedKeyText, shortDate,
+  statusLabels, summary, validName,
 } from '../../static/sharetext.js';
 
 test('integration names follow the server rule', () => {
@@ -104,4 +105,31 @@ test('a shared model key reads "Anthropic key shared by alice@… (37 calls left
   assert.equal(callsLeftText(0), 'no calls left');
   assert.equal(callsLeftText(-2), 'no calls left');
   assert.equal(callsLeftText(2), '2 calls left');
+});
+
+test('a pending approval in plain words', () => {
+  assert.equal(approvalText({ resource: 'calendar', subjectEmail: 'bob@example.org', scope: ['list', 'read'], expiresIn: 7 * 86400, maxCalls: 50 }),
+    'Your assistant asks to share your calendar with bob@example.org — see and list, 7 days, up to 50 calls');
+  assert.equal(approvalText({ resource: 'provider:anthropic', subjectEmail: 'ann@example.org', scope: ['write'], expiresIn: 86400 }),
+    'Your assistant asks to share your Anthropic key with ann@example.org — change, 1 day');
+  assert.equal(approvalText(undefined), 'Your assistant asks to share your HTTP API with someone — use, 1 minute');
+});
+
+test('an approval offers only durations up to the one asked', () => {
+  assert.deepEqual(approvalDurations(86400), [{ seconds: 86400, label: '1 day' }]);
+  assert.deepEqual(approvalDurations(3 * 86400).map((d) => d.label), ['1 day', '3 days']);
+  assert.deepEqual(approvalDurations(7 * 86400).map((d) => d.seconds), [86400, 7 * 86400]);
+  assert.deepEqual(approvalDurations(365 * 86400).map((d) => d.label), ['1 day', '7 days', '30 days', '90 days', '365 days']);
+});
+
+test('an approval may narrow but not widen the request', () => {
+  const asked = { scope: ['read', 'list'], expiresIn: 7 * 86400, maxCalls: 50 };
+  assert.equal(approvalExceeds(asked, { scope: ['read', 'list'], expiresIn: 7 * 86400, maxCalls: 50 }), '');
+  assert.equal(approvalExceeds(asked, { scope: ['read'], expiresIn: 86400, maxCalls: 1 }), '');
+  assert.match(approvalExceeds(asked, { scope: ['read', 'write'], expiresIn: 86400, maxCalls: 1 }), /did not ask for “change”/);
+  assert.match(approvalExceeds(asked, { scope: ['read'], expiresIn: 30 * 86400, maxCalls: 1 }), /7 days or less/);
+  assert.match(approvalExceeds(asked, { scope: ['read'], expiresIn: 86400, maxCalls: 0 }), /at most 50 calls/);
+  assert.match(approvalExceeds(asked, { scope: ['read'], expiresIn: 86400, maxCalls: 51 }), /at most 50 calls/);
+  assert.equal(approvalExceeds({ scope: ['read'], expiresIn: 86400 }, { scope: ['read'], expiresIn: 86400, maxCalls: 5 }), '');
+  assert.equal(shareError('approval_exceeded'), 'An approval can only give what your assistant asked for, or less.');
 });
