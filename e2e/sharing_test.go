@@ -21,7 +21,6 @@ import (
 	"github.com/ocmt/ocmt/api"
 
 	"github.com/ocmt/ocmt/config"
-	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/roles/agent/docker"
 	"github.com/ocmt/ocmt/testdata/fakeprovider"
 	"github.com/ocmt/ocmt/xtest"
@@ -316,16 +315,7 @@ func TestSharingOfflineAndRelayRestart(t *testing.T) {
 	if _, err := bob.WaitAgent(wctx, api.StateRunning); err != nil {
 		t.Fatal(err)
 	}
-	var ch struct {
-		ChallengeID string `json:"challengeId"`
-		Challenge   string `json:"challenge"`
-	}
-	xtest.Eventually(t, 20*time.Second, func() error {
-		return bob.JSON(ctx, "POST", "/api/v1/me/agent/vault/unlock/challenge", nil, &ch)
-	})
-	chb, _ := base64.StdEncoding.DecodeString(ch.Challenge)
-	bv.json("POST", "/unlock", map[string]string{"challengeId": ch.ChallengeID, "derivedKey": base64.StdEncoding.EncodeToString(bobKey[:]),
-		"proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&bobKey, chb))}, nil)
+	bv.unlock(bobKey)
 	xtest.Eventually(t, 15*time.Second, func() error {
 		var got map[string]any
 		if err := bob.JSON(ctx, "GET", "/api/v1/me/agent/vault/capabilities?direction=received", nil, &got); err != nil {
@@ -521,14 +511,7 @@ func TestSharingLockedIssuerFailsFast(t *testing.T) {
 	}
 
 	// Alice unlocks: her vault connects and the next call works.
-	var ch struct {
-		ChallengeID string `json:"challengeId"`
-		Challenge   string `json:"challenge"`
-	}
-	av.json("POST", "/unlock/challenge", nil, &ch)
-	chb, _ := base64.StdEncoding.DecodeString(ch.Challenge)
-	av.json("POST", "/unlock", map[string]string{"challengeId": ch.ChallengeID, "derivedKey": base64.StdEncoding.EncodeToString(aliceKey[:]),
-		"proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&aliceKey, chb))}, nil)
+	av.unlock(aliceKey)
 	xtest.Eventually(t, 10*time.Second, func() error {
 		if r := call(); r.Status != 200 {
 			return errString(fmt.Sprintf("call after unlock: %d %s", r.Status, r.Body))

@@ -48,6 +48,22 @@ func (v vaultAPI) json(method, path string, body, out any) {
 	}
 }
 
+// unlock answers a fresh challenge with k (retrying the challenge while the
+// container is still coming up).
+func (v vaultAPI) unlock(k crypto.KEK) {
+	v.t.Helper()
+	var ch struct {
+		ChallengeID string `json:"challengeId"`
+		Challenge   string `json:"challenge"`
+	}
+	xtest.Eventually(v.t, 20*time.Second, func() error {
+		return v.c.JSON(context.Background(), "POST", "/api/v1/me/agent/vault/unlock/challenge", nil, &ch)
+	})
+	chb, _ := base64.StdEncoding.DecodeString(ch.Challenge)
+	v.json("POST", "/unlock", map[string]string{"challengeId": ch.ChallengeID, "derivedKey": base64.StdEncoding.EncodeToString(k[:]),
+		"proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&k, chb))}, nil)
+}
+
 // locked reports whether the vault is locked.
 func (v vaultAPI) locked() bool {
 	v.t.Helper()
@@ -218,14 +234,7 @@ func runVaultChat(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, contain
 	if !st.Locked {
 		t.Fatal("vault unlocked after a container restart")
 	}
-	var ch struct {
-		ChallengeID string `json:"challengeId"`
-		Challenge   string `json:"challenge"`
-	}
-	v.json("POST", "/unlock/challenge", nil, &ch)
-	chb, _ := base64.StdEncoding.DecodeString(ch.Challenge)
-	v.json("POST", "/unlock", map[string]string{"challengeId": ch.ChallengeID, "derivedKey": base64.StdEncoding.EncodeToString(k[:]),
-		"proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&k, chb))}, nil)
+	v.unlock(k)
 	cw = dialChat(t, env, admin)
 	cw.send("h1", "chat.history", map[string]any{"sessionKey": "main"})
 	h := cw.until(func(f map[string]any) bool { return f["id"] == "h1" })

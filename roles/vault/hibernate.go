@@ -84,13 +84,18 @@ func (s *Server) lifecycleRoutes(g *echo.Group) {
 
 func (s *Server) hibernatePath() string { return filepath.Join(s.dataDir, hibernateFileName) }
 
-// hibernate wraps the DEK under the given key for the next start.
-func (s *Server) hibernate(c echo.Context) error {
+// bindKey reads the hibernation key of a lifecycle request.
+func bindKey(c echo.Context) (*crypto.KEK, error) {
 	var req hibernateReq
 	if err := web.Bind(c, &req); err != nil {
-		return err
+		return nil, err
 	}
-	key, err := decodeKey(req.Key)
+	return decodeKey(req.Key)
+}
+
+// hibernate wraps the DEK under the given key for the next start.
+func (s *Server) hibernate(c echo.Context) error {
+	key, err := bindKey(c)
 	if err != nil {
 		return err
 	}
@@ -121,11 +126,7 @@ func (s *Server) hibernate(c echo.Context) error {
 // resume unwraps the DEK with the key handed back after a start. The file
 // is deleted whatever happens: a hibernation key works once.
 func (s *Server) resume(c echo.Context) error {
-	var req hibernateReq
-	if err := web.Bind(c, &req); err != nil {
-		return err
-	}
-	key, err := decodeKey(req.Key)
+	key, err := bindKey(c)
 	if err != nil {
 		return err
 	}
