@@ -95,10 +95,13 @@ func DecodeFrame(data []byte) (Frame, *FrameError) {
 // chatHub holds the runs and the connected clients. Chat events go to every
 // connected client of this vault (there is one user per container).
 type chatHub struct {
-	mu      sync.Mutex
-	conns   map[*chatConn]struct{}
-	runs    map[string]*run   // by runId
-	bySess  map[string]string // sessionKey → active runId
+	mu     sync.Mutex
+	conns  map[*chatConn]struct{}
+	runs   map[string]*run   // by runId
+	bySess map[string]string // sessionKey → active runId
+	// observe, or nil, sees every event before it is sent (tests only;
+	// set before the first connection).
+	observe func(name string, payload any)
 	idem    map[string]idemEntry
 	wg      sync.WaitGroup
 	connSeq atomic.Int64
@@ -271,6 +274,9 @@ func (cc *chatConn) ticks(ctx context.Context) {
 
 // broadcast sends an event to every connected client.
 func (s *Server) broadcast(name string, payload any) {
+	if f := s.hub.observe; f != nil {
+		f(name, payload)
+	}
 	s.hub.mu.Lock()
 	conns := make([]*chatConn, 0, len(s.hub.conns))
 	for c := range s.hub.conns {
@@ -419,16 +425,17 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	}
 	h.wg.Add(1)
 	h.mu.Unlock()
+	release := func() { // idempotent
+		h.mu.Lock()
+		delete(h.runs, r.id)
+		delete(h.bySess, r.sessionKey)
+		h.mu.Unlock()
+	}
 	go func() {
 		defer h.wg.Done()
-		defer func() {
-			h.mu.Lock()
-			delete(h.runs, r.id)
-			delete(h.bySess, r.sessionKey)
-			h.mu.Unlock()
-			cancel()
-		}()
-		s.runChat(ctx, r, tkey, provider)
+		defer cancel()
+		defer release()
+		s.runChat(ctx, r, tkey, provider, release)
 	}()
 	return map[string]any{"runId": r.id, "status": "started"}, nil
 }
@@ -439,8 +446,10 @@ func assistantMessage(text string) map[string]any {
 
 // runChat streams the model's reply for one run and persists it. On a
 // shared provider key the reply is requested whole (see sharedprovider.go)
-// and arrives as one delta.
-func (s *Server) runChat(ctx context.Context, r *run, tkey crypto.SubKey, provider *chatProvider) {
+// and arrives as one delta. release frees the session; it is called before
+// the terminal event (final, aborted, error), so a client may send its next
+// message as soon as it sees that event.
+func (s *Server) runChat(ctx context.Context, r *run, tkey crypto.SubKey, provider *chatProvider, release func()) {
 	defer func() {
 		for i := range tkey {
 			tkey[i] = 0
@@ -452,6 +461,9 @@ func (s *Server) runChat(ctx context.Context, r *run, tkey crypto.SubKey, provid
 		p := map[string]any{"runId": r.id, "sessionKey": r.sessionKey, "seq": seq, "state": state, "message": assistantMessage(text)}
 		if errMsg != "" {
 			p["errorMessage"] = errMsg
+		}
+		if state != "delta" {
+			release()
 		}
 		s.broadcast("chat", p)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -286,4 +287,53 @@ func FuzzDecodeFrame(f *testing.F) {
 			t.Fatalf("accepted invalid frame %q: %+v", b, fr)
 		}
 	})
+}
+
+// TestTerminalEventFreesSession: when a client sees final, error or
+// aborted, the session is already free, so its next chat.send is not
+// refused as busy (the session used to be released after the event).
+func TestTerminalEventFreesSession(t *testing.T) {
+	v, fp := setupChat(t)
+	var mu sync.Mutex
+	var busyAtEnd []string
+	v.s.hub.observe = func(name string, payload any) {
+		p, _ := payload.(map[string]any)
+		if name != "chat" || p["state"] == "delta" {
+			return
+		}
+		v.s.hub.mu.Lock()
+		_, busy := v.s.hub.bySess[p["sessionKey"].(string)]
+		v.s.hub.mu.Unlock()
+		if busy {
+			mu.Lock()
+			busyAtEnd = append(busyAtEnd, p["state"].(string))
+			mu.Unlock()
+		}
+	}
+	c := v.dialChat()
+	c.connect()
+	send := func(key string) string {
+		res := c.call("chat.send", map[string]any{"sessionKey": "main", "message": "hi", "idempotencyKey": key})
+		if res["ok"] != true {
+			t.Fatalf("chat.send %s: %v", key, res)
+		}
+		return res["payload"].(map[string]any)["runId"].(string)
+	}
+	fp.Script(fakeprovider.Reply{Text: "one"})
+	c.events(send("k1"))
+	fp.Script(fakeprovider.Reply{Status: 401})
+	c.events(send("k2")) // error
+	fp.Script(fakeprovider.Reply{Text: strings.Repeat("word ", 200), ChunkDelay: 20 * time.Millisecond})
+	run := send("k3")
+	c.call("chat.abort", map[string]any{"sessionKey": "main", "runId": run})
+	c.events(run)
+	fp.Script(fakeprovider.Reply{Text: "two"})
+	if evs := c.events(send("k4")); evs[len(evs)-1]["state"] != "final" {
+		t.Fatalf("last turn: %v", evs[len(evs)-1])
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(busyAtEnd) > 0 {
+		t.Fatalf("session still busy when these events went out: %v", busyAtEnd)
+	}
 }
