@@ -82,7 +82,7 @@ func bindFlags(fs *pflag.FlagSet, cfg *config.Config) {
 	fs.IntVar(&cfg.RelayPort, "relay-port", cfg.RelayPort, "port of the relay listener user containers reach on the agent network's gateway (0 = any)")
 	fs.BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", cfg.AllowPrivateTargets, "let shared resources reach loopback and private network addresses (SSRF guard off)")
 	fs.BoolVar(&cfg.HibernateUnlocked, "hibernate-unlocked", cfg.HibernateUnlocked, "a vault unlocked when its container is stopped for hibernation is unlocked again on wake, until its auto-lock time (false = a stop locks it)")
-	fs.StringVar(&cfg.RelayURL, "relay-url", cfg.RelayURL, "relay WebSocket URL, for --role=vault (set by the agent role)")
+	fs.StringVar(&cfg.RelayURL, "relay-url", cfg.RelayURL, "relay WebSocket URL: --role=agent gives it to containers (relay run elsewhere); --role=vault dials it (set by the agent role)")
 	fs.StringVar(&cfg.AgentURL, "agent-url", cfg.AgentURL, "agent role URL, for --role=management (and --role=relay, to wake recipients)")
 	fs.StringVar(&cfg.ManagementURL, "management-url", cfg.ManagementURL, "management role URL, for --role=relay (key directory)")
 	fs.StringVar(&cfg.ServiceSecret, "service-secret", cfg.ServiceSecret, "secret shared by split management and agent roles")

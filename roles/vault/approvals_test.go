@@ -75,6 +75,7 @@ func TestApprovals(t *testing.T) {
 		{map[string]any{"resource": "calendar", "subjectEmail": "bob@example.org", "days": 366}, "invalid_expiry"},
 		{map[string]any{"resource": "calendar", "subjectEmail": "bob@example.org", "maxCalls": 0}, "invalid_max_calls"},
 		{map[string]any{"resource": "calendar", "subjectEmail": "bob@example.org", "reason": strings.Repeat("x", 501)}, "invalid_reason"},
+		{map[string]any{"resource": "provider:anthropic", "subjectEmail": "bob@example.org", "scope": []string{"read"}}, "scope_unusable"},
 	} {
 		if _, err := runTool(t, alice, "ocmt_issue_capability", bad.in); err == nil || !strings.HasPrefix(err.Error(), bad.code+":") {
 			t.Errorf("%v: %v, want %s", bad.in, err, bad.code)
@@ -118,6 +119,12 @@ func TestApprovals(t *testing.T) {
 		}
 		return alice.do("POST", "/vault/capabilities", body)
 	}
+	// A model key shared without write could never be used: refused.
+	if st, b := alice.do("POST", "/vault/capabilities", map[string]any{"subjectEmail": "bob@example.org", "resource": "provider:anthropic",
+		"scope": []string{"read", "list"}, "expiresIn": 3600, "subject": bob.subject()}); st != 400 || errCode(b) != "scope_unusable" {
+		t.Fatalf("provider key shared read-only: %d %v", st, b)
+	}
+
 	// Broader than asked: refused, nothing issued, the approval stays.
 	alice.do("PUT", "/vault/integrations/notes", map[string]string{"type": "http", "baseUrl": "http://127.0.0.1:9",
 		"authHeader": "Authorization", "authValue": "x"})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -299,6 +300,21 @@ func parseScope(ops []string) ([]capability.Op, error) {
 	return scope, nil
 }
 
+// parseScopeFor is parseScope plus what the resource needs: a model
+// provider key is used by POSTing model requests, so its share must allow
+// write ("change"); a share without it could never be used. Errors are
+// invalid_scope and scope_unusable.
+func parseScopeFor(resource string, ops []string) ([]capability.Op, error) {
+	scope, err := parseScope(ops)
+	if err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(resource, providerResourcePrefix) && !slices.Contains(scope, capability.OpWrite) {
+		return nil, api.BadRequest("scope_unusable", "a model provider key is shared with the write (change) permission: every model request is a POST")
+	}
+	return scope, nil
+}
+
 // checkShareLimits checks a share's duration (seconds, 1 s to 365 days) and
 // call budget (0 = none, else 1 to maxCallsLimit).
 func checkShareLimits(expiresIn int64, maxCalls int) error {
@@ -337,7 +353,7 @@ func (s *Server) issueCapability(c echo.Context) error {
 	if err != nil {
 		return api.BadRequest("subject_unknown", "the subject's public keys could not be verified")
 	}
-	scope, err := parseScope(req.Scope)
+	scope, err := parseScopeFor(req.Resource, req.Scope)
 	if err != nil {
 		return err
 	}

@@ -246,8 +246,11 @@ func (s *Server) toolIssueCapability(ctx context.Context, input json.RawMessage)
 	}
 	if len(in.Scope) == 0 {
 		in.Scope = []string{"read"}
+		if strings.HasPrefix(in.Resource, providerResourcePrefix) {
+			in.Scope = []string{"write"} // the only use of a model key
+		}
 	}
-	if _, err := parseScope(in.Scope); err != nil {
+	if _, err := parseScopeFor(in.Resource, in.Scope); err != nil {
 		return "", s.toolError(err)
 	}
 	days := 7
@@ -277,7 +280,7 @@ func (s *Server) toolIssueCapability(ctx context.Context, input json.RawMessage)
 	}
 	budget := ""
 	if maxCalls > 0 {
-		budget = fmt.Sprintf(", at most %d calls", maxCalls)
+		budget = fmt.Sprintf(", at most %d call%s", maxCalls, map[bool]string{true: "", false: "s"}[maxCalls == 1])
 	}
 	summary := fmt.Sprintf("share %q with %s (%s, %d days%s)", in.Resource, email, strings.Join(in.Scope, ", "), days, budget)
 	already := ""

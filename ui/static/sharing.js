@@ -194,6 +194,14 @@ function setApprovalMode(form, a) {
     a.reason ? h('span', { class: 'approval-reason' }, ` It says: “${a.reason}”`) : null);
 }
 
+// scopeForResource ticks "change" (write) alone when a model provider key is
+// chosen: model requests are POSTs, so that is the only permission it can
+// use (the vault refuses others with scope_unusable).
+function scopeForResource(form) {
+  if (approving || !String(form.elements.namedItem('resource').value).startsWith('provider:')) return;
+  for (const box of form.querySelectorAll('input[name=scope]')) box.checked = box.value === 'write';
+}
+
 function updateSummary() {
   const form = $('share-form');
   if (form) $('share-summary').textContent = summary(shareValues(form));
@@ -212,6 +220,7 @@ function openShare(el, a = null) {
       .concat(providers.map((p) => h('option', { value: `provider:${p.provider}` }, `My ${resourceName(`provider:${p.provider}`)}`)));
   sel.replaceChildren(...options);
   if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  scopeForResource(form);
   status('share-status', '');
   updateSummary();
   if (!dlg.open) {
@@ -477,7 +486,10 @@ export function start() {
     const form = $('share-form');
     if (form) {
       form.addEventListener('input', updateSummary);
-      form.addEventListener('change', updateSummary);
+      form.addEventListener('change', (ev) => {
+        if (ev.target && ev.target.name === 'resource') scopeForResource(form);
+        updateSummary();
+      });
     }
     vault.onChange((st, why) => {
       if (why === 'unlocked') load();
