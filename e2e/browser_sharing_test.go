@@ -217,8 +217,22 @@ func TestBrowserSharing(t *testing.T) {
 	alice.screenshot("issued")
 	step("Alice: add API + share")
 
-	// 2. Bob sees the share (after a Refresh: the list does not push).
+	// 2. Bob's page, loaded anew, shows "1 new" on the Sharing tab (part
+	// of the tab's name for screen readers); opening the tab clears it.
+	// Bob sees the share (after a Refresh: the list does not push).
+	bob.open("/")
+	bob.waitAgentState("running", time.Minute)
+	bob.waitJS("Bob's page again, with the badge", 30*time.Second,
+		`document.getElementById('chat-connection').dataset.state === 'open' && vis('#sharing-new') && document.getElementById('sharing-new').textContent === '1 new'`, "")
+	if name := mustEval[string](bob, `document.getElementById('tab-sharing').textContent.replace(/\s+/g, ' ').trim()`); name != "Sharing 1 new" {
+		t.Errorf("the Sharing tab reads %q, want %q", name, "Sharing 1 new")
+	}
+	bob.screenshot("badge")
 	bob.openSharing()
+	bob.waitJS("the badge to clear", stepTimeout, `document.getElementById('sharing-new').hidden`, "")
+	if on := mustEval[bool](bob, `document.getElementById('share-mail').checked && !document.getElementById('share-mail').disabled`); !on {
+		t.Errorf("the share mail setting is not shown as on")
+	}
 	bob.until("the received share", 15*time.Second, 300*time.Millisecond, func() (bool, error) {
 		ok, err := eval[bool](bob, `!!document.querySelector('#shares-received li[data-jti][data-status="active"]')`)
 		if err != nil || ok {

@@ -1,5 +1,6 @@
-// Package mail sends ocmt's sign-in mail: over SMTP when a server is
-// configured, else by printing the link on the console (one line per mail).
+// Package mail sends ocmt's mail (sign-in links, share notices): over SMTP
+// when a server is configured, else by printing it on the console (a
+// sign-in mail as one line with its link; a notice with its text).
 package mail
 
 import (
@@ -23,6 +24,9 @@ type Message struct {
 	Subject string
 	Body    string
 	Link    string
+	// ShowBody makes the console mailer print Body too (notices, whose
+	// words are the point); a sign-in mail prints only its link line.
+	ShowBody bool
 }
 
 // Mailer sends messages.
@@ -30,7 +34,9 @@ type Mailer interface {
 	Send(ctx context.Context, m Message) error
 }
 
-// Console prints "sign-in link for <to>: <link>" on one line to W.
+// Console prints "ocmt: sign-in link for <to>: <link>" on one line to W.
+// A message with ShowBody is printed as "ocmt: mail to <to>: <subject>"
+// followed by its body, each line prefixed "ocmt: | ", in one write.
 type Console struct {
 	mu sync.Mutex
 	W  io.Writer
@@ -40,6 +46,15 @@ type Console struct {
 func (c *Console) Send(ctx context.Context, m Message) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if m.ShowBody {
+		var b strings.Builder
+		fmt.Fprintf(&b, "ocmt: mail to %s: %s\n", m.To, m.Subject)
+		for _, l := range strings.Split(strings.TrimRight(m.Body, "\n"), "\n") {
+			b.WriteString(strings.TrimRight("ocmt: | "+l, " ") + "\n")
+		}
+		_, err := io.WriteString(c.W, b.String())
+		return err
+	}
 	_, err := fmt.Fprintf(c.W, "ocmt: %s for %s: %s\n", strings.ToLower(m.Subject), m.To, m.Link)
 	return err
 }

@@ -114,3 +114,13 @@ func TestConsoleOneLine(t *testing.T) {
 		t.Fatalf("console: %q", b.String())
 	}
 }
+
+func TestConsoleNoticeWithBody(t *testing.T) {
+	var b bytes.Buffer
+	(&Console{W: &b}).Send(context.Background(), Message{To: "b@example.org", Subject: "a@example.org shared their calendar with you",
+		Body: "First line.\n\nhttp://x/#sharing\n", Link: "http://x/#sharing", ShowBody: true})
+	want := "ocmt: mail to b@example.org: a@example.org shared their calendar with you\nocmt: | First line.\nocmt: |\nocmt: | http://x/#sharing\n"
+	if b.String() != want {
+		t.Fatalf("console:\n%q\nwant\n%q", b.String(), want)
+	}
+}

@@ -44,6 +44,9 @@ type Options struct {
 	SweepInterval time.Duration
 	// Ready, if set, is called once the server accepts connections.
 	Ready func(addr string)
+	// WrapMailer, if set, wraps the configured mailer (tests: a mailer
+	// that fails).
+	WrapMailer func(mail.Mailer) mail.Mailer
 }
 
 // Run runs the roles of cfg until ctx ends, then shuts down gracefully:
@@ -149,6 +152,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		if cfg.SMTPHost != "" {
 			mailer = &mail.SMTP{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUsername,
 				Password: cfg.SMTPPassword, TLS: cfg.SMTPTLS, From: cfg.MailFrom}
+		}
+		if opt.WrapMailer != nil {
+			mailer = opt.WrapMailer(mailer)
 		}
 		mgSecret := ""
 		if cfg.Role == config.RoleManagement {

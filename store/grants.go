@@ -20,6 +20,7 @@ type PeerGrant struct {
 	ExpiresAt time.Time
 	RevokedAt time.Time // zero while not revoked
 	CreatedAt time.Time
+	SeenAt    time.Time // when the subject saw it in the app; zero = not yet (new)
 }
 
 // Status is "revoked", "expired" or "active" at now.
@@ -47,16 +48,35 @@ func (s *Store) PutPeerGrant(ctx context.Context, g PeerGrant) error {
 	return nil
 }
 
-// RevokePeerGrant marks the issuer's grant revoked; unknown ids are ErrNotFound.
-func (s *Store) RevokePeerGrant(ctx context.Context, issuer UserID, jti string) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE peer_grants SET revoked_at = COALESCE(revoked_at, ?) WHERE jti = ? AND issuer_id = ?`, ms(s.now()), jti, issuer)
+// RevokePeerGrant marks the issuer's grant revoked and returns it. revoked
+// is true only for the call that revoked it (false if it already was).
+// Unknown ids, and grants of another issuer, are ErrNotFound.
+func (s *Store) RevokePeerGrant(ctx context.Context, issuer UserID, jti string) (g PeerGrant, revoked bool, err error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE peer_grants SET revoked_at = ? WHERE jti = ? AND issuer_id = ? AND revoked_at IS NULL`, ms(s.now()), jti, issuer)
 	if err != nil {
-		return fmt.Errorf("revoke peer grant: %w", err)
+		return PeerGrant{}, false, fmt.Errorf("revoke peer grant: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
+	n, _ := res.RowsAffected()
+	gs, err := s.peerGrantsWhere(ctx, `jti = ? AND issuer_id = ?`, jti, issuer)
+	if err != nil {
+		return PeerGrant{}, false, fmt.Errorf("revoke peer grant: %w", err)
 	}
-	return nil
+	if len(gs) == 0 {
+		return PeerGrant{}, false, ErrNotFound
+	}
+	return gs[0], n > 0, nil
+}
+
+// MarkPeerGrantsSeen records that subject has seen every grant they
+// received (only theirs: the issuer's side has no "seen"). It returns how
+// many were new.
+func (s *Store) MarkPeerGrantsSeen(ctx context.Context, subject UserID) (int, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE peer_grants SET seen_at = ? WHERE subject_id = ? AND seen_at IS NULL`, ms(s.now()), subject)
+	if err != nil {
+		return 0, fmt.Errorf("mark peer grants seen: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }
 
 // PeerGrants lists the grants a user issued (issued=true) or received,
@@ -66,10 +86,20 @@ func (s *Store) PeerGrants(ctx context.Context, user UserID, issued bool) ([]Pee
 	if issued {
 		col = "issuer_id"
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT jti, issuer_id, subject_id, resource, scope, max_calls, expires_at, revoked_at, created_at
-		FROM peer_grants WHERE `+col+` = ? ORDER BY created_at DESC, jti`, user)
+	gs, err := s.peerGrantsWhere(ctx, col+` = ?`, user)
 	if err != nil {
 		return nil, fmt.Errorf("list peer grants: %w", err)
+	}
+	return gs, nil
+}
+
+// peerGrantsWhere lists the grants matching where (trusted SQL with ?
+// placeholders for args), newest first.
+func (s *Store) peerGrantsWhere(ctx context.Context, where string, args ...any) ([]PeerGrant, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT jti, issuer_id, subject_id, resource, scope, max_calls, expires_at, revoked_at, created_at, seen_at
+		FROM peer_grants WHERE `+where+` ORDER BY created_at DESC, jti`, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []PeerGrant
@@ -77,14 +107,17 @@ func (s *Store) PeerGrants(ctx context.Context, user UserID, issued bool) ([]Pee
 		var g PeerGrant
 		var scope string
 		var exp, created int64
-		var revoked sql.NullInt64
-		if err := rows.Scan(&g.JTI, &g.IssuerID, &g.SubjectID, &g.Resource, &scope, &g.MaxCalls, &exp, &revoked, &created); err != nil {
-			return nil, fmt.Errorf("list peer grants: %w", err)
+		var revoked, seen sql.NullInt64
+		if err := rows.Scan(&g.JTI, &g.IssuerID, &g.SubjectID, &g.Resource, &scope, &g.MaxCalls, &exp, &revoked, &created, &seen); err != nil {
+			return nil, err
 		}
 		g.Scope = strings.Split(scope, ",")
 		g.ExpiresAt, g.CreatedAt = fromMS(exp), fromMS(created)
 		if revoked.Valid {
 			g.RevokedAt = fromMS(revoked.Int64)
+		}
+		if seen.Valid {
+			g.SeenAt = fromMS(seen.Int64)
 		}
 		out = append(out, g)
 	}

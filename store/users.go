@@ -103,3 +103,30 @@ func (s *Store) Users(ctx context.Context) ([]User, error) {
 func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
+
+// ShareMail reports whether the user wants mail when someone shares with
+// them or stops sharing (default true). Unknown users are ErrNotFound.
+func (s *Store) ShareMail(ctx context.Context, id UserID) (bool, error) {
+	var on bool
+	err := s.r.QueryRowContext(ctx, `SELECT share_mail FROM users WHERE id = ?`, id).Scan(&on)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, ErrNotFound
+	}
+	if err != nil {
+		return false, fmt.Errorf("get share mail setting: %w", err)
+	}
+	return on, nil
+}
+
+// SetShareMail turns the user's share mails on or off. Unknown users are
+// ErrNotFound.
+func (s *Store) SetShareMail(ctx context.Context, id UserID, on bool) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE users SET share_mail = ? WHERE id = ?`, on, id)
+	if err != nil {
+		return fmt.Errorf("set share mail setting: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

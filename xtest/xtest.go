@@ -30,6 +30,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/mail"
 	"github.com/ocmt/ocmt/roles"
 	"github.com/ocmt/ocmt/store"
 )
@@ -111,6 +112,7 @@ type Env struct {
 	cancel  context.CancelFunc
 	errc    chan error
 	sweep   time.Duration
+	mailer  func(mail.Mailer) mail.Mailer
 	stopped bool
 }
 
@@ -122,6 +124,9 @@ func WithRuntime(r config.Runtime) Option { return func(e *Env) { e.Cfg.Runtime 
 
 // WithConfig lets a test change any setting.
 func WithConfig(f func(*config.Config)) Option { return func(e *Env) { f(&e.Cfg) } }
+
+// WithMailer wraps the console mailer (e.g. to make some sends fail).
+func WithMailer(wrap func(mail.Mailer) mail.Mailer) Option { return func(e *Env) { e.mailer = wrap } }
 
 // WithSweep sets the hibernation sweep interval.
 func WithSweep(d time.Duration) Option { return func(e *Env) { e.sweep = d } }
@@ -201,7 +206,7 @@ func (e *Env) start() {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() {
 		e.errc <- roles.Run(ctx, cfg, roles.Options{Log: log, Out: e.Out, Listener: ln, SweepInterval: e.sweep,
-			Ready: func(string) { close(ready) }})
+			WrapMailer: e.mailer, Ready: func(string) { close(ready) }})
 	}()
 	select {
 	case <-ready:
@@ -272,6 +277,38 @@ func (e *Env) LinkFor(email string) string {
 	}
 	e.t.Fatalf("no sign-in link for %q in output:\n%s", email, e.Out.String())
 	return ""
+}
+
+// Mail is a notice printed by the console mailer (mail.Message.ShowBody).
+type Mail struct {
+	To, Subject, Body string
+}
+
+// Mails returns the notices mailed to email so far, oldest first (sign-in
+// links are not notices; see LinkFor).
+func (e *Env) Mails(email string) []Mail {
+	var out []Mail
+	var cur *Mail
+	for _, l := range strings.Split(e.Out.String(), "\n") {
+		if rest, ok := strings.CutPrefix(l, "ocmt: mail to "); ok {
+			to, subject, _ := strings.Cut(rest, ": ")
+			out = append(out, Mail{To: to, Subject: subject})
+			cur = &out[len(out)-1]
+			continue
+		}
+		if body, ok := strings.CutPrefix(l, "ocmt: |"); ok && cur != nil {
+			cur.Body += strings.TrimPrefix(body, " ") + "\n"
+			continue
+		}
+		cur = nil
+	}
+	mine := out[:0]
+	for _, m := range out {
+		if m.To == email {
+			mine = append(mine, m)
+		}
+	}
+	return mine
 }
 
 var (

@@ -103,7 +103,10 @@ func (s *Server) agentProxy(c echo.Context) error {
 		}
 		if buf.Code == http.StatusCreated && json.Unmarshal(buf.Body.Bytes(), &ans) == nil && ans.JTI != "" {
 			grant["jti"] = ans.JTI
-			s.recordGrant(context.WithoutCancel(r.Context()), u.ID, grant)
+			ctx := context.WithoutCancel(r.Context())
+			if g, ok := s.recordGrant(ctx, u.ID, grant); ok {
+				s.notifyShare(ctx, noticeShared, *u, g)
+			}
 		}
 	} else {
 		h.ServeHTTP(rec, r2)
@@ -135,8 +138,10 @@ func (s *Server) agentProxy(c echo.Context) error {
 		s.audit(ctx, uid, "sharing.granted", fmt.Sprint(grant["subject"]), detail)
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/capabilities/"):
 		jti := strings.TrimPrefix(inner, "/vault/capabilities/")
-		if err := s.st.RevokePeerGrant(ctx, u.ID, jti); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if g, revoked, err := s.st.RevokePeerGrant(ctx, u.ID, jti); err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.log.Error("record revocation", "err", err)
+		} else if revoked {
+			s.notifyShare(ctx, noticeStopped, *u, g)
 		}
 		s.audit(ctx, uid, "sharing.revoked", uid, map[string]string{"jti": jti})
 	case r.Method == http.MethodPut && strings.HasPrefix(inner, "/vault/integrations/"):
@@ -316,8 +321,9 @@ func (s *Server) withIssuerEmails(c echo.Context, h http.Handler, r *http.Reques
 	return c.JSON(http.StatusOK, body)
 }
 
-// recordGrant stores the peer-grant metadata of a new capability.
-func (s *Server) recordGrant(ctx context.Context, issuer store.UserID, grant map[string]any) {
+// recordGrant stores the peer-grant metadata of a new capability and
+// returns it; ok is false if it could not be stored.
+func (s *Server) recordGrant(ctx context.Context, issuer store.UserID, grant map[string]any) (g store.PeerGrant, ok bool) {
 	var scope []string
 	_ = json.Unmarshal([]byte(fmt.Sprint(grant["scope"])), &scope)
 	var expiresIn, maxCalls int64
@@ -327,15 +333,19 @@ func (s *Server) recordGrant(ctx context.Context, issuer store.UserID, grant map
 	}
 	var resource string
 	_ = json.Unmarshal([]byte(fmt.Sprint(grant["resource"])), &resource)
-	g := store.PeerGrant{JTI: fmt.Sprint(grant["jti"]), IssuerID: issuer, SubjectID: store.UserID(fmt.Sprint(grant["subject"])),
+	g = store.PeerGrant{JTI: fmt.Sprint(grant["jti"]), IssuerID: issuer, SubjectID: store.UserID(fmt.Sprint(grant["subject"])),
 		Resource: resource, Scope: scope, MaxCalls: int(maxCalls), ExpiresAt: s.now().Add(time.Duration(expiresIn) * time.Second)}
 	if err := s.st.PutPeerGrant(ctx, g); err != nil {
 		s.log.Error("record grant", "err", err)
+		return g, false
 	}
+	return g, true
 }
 
 // grants handles GET /api/v1/me/grants: the caller's shares as the
 // management role knows them (metadata only): {"issued":[…],"received":[…]}.
+// A received entry the caller has not yet seen in the app carries
+// "new": true.
 func (s *Server) grants(c echo.Context) error {
 	u := currentUser(c)
 	ctx := c.Request().Context()
@@ -362,6 +372,9 @@ func (s *Server) grants(c echo.Context) error {
 				item["subjectEmail"] = email
 			} else {
 				item["issuerEmail"] = email
+				if g.SeenAt.IsZero() {
+					item["new"] = true // not yet seen in the app (POST /grants/seen)
+				}
 			}
 			list = append(list, item)
 		}

@@ -205,6 +205,9 @@ func TestCSRF(t *testing.T) {
 		{"foreign origin", "POST", "/api/v1/me/agent", tok, "https://evil.example", true, http.StatusForbidden},
 		{"logout without token", "POST", "/api/v1/auth/logout", "", "", true, http.StatusForbidden},
 		{"invite without token", "POST", "/api/v1/admin/users", "", "", true, http.StatusForbidden},
+		{"grants seen without token", "POST", "/api/v1/me/grants/seen", "", "", true, http.StatusForbidden},
+		{"settings without token", "PUT", "/api/v1/me/settings", "", "", true, http.StatusForbidden},
+		{"settings from elsewhere", "PUT", "/api/v1/me/settings", tok, "https://evil.example", true, http.StatusForbidden},
 		{"good", "POST", "/api/v1/admin/users", tok, base, true, http.StatusAccepted},
 	} {
 		if got := send(tc.method, tc.path, tc.csrf, tc.origin, tc.withCSRFCookie); got != tc.want {
@@ -263,6 +266,15 @@ func TestAPIScenarios(t *testing.T) {
 		{"audit all", admin, "GET", "/api/v1/audit", nil, 200, "admin.invite", ""},
 		{"audit bad limit", admin, "GET", "/api/v1/audit?limit=-1", nil, 400, "invalid_limit", ""},
 		{"no route", anon, "GET", "/api/v1/nope", nil, 404, "not_found", ""},
+		{"settings signed out", anon, "GET", "/api/v1/me/settings", nil, 401, "unauthorized", ""},
+		{"settings default", bob, "GET", "/api/v1/me/settings", nil, 200, `"shareMail":true`, ""},
+		{"settings without shareMail", bob, "PUT", "/api/v1/me/settings", map[string]any{}, 400, "invalid_settings", ""},
+		{"settings not a bool", bob, "PUT", "/api/v1/me/settings", map[string]any{"shareMail": "yes"}, 400, "invalid_json", "yes"},
+		{"settings off", bob, "PUT", "/api/v1/me/settings", map[string]any{"shareMail": false}, 200, `"shareMail":false`, ""},
+		{"settings stay off", bob, "GET", "/api/v1/me/settings", nil, 200, `"shareMail":false`, ""},
+		{"settings of others untouched", admin, "GET", "/api/v1/me/settings", nil, 200, `"shareMail":true`, ""},
+		{"grants seen signed out", anon, "POST", "/api/v1/me/grants/seen", nil, 401, "unauthorized", ""},
+		{"grants seen, none", bob, "POST", "/api/v1/me/grants/seen", nil, 200, `"seen":0`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := tc.c.Do(ctx, tc.method, tc.path, tc.body)

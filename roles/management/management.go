@@ -67,9 +67,13 @@ type Server struct {
 	verifyByIP    *limiter
 	unlockByUser  *limiter
 	lookupByUser  *limiter
+
+	noticeGuard *noticeGuard   // limits share mails
+	notices     chan noticeJob // share mails waiting for runNotices
 }
 
-// New makes the management role.
+// New makes the management role. Share mails are sent in the background
+// until ctx ends.
 func New(ctx context.Context, opt Options) (*Server, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -83,7 +87,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		return nil, err
 	}
 	u, _ := url.Parse(opt.PublicURL)
-	return &Server{
+	s := &Server{
 		opt: opt, st: opt.Store, agent: opt.Agent, log: opt.Log, now: opt.Now, csrfKey: key,
 		secure: u.Scheme == "https", origin: u.Scheme + "://" + u.Host,
 		// Sign-in: 5 links per address per 15 min, 30 requests per client IP per 15 min.
@@ -92,7 +96,11 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		verifyByIP:    newLimiter(rate.Every(6*time.Second), 20),
 		unlockByUser:  newLimiter(rate.Every(3*time.Second), 20),
 		lookupByUser:  newLimiter(rate.Every(6*time.Second), 30),
-	}, nil
+		noticeGuard:   newNoticeGuard(),
+		notices:       make(chan noticeJob, shareMailQueue),
+	}
+	go s.runNotices(ctx)
+	return s, nil
 }
 
 // Routes mounts every management route on e.
@@ -110,6 +118,9 @@ func (s *Server) Routes(e *echo.Echo) {
 	me.POST("/agent", s.agentProvision)
 	me.GET("/keys", s.myKeys)
 	me.GET("/grants", s.grants)
+	me.POST("/grants/seen", s.grantsSeen)
+	me.GET("/settings", s.settings)
+	me.PUT("/settings", s.putSettings)
 	me.Any("/agent/*", s.agentProxy)
 	e.GET("/api/v1/audit", s.auditList, s.requireUser)
 	e.GET("/api/v1/directory", s.directoryLookup, s.requireUser)

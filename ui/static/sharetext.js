@@ -226,3 +226,18 @@ export function approvalExceeds(request, v) {
   if (limit && (!got || got > limit)) return `Allow at most ${limit} call${limit === 1 ? '' : 's'}.`;
   return '';
 }
+
+// ---- what is new (GET /api/v1/me/grants) ----
+
+/** newCount counts the received grants not yet seen ("new": true) in a GET /api/v1/me/grants answer. */
+export function newCount(grants) {
+  const received = grants && Array.isArray(grants.received) ? grants.received : [];
+  return received.filter((g) => g && g.new === true).length;
+}
+
+/** newBadgeText is the Sharing tab's badge: "" for none, else "1 new", "2 new"… ("99+ new" above 99). */
+export function newBadgeText(count) {
+  const n = Math.max(0, Math.floor(Number(count) || 0));
+  if (!n) return '';
+  return `${n > 99 ? '99+' : n} new`;
+}

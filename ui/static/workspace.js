@@ -1,10 +1,12 @@
 // workspace.js — what "My agent" shows once the container runs: the vault
 // bar, the onboarding wizard while the vault is new, and the Chat /
-// "Vault & keys" / "Sharing" tabs (Sharing loads when first shown).
+// "Vault & keys" / "Sharing" tabs (Sharing loads when first shown; showing
+// it marks received shares seen, which clears its "new" badge).
 // agent.js calls containerState on every poll.
 import { $ } from './dom.js';
 import * as chat from './chat.js';
 import { bind as bindMeters } from './meter.js';
+import * as notices from './notices.js';
 import * as onboarding from './onboarding.js';
 import * as settings from './settings.js';
 import * as sharing from './sharing.js';
@@ -35,6 +37,7 @@ function start() {
     selectTab('chat');
     chat.focusInput();
   });
+  notices.start(); // the Sharing tab's "new" badge
   vault.onChange(update);
   settings.onProvidersChanged(() => chat.providerHint(!settings.chatReady()));
   const tablist = document.querySelector('[role="tablist"]');
@@ -88,6 +91,7 @@ export function selectTab(name, focusTab = false) {
     if (on && focusTab) tab.focus();
   }
   if (name === 'sharing') {
+    notices.markSeen(); // the tab shows what was shared: nothing is new any more
     if (!sharingOn) {
       sharingOn = true;
       sharing.start();

@@ -3,8 +3,8 @@ import { test } from 'node:test';
 
 import {
   approvalDurations, approvalExceeds, approvalText, callsLeftText, callsLimit, callsText, clip, durationText,
-  expiryText, knownStatus, listWords, normScope, resourceName, scopeWords, shareError, sharedKeyText, shortDate,
-  statusLabels, summary, validName,
+  expiryText, knownStatus, listWords, newBadgeText, newCount, normScope, resourceName, scopeWords, shareError,
+  sharedKeyText, shortDate, statusLabels, summary, validName,
 } from '../../static/sharetext.js';
 
 test('integration names follow the server rule', () => {
@@ -132,4 +132,17 @@ test('an approval may narrow but not widen the request', () => {
   assert.match(approvalExceeds(asked, { scope: ['read'], expiresIn: 86400, maxCalls: 51 }), /at most 50 calls/);
   assert.equal(approvalExceeds({ scope: ['read'], expiresIn: 86400 }, { scope: ['read'], expiresIn: 86400, maxCalls: 5 }), '');
   assert.equal(shareError('approval_exceeded'), 'An approval can only give what your assistant asked for, or less.');
+});
+
+test('the Sharing tab badge counts received grants not yet seen', () => {
+  assert.equal(newCount({ issued: [{ new: true }], received: [{ new: true }, {}, { new: 'yes' }, null, { new: true }] }), 2);
+  assert.equal(newCount({ received: [] }), 0);
+  assert.equal(newCount(null), 0);
+  assert.equal(newCount({ received: 'x' }), 0);
+  assert.equal(newBadgeText(0), '');
+  assert.equal(newBadgeText(1), '1 new');
+  assert.equal(newBadgeText(2), '2 new');
+  assert.equal(newBadgeText(150), '99+ new');
+  assert.equal(newBadgeText(-3), '');
+  assert.equal(newBadgeText(undefined), '');
 });

@@ -1,0 +1,261 @@
+package management
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ocmt/ocmt/mail"
+	"github.com/ocmt/ocmt/store"
+)
+
+// Share mails: when a grant is recorded or revoked, the recipient gets a
+// short plain-text mail in words (who, what, what they may do, until when,
+// the call budget, a link to the Sharing tab). It holds metadata only:
+// never the token, never anything from a vault. Sending never blocks or
+// fails the request: one background worker sends the queued mails in
+// order, each with a timeout.
+const (
+	// shareMailPairWindow is how long a mail of one kind from one issuer to
+	// one recipient holds back the next of that kind; the next one that
+	// goes says how many changes it stood for.
+	shareMailPairWindow = 10 * time.Minute
+	// shareMailIssuerPerHour caps the share mails one issuer causes per hour.
+	shareMailIssuerPerHour = 20
+	// shareMailTimeout bounds one send.
+	shareMailTimeout = 30 * time.Second
+	// shareMailQueue bounds the mails waiting to be sent; more are dropped
+	// (the recipient still sees the share in the app).
+	shareMailQueue = 64
+	// maxNoticeKeys bounds the guard's memory.
+	maxNoticeKeys = 50_000
+)
+
+// Kinds of share mail.
+const (
+	noticeShared  = "shared"
+	noticeStopped = "stopped"
+)
+
+// shareNotice is what a share mail says. Its fields come from the peer
+// grant's metadata and the user records.
+type shareNotice struct {
+	Kind        string // noticeShared or noticeStopped
+	IssuerEmail string
+	Resource    string   // "calendar", "provider:anthropic"
+	Scope       []string // operations: read, list, write, delete
+	ExpiresAt   time.Time
+	MaxCalls    int    // 0 = no budget
+	More        int    // changes of this kind held back since the last mail
+	Link        string // where the Sharing tab is: <public-url>/#sharing
+}
+
+// safeResource is what a resource id may look like to be named in a mail
+// (integration names and provider:<name>); anything else is "something".
+var safeResource = regexp.MustCompile(`^(provider:)?[a-z][a-z0-9_-]{0,63}$`)
+
+// resourceWords names a resource from the recipient's side: "their
+// calendar", "their Anthropic key" (provider:anthropic).
+func resourceWords(resource string) string {
+	if !safeResource.MatchString(resource) {
+		return "something"
+	}
+	if p, ok := strings.CutPrefix(resource, "provider:"); ok {
+		names := map[string]string{"anthropic": "Anthropic", "openai": "OpenAI"}
+		if n := names[p]; n != "" {
+			p = n
+		}
+		return "their " + p + " key"
+	}
+	return "their " + resource
+}
+
+// scopeWords turns operations into plain verbs in a fixed order, like the
+// UI's sharetext.js: ["write","read"] → "see and change". Unknown
+// operations are left out.
+func scopeWords(scope []string) string {
+	var words []string
+	for _, op := range []struct{ op, verb string }{{"read", "see"}, {"list", "list"}, {"write", "change"}, {"delete", "delete"}} {
+		for _, s := range scope {
+			if s == op.op {
+				words = append(words, op.verb)
+				break
+			}
+		}
+	}
+	switch len(words) {
+	case 0:
+		return ""
+	case 1:
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
+}
+
+// shareMailText returns a share mail's subject and plain-text body.
+func shareMailText(n shareNotice) (subject, body string) {
+	what := resourceWords(n.Resource)
+	var b strings.Builder
+	if n.Kind == noticeStopped {
+		subject = fmt.Sprintf("%s stopped sharing %s with you", n.IssuerEmail, what)
+		fmt.Fprintf(&b, "%s stopped sharing %s with you. You and your agent can no longer use it.\n", n.IssuerEmail, what)
+	} else {
+		subject = fmt.Sprintf("%s shared %s with you", n.IssuerEmail, what)
+		fmt.Fprintf(&b, "%s shared %s with you.\n\n", n.IssuerEmail, what)
+		may := scopeWords(n.Scope) + " it"
+		if strings.HasPrefix(n.Resource, "provider:") {
+			may = "use it for your chat, without seeing the key"
+		}
+		fmt.Fprintf(&b, "You may: %s\n", may)
+		fmt.Fprintf(&b, "Until: %s\n", n.ExpiresAt.UTC().Format("2 January 2006, 15:04 UTC"))
+		if n.MaxCalls > 0 {
+			fmt.Fprintf(&b, "Calls: up to %d\n", n.MaxCalls)
+		}
+		b.WriteString("\nYour agent can use it while the share lasts.\n")
+	}
+	if n.More > 0 {
+		verb := "shared"
+		if n.Kind == noticeStopped {
+			verb = "stopped sharing"
+		}
+		fmt.Fprintf(&b, "\nSince the last mail about it, %s also %s %d more thing%s with you.\n", n.IssuerEmail, verb, n.More, plural(n.More))
+	}
+	fmt.Fprintf(&b, "\nSee everything shared with you in the Sharing tab:\n%s\n", n.Link)
+	b.WriteString("\nTo stop these mails, untick \"Email me when someone shares with me\" in the Sharing tab.\n")
+	return subject, b.String()
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// noticeGuard limits share mails: one per issuer, recipient and kind per
+// shareMailPairWindow, and shareMailIssuerPerHour per issuer. It keeps
+// metadata in memory only (user ids and times).
+type noticeGuard struct {
+	mu      sync.Mutex
+	pairs   map[string]*pairNotice       // issuer|recipient|kind
+	issuers map[store.UserID][]time.Time // send times within the last hour, oldest first
+}
+
+type pairNotice struct {
+	last    time.Time // the last mail sent
+	skipped int       // changes held back since
+}
+
+func newNoticeGuard() *noticeGuard {
+	return &noticeGuard{pairs: map[string]*pairNotice{}, issuers: map[store.UserID][]time.Time{}}
+}
+
+// allow reports whether a mail of kind from issuer to recipient may go at
+// now. When it may, more is how many were held back since the last one
+// (and the count starts again); when not, this one is counted.
+func (g *noticeGuard) allow(issuer, recipient store.UserID, kind string, now time.Time) (ok bool, more int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.pairs) >= maxNoticeKeys || len(g.issuers) >= maxNoticeKeys {
+		g.sweep(now)
+	}
+	key := string(issuer) + "|" + string(recipient) + "|" + kind
+	p := g.pairs[key]
+	if p == nil {
+		if len(g.pairs) >= maxNoticeKeys {
+			return false, 0 // still full: send nothing rather than grow
+		}
+		p = &pairNotice{}
+		g.pairs[key] = p
+	}
+	sent := g.issuers[issuer]
+	for len(sent) > 0 && now.Sub(sent[0]) >= time.Hour {
+		sent = sent[1:]
+	}
+	g.issuers[issuer] = sent
+	if !p.last.IsZero() && now.Sub(p.last) < shareMailPairWindow || len(sent) >= shareMailIssuerPerHour {
+		p.skipped++
+		return false, 0
+	}
+	more = p.skipped
+	p.last, p.skipped = now, 0
+	g.issuers[issuer] = append(sent, now)
+	return true, more
+}
+
+// sweep forgets pairs and issuers quiet for an hour. Guarded by mu.
+func (g *noticeGuard) sweep(now time.Time) {
+	for k, p := range g.pairs {
+		if now.Sub(p.last) >= time.Hour {
+			delete(g.pairs, k)
+		}
+	}
+	for k, ts := range g.issuers {
+		if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= time.Hour {
+			delete(g.issuers, k)
+		}
+	}
+}
+
+// noticeJob is one queued share mail and the metadata to log about it.
+type noticeJob struct {
+	msg               mail.Message
+	kind              string
+	issuer, recipient store.UserID
+}
+
+// notifyShare queues a share mail of kind about g to its subject, unless
+// the subject turned these mails off or the guard holds it back. It never
+// blocks and never fails the caller; problems are logged as metadata.
+func (s *Server) notifyShare(ctx context.Context, kind string, issuer store.User, g store.PeerGrant) {
+	on, err := s.st.ShareMail(ctx, g.SubjectID)
+	if err != nil {
+		s.log.Error("share mail setting", "recipient", g.SubjectID, "err", err)
+		return
+	}
+	if !on {
+		return
+	}
+	ok, more := s.noticeGuard.allow(issuer.ID, g.SubjectID, kind, s.now())
+	if !ok {
+		s.log.Debug("share mail held back", "kind", kind, "issuer", issuer.ID, "recipient", g.SubjectID)
+		return
+	}
+	to, err := s.st.UserByID(ctx, g.SubjectID)
+	if err != nil {
+		s.log.Error("share mail recipient", "recipient", g.SubjectID, "err", err)
+		return
+	}
+	link := s.opt.PublicURL + "/#sharing"
+	subject, body := shareMailText(shareNotice{Kind: kind, IssuerEmail: issuer.Email, Resource: g.Resource, Scope: g.Scope,
+		ExpiresAt: g.ExpiresAt, MaxCalls: g.MaxCalls, More: more, Link: link})
+	job := noticeJob{msg: mail.Message{To: to.Email, Subject: subject, Body: body, Link: link, ShowBody: true},
+		kind: kind, issuer: issuer.ID, recipient: g.SubjectID}
+	select {
+	case s.notices <- job:
+	default:
+		s.log.Warn("share mail dropped: queue full", "kind", kind, "issuer", issuer.ID, "recipient", g.SubjectID)
+	}
+}
+
+// runNotices sends queued share mails one at a time until ctx ends.
+func (s *Server) runNotices(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-s.notices:
+			sctx, cancel := context.WithTimeout(ctx, shareMailTimeout)
+			err := s.opt.Mailer.Send(sctx, j.msg)
+			cancel()
+			if err != nil {
+				s.log.Warn("share mail failed", "kind", j.kind, "issuer", j.issuer, "recipient", j.recipient, "err", err)
+			} else {
+				s.log.Info("share mail sent", "kind", j.kind, "issuer", j.issuer, "recipient", j.recipient)
+			}
+		}
+	}
+}
