@@ -5,8 +5,13 @@ STATIC_LDFLAGS = -s -w -linkmode external -extldflags -static
 
 .PHONY: test vet build static bench clean
 
+# The browser tests (in e2e) run after the other packages, not beside them:
+# every container the Docker tests start or stop adds or removes a veth
+# interface, and Chromium then fails in-flight page loads with
+# net::ERR_NETWORK_CHANGED.
 test: vet
-	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) test -count=1 -timeout 25m $$($(GO) list ./... | grep -v '/e2e$$')
+	$(GO) test -count=1 -timeout 25m ./e2e
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -198,13 +198,38 @@ func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// networkChanged removes the console problems that Chromium's
+// net::ERR_NETWORK_CHANGED caused (a host interface came or went, e.g. a
+// Docker test's container veth) and reports whether there were any. Those
+// are the machine's doing, not the page's.
+func (b *browser) networkChanged() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kept := b.problems[:0]
+	for _, p := range b.problems {
+		if !strings.Contains(p, "ERR_NETWORK_CHANGED") {
+			kept = append(kept, p)
+		}
+	}
+	changed := len(kept) != len(b.problems)
+	b.problems = kept
+	return changed
+}
+
 // navigate runs steps that cause a page load (a link, a form submit, a
 // script redirect), waits for the page and checks it is path with status 200.
+// A load that Chromium cut with net::ERR_NETWORK_CHANGED is reloaded (at
+// most twice).
 func (b *browser) navigate(what, path string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := b.stepCtx(stepTimeout)
 	defer cancel()
 	resp, err := chromedp.RunResponse(ctx, steps...)
+	for try := 0; try < 2 && (err != nil && strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") || err == nil && b.networkChanged()); try++ {
+		b.t.Logf("%s: Chromium saw a network change; reloading", what)
+		b.networkChanged()
+		resp, err = chromedp.RunResponse(ctx, chromedp.Reload())
+	}
 	if err != nil {
 		b.fatalf("%s: %v", what, err)
 	}
