@@ -111,6 +111,7 @@ type Env struct {
 	cancel  context.CancelFunc
 	errc    chan error
 	sweep   time.Duration
+	bodyDL  time.Duration
 	stopped bool
 }
 
@@ -125,6 +126,10 @@ func WithConfig(f func(*config.Config)) Option { return func(e *Env) { f(&e.Cfg)
 
 // WithSweep sets the hibernation sweep interval.
 func WithSweep(d time.Duration) Option { return func(e *Env) { e.sweep = d } }
+
+// WithBodyDeadline sets the time a client has to send a request body
+// (roles.Options.BodyDeadline), so tests of slow clients run fast.
+func WithBodyDeadline(d time.Duration) Option { return func(e *Env) { e.bodyDL = d } }
 
 // NewEnv starts ocmt (role all) on a loopback port with a fresh data
 // directory; it is stopped when the test ends.
@@ -201,7 +206,7 @@ func (e *Env) start() {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() {
 		e.errc <- roles.Run(ctx, cfg, roles.Options{Log: log, Out: e.Out, Listener: ln, SweepInterval: e.sweep,
-			Ready: func(string) { close(ready) }})
+			BodyDeadline: e.bodyDL, Ready: func(string) { close(ready) }})
 	}()
 	select {
 	case <-ready:
@@ -408,7 +413,8 @@ func NewSplitEnv(t testing.TB, opts ...Option) *Env {
 		ready := make(chan struct{})
 		log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 		go func() {
-			errc <- roles.Run(ctx, cfg, roles.Options{Log: log.With("role", string(cfg.Role)), Out: out, Listener: ln, Ready: func(string) { close(ready) }})
+			errc <- roles.Run(ctx, cfg, roles.Options{Log: log.With("role", string(cfg.Role)), Out: out, Listener: ln,
+				BodyDeadline: e.bodyDL, Ready: func(string) { close(ready) }})
 		}()
 		select {
 		case <-ready:
