@@ -20,6 +20,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/crypto"
+	"github.com/ocmt/ocmt/roles/web"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -43,7 +44,8 @@ func (s *Server) agentProvision(c echo.Context) error {
 }
 
 // agentProxy handles /api/v1/me/agent/* by forwarding to the caller's own
-// container at path /*. WebSocket upgrades must come from our own origin.
+// container at path /*. WebSocket upgrades (web.IsWebSocket) must come from
+// our own origin; other upgrades are not passed on.
 // Unlock attempts are rate limited per user here too (the vault also backs
 // off). Successful vault changes are audited as metadata (which provider,
 // never the key), and a newly created vault's signed public keys are
@@ -52,7 +54,8 @@ func (s *Server) agentProxy(c echo.Context) error {
 	r := c.Request()
 	u := currentUser(c)
 	uid := string(u.ID)
-	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+	ws := web.IsWebSocket(r)
+	if ws {
 		o := r.Header.Get("Origin")
 		if o == "" || !s.sameOrigin(o, r) {
 			return api.Forbidden("origin_refused", "WebSocket connections must come from this site")
@@ -68,6 +71,12 @@ func (s *Server) agentProxy(c echo.Context) error {
 	r2 := r.Clone(r.Context())
 	r2.URL = &url.URL{Path: inner, RawQuery: r.URL.RawQuery}
 	r2.RequestURI = ""
+	if ws { // one spelling for the hops behind: a reverse proxy wants the upgrade it asked for answered
+		r2.Header.Set("Connection", "Upgrade")
+		r2.Header.Set("Upgrade", "websocket")
+	} else {
+		web.DropUpgrade(r2.Header)
+	}
 	var grant map[string]any
 	if r.Method == http.MethodPost && inner == "/vault/capabilities" {
 		body, g, err := s.withSubject(c, u)
@@ -86,7 +95,7 @@ func (s *Server) agentProxy(c echo.Context) error {
 		return s.withIssuerEmails(c, h, r2, "shared")
 	}
 	rec := &statusRecorder{ResponseWriter: c.Response().Writer, status: http.StatusOK}
-	if r2.Header.Get("Upgrade") != "" {
+	if ws {
 		h.ServeHTTP(c.Response(), r2)
 		return nil
 	}

@@ -124,3 +124,26 @@ func TestBodyDeadlineStalled(t *testing.T) {
 		}
 	})
 }
+
+func TestIsWebSocket(t *testing.T) {
+	for _, tc := range []struct {
+		connection, upgrade []string
+		want                bool
+	}{
+		{[]string{"Upgrade"}, []string{"websocket"}, true},
+		{[]string{"upgrade"}, []string{"WebSocket"}, true},
+		{[]string{"keep-alive, Upgrade"}, []string{"websocket, foo"}, true},
+		{[]string{"keep-alive", "UPGRADE"}, []string{"foo", " websocket "}, true},
+		{nil, []string{"websocket"}, false},
+		{[]string{"Upgrade"}, nil, false},
+		{[]string{"Upgrade"}, []string{"h2c"}, false},
+		{[]string{"Upgrade"}, []string{"websocketx"}, false},
+		{[]string{"upgraded"}, []string{"websocket"}, false},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header["Connection"], r.Header["Upgrade"] = tc.connection, tc.upgrade
+		if got := web.IsWebSocket(r); got != tc.want {
+			t.Errorf("Connection %q Upgrade %q: IsWebSocket = %v, want %v", tc.connection, tc.upgrade, got, tc.want)
+		}
+	}
+}
