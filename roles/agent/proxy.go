@@ -119,7 +119,8 @@ func (s *Server) proxyHTTP(w http.ResponseWriter, r *http.Request, userID string
 	s.Touch(userID)
 }
 
-// forward proxies r to endpoint. It reports failed, having written
+// forward proxies r to endpoint; the answer's headers are merged into w's
+// (api.MergeProxiedHeader), so ours win. It reports failed, having written
 // nothing, when the upstream could not be reached, and tooLarge when the
 // request body broke the body limit on the way.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, userID, endpoint string) (failed, tooLarge bool) {
@@ -138,8 +139,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, userID, endpoin
 			web.DropUpgrade(pr.Out.Header) // WebSockets do not come here; no other protocol goes through
 			pr.Out.Header.Set(runtime.SecretHeader, secret)
 		},
-		ModifyResponse: func(resp *http.Response) error {
+		ModifyResponse: func(resp *http.Response) error { // upgrades (split mode) too
 			resp.Header.Del("Set-Cookie")
+			api.MergeProxiedHeader(w.Header(), resp.Header)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

@@ -102,9 +102,7 @@ func (s *Server) agentProxy(c echo.Context) error {
 	if grant != nil { // buffer the small answer to learn the jti (never the token)
 		buf := httptest.NewRecorder()
 		h.ServeHTTP(buf, r2)
-		for k, v := range buf.Header() {
-			c.Response().Header()[k] = v
-		}
+		copyProxiedHeader(c.Response().Header(), buf.Header())
 		rec.WriteHeader(buf.Code)
 		rec.Write(buf.Body.Bytes())
 		var ans struct {
@@ -302,9 +300,7 @@ func (s *Server) withIssuerEmails(c echo.Context, h http.Handler, r *http.Reques
 	var body map[string]json.RawMessage
 	var items []map[string]any
 	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &body) != nil || json.Unmarshal(body[list], &items) != nil || items == nil {
-		for k, v := range rec.Header() {
-			c.Response().Header()[k] = v
-		}
+		copyProxiedHeader(c.Response().Header(), rec.Header())
 		c.Response().WriteHeader(rec.Code)
 		_, err := c.Response().Write(rec.Body.Bytes())
 		return err
@@ -398,6 +394,15 @@ func (s *Server) internalDirectory(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, api.DirectoryKey{UserID: string(e.UserID), Ed25519: e.Ed25519})
+}
+
+// copyProxiedHeader copies the headers of a buffered proxied answer to dst,
+// ours winning (api.MergeProxiedHeader).
+func copyProxiedHeader(dst, src http.Header) {
+	api.MergeProxiedHeader(dst, src)
+	for k, v := range src {
+		dst[k] = v
+	}
 }
 
 // statusRecorder passes a response through while noting its status.

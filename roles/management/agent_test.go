@@ -3,6 +3,7 @@ package management_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/roles/web"
 	"github.com/ocmt/ocmt/xtest"
 )
 
@@ -34,6 +36,12 @@ func provisioned(t *testing.T, env *xtest.Env) *api.Client {
 // status and body (empty for a 101).
 func rawGet(t *testing.T, env *xtest.Env, c *api.Client, path string, hdr ...string) (int, string) {
 	t.Helper()
+	resp, body := rawGetResponse(t, env, c, path, hdr...)
+	return resp.StatusCode, body
+}
+
+func rawGetResponse(t *testing.T, env *xtest.Env, c *api.Client, path string, hdr ...string) (*http.Response, string) {
+	t.Helper()
 	addr := strings.TrimPrefix(env.URL, "http://")
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -51,10 +59,10 @@ func rawGet(t *testing.T, env *xtest.Env, c *api.Client, path string, hdr ...str
 		t.Fatalf("GET %s: %v", path, err)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		return resp.StatusCode, ""
+		return resp, ""
 	}
 	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return resp, string(body)
 }
 
 // TestAgentProxyUpgrades: a request is a WebSocket upgrade when Connection
@@ -98,6 +106,69 @@ func TestAgentProxyUpgrades(t *testing.T) {
 			if strings.Contains(env.Log.String(), "proxy upstream failed") {
 				t.Errorf("the proxy logged an upstream failure:\n%s", env.Log.String())
 			}
+		})
+	}
+}
+
+// TestAgentProxyHeadersOnce: a proxied answer carries each header once, with
+// the management role's values (security headers, Cache-Control, request
+// id); the id of the server that produced the answer comes as
+// X-Upstream-Request-Id. This holds for plain answers, for answers the
+// management role buffers, and for WebSocket upgrades, in one process and
+// with the agent role on its own.
+func TestAgentProxyHeadersOnce(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		new  func(testing.TB, ...xtest.Option) *xtest.Env
+	}{{"all", xtest.NewEnv}, {"split", xtest.NewSplitEnv}} {
+		t.Run(mode.name, func(t *testing.T) {
+			env := mode.new(t)
+			c := provisioned(t, env)
+			ctx := context.Background()
+			check := func(name string, status int, h http.Header, upstream bool) {
+				t.Helper()
+				for k, v := range h {
+					if len(v) != 1 && k != "Set-Cookie" {
+						t.Errorf("%s (%d): %s sent %d times: %q", name, status, k, len(v), v)
+					}
+				}
+				for k, want := range map[string]string{"Content-Security-Policy": web.CSP, "X-Frame-Options": "DENY",
+					"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cross-Origin-Opener-Policy": "same-origin"} {
+					if got := h.Get(k); got != want {
+						t.Errorf("%s (%d): %s = %q, want the management role's %q", name, status, k, got, want)
+					}
+				}
+				if status != http.StatusSwitchingProtocols && h.Get("Cache-Control") != "no-store" {
+					t.Errorf("%s (%d): Cache-Control = %q", name, status, h.Values("Cache-Control"))
+				}
+				rid, up := h.Get("X-Request-Id"), h.Get(api.UpstreamRequestIDHeader)
+				if rid == "" || upstream && (up == "" || up == rid) {
+					t.Errorf("%s (%d): X-Request-Id %q, %s %q", name, status, rid, api.UpstreamRequestIDHeader, up)
+				}
+			}
+			for _, tc := range []struct{ method, path, body string }{
+				{"GET", "/api/v1/me/agent/vault/status", ""},
+				{"GET", "/api/v1/me/agent/healthz", ""},
+				{"POST", "/api/v1/me/agent/mcp", `{"jsonrpc":"2.0","id":1,"method":"ping"}`},
+				{"GET", "/api/v1/me/agent/vault/capabilities", ""}, // buffered by the management role
+				{"GET", "/api/v1/me/agent/no-such-route", ""},
+			} {
+				var body any
+				if tc.body != "" {
+					body = json.RawMessage(tc.body)
+				}
+				r, err := c.Do(ctx, tc.method, tc.path, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check(tc.method+" "+tc.path, r.Status, r.Header, true)
+			}
+			resp, _ := rawGetResponse(t, env, c, "/api/v1/me/agent/ws/echo", "Connection: Upgrade", "Upgrade: websocket",
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13", "Origin: "+env.URL)
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade: %s", resp.Status)
+			}
+			check("upgrade", resp.StatusCode, resp.Header, mode.name == "split")
 		})
 	}
 }
