@@ -96,8 +96,15 @@ func (c *AgentClient) Do(ctx context.Context, userID, action string) error {
 }
 
 // Proxy implements Agent with a reverse proxy (WebSocket upgrades included)
-// to the agent role's proxy route.
+// to the agent role's proxy route. The answer's headers are merged into
+// the ResponseWriter's (MergeProxiedHeader), so the caller's win.
 func (c *AgentClient) Proxy(userID string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.reverseProxy(w, userID).ServeHTTP(w, r)
+	})
+}
+
+func (c *AgentClient) reverseProxy(w http.ResponseWriter, userID string) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			inner := pr.In.URL.Path
@@ -108,6 +115,10 @@ func (c *AgentClient) Proxy(userID string) http.Handler {
 			pr.Out.Header.Del("Cookie")
 			pr.Out.Header.Del("Authorization")
 			pr.Out.Header.Set(AgentServiceHeader, c.secret)
+		},
+		ModifyResponse: func(resp *http.Response) error { // upgrades too
+			MergeProxiedHeader(w.Header(), resp.Header)
+			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			e := E(http.StatusBadGateway, "agent_unreachable", "the agent service is unreachable")

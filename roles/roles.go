@@ -47,6 +47,9 @@ type Options struct {
 	// WrapMailer, if set, wraps the configured mailer (tests: a mailer
 	// that fails).
 	WrapMailer func(mail.Mailer) mail.Mailer
+	// BodyDeadline overrides web.BodyReadTimeout, the time a client has to
+	// send a request body (tests); 0 = the default.
+	BodyDeadline time.Duration
 }
 
 // Run runs the roles of cfg until ctx ends, then shuts down gracefully:
@@ -186,11 +189,11 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			return &config.Error{Setting: "listen", Msg: fmt.Sprintf("cannot listen on %s: %v", cfg.Listen, errors.Unwrap(err))}
 		}
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := web.NewServer(e, opt.BodyDeadline, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if rl != nil && ag != nil {
-		relaySrv, err := startContainerRelay(ctx, cfg, drv, rl, ag, ln.Addr().String(), log, serveErr)
+		relaySrv, err := startContainerRelay(ctx, cfg, drv, rl, ag, ln.Addr().String(), opt.BodyDeadline, log, serveErr)
 		if err != nil {
 			_ = web.Shutdown(srv, time.Second)
 			return err
@@ -239,7 +242,7 @@ func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 			return &config.Error{Setting: "listen", Msg: fmt.Sprintf("cannot listen on %s: %v", cfg.Listen, errors.Unwrap(err))}
 		}
 	}
-	srv := &http.Server{Handler: v.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := web.NewServer(v.Handler(), opt.BodyDeadline, opt.Log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	vctx, stopVault := context.WithCancel(context.Background())
@@ -340,7 +343,7 @@ func (w relayWaker) Wake(ctx context.Context, userID string) error {
 // only the agent network's gateway, so the relay routes alone get a second
 // listener there (the management port stays out of their reach). With the
 // process runtime, vaults are local processes and use the main listener.
-func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Driver, rl *relay.Server, ag *agent.Server, mainAddr string, log *slog.Logger, serveErr chan<- error) (*http.Server, error) {
+func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Driver, rl *relay.Server, ag *agent.Server, mainAddr string, bodyDeadline time.Duration, log *slog.Logger, serveErr chan<- error) (*http.Server, error) {
 	d, ok := drv.(*docker.Driver)
 	if !ok {
 		ag.SetRelayURL("ws://" + mainAddr + "/relay/v1/connect")
@@ -356,7 +359,7 @@ func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Dri
 	}
 	e := web.New(log, false)
 	rl.Routes(e.Group("/relay/v1"))
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := web.NewServer(e, bodyDeadline, log)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- err

@@ -113,6 +113,7 @@ type Env struct {
 	errc    chan error
 	sweep   time.Duration
 	mailer  func(mail.Mailer) mail.Mailer
+	bodyDL  time.Duration
 	stopped bool
 }
 
@@ -130,6 +131,10 @@ func WithMailer(wrap func(mail.Mailer) mail.Mailer) Option { return func(e *Env)
 
 // WithSweep sets the hibernation sweep interval.
 func WithSweep(d time.Duration) Option { return func(e *Env) { e.sweep = d } }
+
+// WithBodyDeadline sets the time a client has to send a request body
+// (roles.Options.BodyDeadline), so tests of slow clients run fast.
+func WithBodyDeadline(d time.Duration) Option { return func(e *Env) { e.bodyDL = d } }
 
 // NewEnv starts ocmt (role all) on a loopback port with a fresh data
 // directory; it is stopped when the test ends.
@@ -206,7 +211,7 @@ func (e *Env) start() {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() {
 		e.errc <- roles.Run(ctx, cfg, roles.Options{Log: log, Out: e.Out, Listener: ln, SweepInterval: e.sweep,
-			WrapMailer: e.mailer, Ready: func(string) { close(ready) }})
+			WrapMailer: e.mailer, BodyDeadline: e.bodyDL, Ready: func(string) { close(ready) }})
 	}()
 	select {
 	case <-ready:
@@ -445,7 +450,8 @@ func NewSplitEnv(t testing.TB, opts ...Option) *Env {
 		ready := make(chan struct{})
 		log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 		go func() {
-			errc <- roles.Run(ctx, cfg, roles.Options{Log: log.With("role", string(cfg.Role)), Out: out, Listener: ln, Ready: func(string) { close(ready) }})
+			errc <- roles.Run(ctx, cfg, roles.Options{Log: log.With("role", string(cfg.Role)), Out: out, Listener: ln,
+				BodyDeadline: e.bodyDL, Ready: func(string) { close(ready) }})
 		}()
 		select {
 		case <-ready:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/roles/agent/runtime"
+	"github.com/ocmt/ocmt/roles/web"
 )
 
 // Proxy limits.
@@ -32,9 +33,11 @@ var strippedHeaders = []string{"Cookie", "Authorization", "X-Csrf-Token", runtim
 
 // Proxy implements api.Agent: it forwards r (whose URL.Path is the path
 // inside the container) to the user's container, waking it first and
-// injecting the per-container secret. WebSocket upgrades are bridged
-// message by message; messages the client sends before the upstream
-// connection is open are queued (up to MaxQueuedFrames), not dropped.
+// injecting the per-container secret. WebSocket upgrades (web.IsWebSocket)
+// are bridged message by message; messages the client sends before the
+// upstream connection is open are queued (up to MaxQueuedFrames), not
+// dropped. Other upgrades are not passed on: the container answers them as
+// plain HTTP.
 func (s *Server) Proxy(userID string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !validUserID(userID) {
@@ -45,7 +48,7 @@ func (s *Server) Proxy(userID string) http.Handler {
 			writeErr(w, api.NotFound("not found"))
 			return
 		}
-		if isWebSocket(r) {
+		if web.IsWebSocket(r) {
 			s.proxyWebSocket(w, r, userID)
 			return
 		}
@@ -68,11 +71,6 @@ func internalPath(u *url.URL) bool {
 		}
 	}
 	return false
-}
-
-func isWebSocket(r *http.Request) bool {
-	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
-		strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
 }
 
 func writeErr(w http.ResponseWriter, err error) {
@@ -121,7 +119,8 @@ func (s *Server) proxyHTTP(w http.ResponseWriter, r *http.Request, userID string
 	s.Touch(userID)
 }
 
-// forward proxies r to endpoint. It reports failed, having written
+// forward proxies r to endpoint; the answer's headers are merged into w's
+// (api.MergeProxiedHeader), so ours win. It reports failed, having written
 // nothing, when the upstream could not be reached, and tooLarge when the
 // request body broke the body limit on the way.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, userID, endpoint string) (failed, tooLarge bool) {
@@ -137,10 +136,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, userID, endpoin
 			for _, h := range strippedHeaders {
 				pr.Out.Header.Del(h)
 			}
+			web.DropUpgrade(pr.Out.Header) // WebSockets do not come here; no other protocol goes through
 			pr.Out.Header.Set(runtime.SecretHeader, secret)
 		},
-		ModifyResponse: func(resp *http.Response) error {
+		ModifyResponse: func(resp *http.Response) error { // upgrades (split mode) too
 			resp.Header.Del("Set-Cookie")
+			api.MergeProxiedHeader(w.Header(), resp.Header)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/crypto"
+	"github.com/ocmt/ocmt/roles/web"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -43,7 +44,8 @@ func (s *Server) agentProvision(c echo.Context) error {
 }
 
 // agentProxy handles /api/v1/me/agent/* by forwarding to the caller's own
-// container at path /*. WebSocket upgrades must come from our own origin.
+// container at path /*. WebSocket upgrades (web.IsWebSocket) must come from
+// our own origin; other upgrades are not passed on.
 // Unlock attempts are rate limited per user here too (the vault also backs
 // off). Successful vault changes are audited as metadata (which provider,
 // never the key), and a newly created vault's signed public keys are
@@ -52,7 +54,8 @@ func (s *Server) agentProxy(c echo.Context) error {
 	r := c.Request()
 	u := currentUser(c)
 	uid := string(u.ID)
-	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+	ws := web.IsWebSocket(r)
+	if ws {
 		o := r.Header.Get("Origin")
 		if o == "" || !s.sameOrigin(o, r) {
 			return api.Forbidden("origin_refused", "WebSocket connections must come from this site")
@@ -68,6 +71,12 @@ func (s *Server) agentProxy(c echo.Context) error {
 	r2 := r.Clone(r.Context())
 	r2.URL = &url.URL{Path: inner, RawQuery: r.URL.RawQuery}
 	r2.RequestURI = ""
+	if ws { // one spelling for the hops behind: a reverse proxy wants the upgrade it asked for answered
+		r2.Header.Set("Connection", "Upgrade")
+		r2.Header.Set("Upgrade", "websocket")
+	} else {
+		web.DropUpgrade(r2.Header)
+	}
 	var grant map[string]any
 	if r.Method == http.MethodPost && inner == "/vault/capabilities" {
 		body, g, err := s.withSubject(c, u)
@@ -86,16 +95,14 @@ func (s *Server) agentProxy(c echo.Context) error {
 		return s.withIssuerEmails(c, h, r2, "shared")
 	}
 	rec := &statusRecorder{ResponseWriter: c.Response().Writer, status: http.StatusOK}
-	if r2.Header.Get("Upgrade") != "" {
+	if ws {
 		h.ServeHTTP(c.Response(), r2)
 		return nil
 	}
 	if grant != nil { // buffer the small answer to learn the jti (never the token)
 		buf := httptest.NewRecorder()
 		h.ServeHTTP(buf, r2)
-		for k, v := range buf.Header() {
-			c.Response().Header()[k] = v
-		}
+		copyProxiedHeader(c.Response().Header(), buf.Header())
 		rec.WriteHeader(buf.Code)
 		rec.Write(buf.Body.Bytes())
 		var ans struct {
@@ -298,9 +305,7 @@ func (s *Server) withIssuerEmails(c echo.Context, h http.Handler, r *http.Reques
 	var body map[string]json.RawMessage
 	var items []map[string]any
 	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &body) != nil || json.Unmarshal(body[list], &items) != nil || items == nil {
-		for k, v := range rec.Header() {
-			c.Response().Header()[k] = v
-		}
+		copyProxiedHeader(c.Response().Header(), rec.Header())
 		c.Response().WriteHeader(rec.Code)
 		_, err := c.Response().Write(rec.Body.Bytes())
 		return err
@@ -402,6 +407,15 @@ func (s *Server) internalDirectory(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, api.DirectoryKey{UserID: string(e.UserID), Ed25519: e.Ed25519})
+}
+
+// copyProxiedHeader copies the headers of a buffered proxied answer to dst,
+// ours winning (api.MergeProxiedHeader).
+func copyProxiedHeader(dst, src http.Header) {
+	api.MergeProxiedHeader(dst, src)
+	for k, v := range src {
+		dst[k] = v
+	}
 }
 
 // statusRecorder passes a response through while noting its status.

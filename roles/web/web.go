@@ -32,6 +32,57 @@ const ErrorCSP = "default-src 'none'; sandbox"
 // MaxBodyBytes bounds request bodies on every route (1 MiB).
 const MaxBodyBytes = 1 << 20
 
+// Server timeouts. There is deliberately no http.Server ReadTimeout or
+// WriteTimeout: both would cut WebSockets and long proxied answers.
+const (
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout = 10 * time.Second
+	// BodyReadTimeout bounds reading a request's body (at most MaxBodyBytes),
+	// counted from when its handler starts; see BodyDeadline.
+	BodyReadTimeout = 30 * time.Second
+	// IdleTimeout closes keep-alive connections that sit idle.
+	IdleTimeout = 2 * time.Minute
+)
+
+// NewServer returns the http.Server of a role serving h: headers within
+// ReadHeaderTimeout, bodies within bodyDeadline (BodyDeadline; 0 =
+// BodyReadTimeout), idle connections closed after IdleTimeout. Server
+// errors (bad TLS handshakes, panics) go to log at level WARN.
+func NewServer(h http.Handler, bodyDeadline time.Duration, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           BodyDeadline(h, bodyDeadline),
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// BodyDeadline wraps h so that a client must send a request's whole body
+// within d (0 = BodyReadTimeout) of the handler being called. Without it a
+// client that stops half way holds the connection and its goroutine
+// forever, even on requests refused without reading the body (net/http
+// drains those before answering). Past the deadline, reads fail and the
+// connection is closed after the answer.
+//
+// Only requests with a body get a deadline: net/http reads ahead in the
+// background once a body has been read to its end (or at once when there is
+// none), clearing the deadline as it starts; an expired deadline under that
+// read would cancel the request's context while a long handler (a proxied
+// chat turn) is still at work. WebSocket handshakes have no body, and
+// net/http clears a hijacked connection's deadlines, so WebSockets are not
+// cut either.
+func BodyDeadline(h http.Handler, d time.Duration) http.Handler {
+	if d <= 0 {
+		d = BodyReadTimeout
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d)) // unsupported: no deadline
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // New returns an echo server with ocmt's error handler and middleware:
 // request IDs, panic recovery, body limit, security headers (HSTS when
 // secure). log receives one line per failed request, never bodies or cookies.
