@@ -203,6 +203,10 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		}
 	}
 
+	if ag != nil {
+		ag.ApplyConfig() // after SetRelayURL: the relay URL is part of a container's configuration
+	}
+
 	log.Info("ocmt serving", "roles", strings.Join(roleNames, ","), "listen", ln.Addr().String(), "version", version.String())
 	fmt.Fprintf(opt.Out, "ocmt is running at %s\n", cfg.PublicURL)
 	if mg != nil {

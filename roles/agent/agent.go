@@ -541,10 +541,19 @@ func (s *Server) wake(ctx context.Context, userID string) (store.Container, erro
 }
 
 // startOrRecreate starts a stopped instance, recreating it (keeping data)
-// if the engine lost it. It runs under u.op.
+// if the engine lost it or its configuration changed (configchange.go),
+// then hands the vault its resume key, if any. It runs under u.op.
 func (s *Server) startOrRecreate(ctx context.Context, userID string, rec *store.Container, u *userState) error {
 	var in runtime.Instance
 	var err error
+	if rec.EngineID != "" && s.configChanged(ctx, userID, rec.EngineID) {
+		s.log.Info("configuration changed; recreating the container, keeping its data", "user", userID)
+		if err := s.drv.Remove(ctx, rec.EngineID, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			return fmt.Errorf("remove outdated container: %w", err)
+		}
+		rec.EngineID = ""
+		s.audit(userID, "agent.reconfigured", nil)
+	}
 	if rec.EngineID != "" {
 		in, err = s.drv.Start(ctx, rec.EngineID)
 	}

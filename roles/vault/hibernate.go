@@ -26,11 +26,12 @@ import (
 // wrap to hibernateFileName, bound to the vault's salt and to the auto-lock
 // deadline. The agent role keeps the key in memory only and hands it back
 // right after the next start; the vault then unwraps its DEK, deletes the
-// file and is unlocked again until the same deadline. Neither the key nor
-// the DEK is ever on disk in the clear: the volume alone opens nothing, and
-// an agent role that restarted has forgotten the key, so the vault stays
-// locked (the safe failure). A lock, a password unlock or a passed
-// deadline deletes the file.
+// file and is unlocked again until the same deadline (or sooner: never
+// longer than its auto-lock from the resume, which may have been shortened
+// while it was stopped). Neither the key nor the DEK is ever on disk in the
+// clear: the volume alone opens nothing, and an agent role that restarted
+// has forgotten the key, so the vault stays locked (the safe failure). A
+// lock, a password unlock or a passed deadline deletes the file.
 //
 // Both endpoints answer only requests that carry the container secret in
 // api.LifecycleHeader as well; the agent role's proxy strips that header
@@ -156,7 +157,12 @@ func (s *Server) resume(c echo.Context) error {
 	if err := k.openLocked(dek); err != nil {
 		return err
 	}
-	k.lastUse = deadline.Add(-k.autoLock) // the same deadline as before the stop, never later
+	// The same deadline as before the stop, never later, and no later than
+	// the auto-lock allows from now if that got shorter meanwhile.
+	k.lastUse = deadline.Add(-k.autoLock)
+	if now := k.wall(); now.Before(k.lastUse) {
+		k.lastUse = now
+	}
 	s.log.Info("vault resumed after hibernation", "expiresIn", k.expiresIn().Round(time.Second))
 	return c.JSON(http.StatusOK, hibernateResp{Unlocked: true, ExpiresIn: int64(k.expiresIn().Seconds())})
 }

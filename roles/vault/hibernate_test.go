@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -81,6 +83,52 @@ func TestHibernateKeepsVaultUnlockedAcrossRestart(t *testing.T) {
 	x := w.restart()
 	if _, res := x.lifecycle("/internal/resume", key, true); res.Unlocked || res.Reason != "no_state" {
 		t.Fatalf("second resume: %+v", res)
+	}
+}
+
+// restartWithAutoLock is restart with another auto-lock setting, as after
+// ocmt recreated the container with a changed OCMT_VAULT_AUTO_LOCK.
+func (v *tv) restartWithAutoLock(d time.Duration) *tv {
+	v.t.Helper()
+	s, err := New(Options{Secret: testSecret, Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DataDir: v.dir, PublicURL: "https://ocmt.example", UserID: "usr_test", Now: v.clk.now, AutoLock: d})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	v.t.Cleanup(srv.Close)
+	return &tv{t: v.t, s: s, srv: srv, clk: v.clk, dir: v.dir}
+}
+
+// TestHibernateResumeWithShorterAutoLock: a vault restarted with a shorter
+// auto-lock resumes unlocked, but for no longer than the new setting allows.
+func TestHibernateResumeWithShorterAutoLock(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	v := newTestVault(t, "")
+	k := v.create("correct horse battery staple")
+	v.clk.add(time.Minute) // 29 minutes of the default auto-lock left
+	if _, res := v.lifecycle("/internal/hibernate", key, true); !res.Unlocked {
+		t.Fatalf("hibernate: %+v", res)
+	}
+	w := v.restartWithAutoLock(2 * time.Minute)
+	_, res := w.lifecycle("/internal/resume", key, true)
+	if !res.Unlocked || res.ExpiresIn <= 0 || res.ExpiresIn > int64((2*time.Minute).Seconds()) {
+		t.Fatalf("resume: %+v (want unlocked for at most the new 120 s)", res)
+	}
+	w.clk.add(2 * time.Minute)
+	if !w.locked() {
+		t.Fatal("vault still unlocked past the new, shorter auto-lock")
+	}
+
+	// A longer auto-lock does not move the old deadline either.
+	w.unlockWith(k)
+	w.clk.add(30 * time.Second) // 90 s left
+	if _, res := w.lifecycle("/internal/hibernate", key, true); !res.Unlocked {
+		t.Fatalf("hibernate: %+v", res)
+	}
+	x := w.restartWithAutoLock(time.Hour)
+	if _, res := x.lifecycle("/internal/resume", key, true); !res.Unlocked || res.ExpiresIn != 90 {
+		t.Fatalf("resume with a longer auto-lock: %+v (want the old 90 s)", res)
 	}
 }
 

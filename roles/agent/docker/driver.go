@@ -140,6 +140,12 @@ func (d *Driver) Client() *client.Client { return d.cli }
 // Close releases the client's connections. Containers keep running.
 func (d *Driver) Close() error { return d.cli.Close() }
 
+// Fingerprint implements runtime.Driver: spec.Fingerprint with the
+// driver's network.
+func (d *Driver) Fingerprint(spec runtime.Spec) string {
+	return spec.Fingerprint("network=" + d.opts.Network)
+}
+
 // volumeName is the per-user data volume, "ocmt-data-<userID>".
 func volumeName(userID string) string { return volumePrefix + userID }
 
@@ -153,8 +159,9 @@ func volumeName(userID string) string { return volumePrefix + userID }
 // spec.PidsLimit processes, where 0 means no limit. Port 8080/tcp is
 // published on 127.0.0.1 only, at a port the engine picks when it starts.
 // spec.Secret goes into the environment as OCMT_VAULT_SECRET and is never
-// logged. spec.Image must come from Prepare. A name already in use is an
-// error matching cerrdefs.IsConflict.
+// logged. The container is labelled with its configuration fingerprint
+// (runtime.LabelConfig, see Fingerprint). spec.Image must come from
+// Prepare. A name already in use is an error matching cerrdefs.IsConflict.
 func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
 	if spec.UserID == "" || spec.Name == "" || spec.Image == "" {
 		return runtime.Instance{}, errors.New("create container: spec needs UserID, Name and Image")
@@ -179,6 +186,7 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 		pids = &spec.PidsLimit
 	}
 	mem := spec.MemoryMiB << 20
+	fp := d.Fingerprint(spec)
 	noInit := false // no docker-init: the vault role is PID 1 and starts no children
 	opts := client.ContainerCreateOptions{
 		Name: spec.Name,
@@ -190,6 +198,7 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 				runtime.LabelUser:    spec.UserID,
 				runtime.LabelRole:    roleVault,
 				runtime.LabelVersion: version,
+				runtime.LabelConfig:  fp,
 			}),
 			ExposedPorts: network.PortSet{vaultPort: {}},
 		},
@@ -235,7 +244,7 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 		d.log.Warn("engine warning on create", "user", spec.UserID, "warning", w)
 	}
 	d.log.Info("container created", "user", spec.UserID, "container", shortID(res.ID), "image", spec.Image)
-	return runtime.Instance{ID: res.ID, UserID: spec.UserID, State: runtime.EngineStopped, Image: spec.Image}, nil
+	return runtime.Instance{ID: res.ID, UserID: spec.UserID, State: runtime.EngineStopped, Image: spec.Image, Config: fp}, nil
 }
 
 // loopback is where container ports are published: 127.0.0.1 only.
@@ -329,6 +338,7 @@ func (d *Driver) Inspect(ctx context.Context, id string) (runtime.Instance, erro
 	if c.Config != nil {
 		inst.UserID = c.Config.Labels[runtime.LabelUser]
 		inst.Image = c.Config.Image
+		inst.Config = c.Config.Labels[runtime.LabelConfig]
 	}
 	if c.State != nil {
 		inst.State = mapState(c.State.Status)
@@ -361,6 +371,7 @@ func (d *Driver) List(ctx context.Context) ([]runtime.Instance, error) {
 			UserID: c.Labels[runtime.LabelUser],
 			State:  mapState(c.State),
 			Image:  c.Image,
+			Config: c.Labels[runtime.LabelConfig],
 		}
 		if inst.State == runtime.EngineRunning || inst.State == runtime.EnginePaused {
 			for _, p := range c.Ports {

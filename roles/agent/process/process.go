@@ -38,6 +38,7 @@ type Driver struct {
 
 type instance struct {
 	spec   runtime.Spec
+	config string // Fingerprint of the spec given to Create
 	id     string
 	cmd    *exec.Cmd // nil when stopped
 	done   chan struct{}
@@ -61,11 +62,19 @@ func (d *Driver) Prepare(ctx context.Context, progress func(api.Progress)) (stri
 	return "", nil
 }
 
+// Fingerprint implements runtime.Driver: spec.Fingerprint with the
+// executable and the data directory.
+func (d *Driver) Fingerprint(spec runtime.Spec) string {
+	return spec.Fingerprint("binary="+spec.Binary, "data="+spec.DataDir)
+}
+
 // Create implements runtime.Driver: it makes the data directory (0700).
+// The instance keeps spec for every Start, and its fingerprint.
 func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
 	if spec.Binary == "" || spec.DataDir == "" {
 		return runtime.Instance{}, errors.New("process: spec needs Binary and DataDir")
 	}
+	fp := d.Fingerprint(spec)
 	dir := filepath.Join(spec.DataDir, spec.UserID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return runtime.Instance{}, fmt.Errorf("process: create data dir: %w", err)
@@ -77,12 +86,12 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	if old := d.ins[id]; old != nil && old.cmd != nil {
 		return runtime.Instance{}, fmt.Errorf("process: %s already exists", id)
 	}
-	d.ins[id] = &instance{spec: spec, id: id}
+	d.ins[id] = &instance{spec: spec, config: fp, id: id}
 	return d.view(d.ins[id]), nil
 }
 
 func (d *Driver) view(in *instance) runtime.Instance {
-	v := runtime.Instance{ID: in.id, UserID: in.spec.UserID, State: runtime.EngineStopped}
+	v := runtime.Instance{ID: in.id, UserID: in.spec.UserID, State: runtime.EngineStopped, Config: in.config}
 	if in.cmd != nil {
 		v.State = runtime.EngineRunning
 		if in.paused {

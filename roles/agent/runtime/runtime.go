@@ -5,6 +5,9 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"sort"
 	"time"
@@ -20,6 +23,11 @@ const (
 	// LabelDeployment names the ocmt deployment (one data directory) that
 	// owns a container. A deployment only lists, adopts and removes its own.
 	LabelDeployment = "ocmt.deployment"
+	// LabelConfig holds the configuration fingerprint of a container (see
+	// Spec.Fingerprint): a hash, never the values. The agent role recreates
+	// a container whose label differs from the fingerprint of its current
+	// spec; a container without the label counts as changed.
+	LabelConfig = "ocmt.config"
 )
 
 // VaultPort is the port the vault role listens on inside a container.
@@ -72,6 +80,37 @@ func (s Spec) EnvList() []string {
 	return out
 }
 
+// Fingerprint returns the configuration fingerprint of s: the first 16
+// bytes of SHA-256, in hex (32 characters), over a versioned encoding of
+// Image, EnvList (OCMT_VAULT_SECRET included), MemoryMiB, NanoCPUs,
+// PidsLimit and extra, each field length-prefixed. Drivers pass in extra
+// their own settings that shape an instance (e.g. the docker network).
+// UserID, Name and Version are not included. The result reveals none of
+// the values, so it may go in a label (LabelConfig); equal fingerprints
+// mean an instance needs no recreating.
+func (s Spec) Fingerprint(extra ...string) string {
+	h := sha256.New()
+	field := func(v string) {
+		h.Write(binary.AppendUvarint(nil, uint64(len(v))))
+		h.Write([]byte(v))
+	}
+	field("ocmt container config v1")
+	field(s.Image)
+	env := s.EnvList()
+	h.Write(binary.AppendUvarint(nil, uint64(len(env))))
+	for _, kv := range env {
+		field(kv)
+	}
+	for _, n := range []int64{s.MemoryMiB, s.NanoCPUs, s.PidsLimit} {
+		h.Write(binary.AppendVarint(nil, n))
+	}
+	h.Write(binary.AppendUvarint(nil, uint64(len(extra))))
+	for _, e := range extra {
+		field(e)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 // Instance is an engine's view of a user's container.
 type Instance struct {
 	ID       string // engine id (docker container id, or "pid:<n>")
@@ -79,6 +118,10 @@ type Instance struct {
 	State    string // one of the Engine* states
 	Endpoint string // base URL of the vault role, e.g. "http://127.0.0.1:49153"; "" unless running or paused
 	Image    string
+	// Config is the fingerprint the instance was created with (the
+	// LabelConfig label; Driver.Fingerprint of its spec); "" = unknown, as
+	// for containers created before fingerprints existed.
+	Config string
 }
 
 // Stats is a point-in-time resource reading of an instance.
@@ -96,6 +139,10 @@ type Driver interface {
 	// returns the image reference ("" for process). It reports progress
 	// through progress, which may be nil.
 	Prepare(ctx context.Context, progress func(api.Progress)) (string, error)
+	// Fingerprint returns the configuration fingerprint an instance
+	// created from spec gets (Instance.Config): Spec.Fingerprint with the
+	// driver's own settings that shape the instance.
+	Fingerprint(spec Spec) string
 	// Create creates (but does not start) the instance for spec, with its
 	// persistent data (docker volume, directory) created or reused.
 	Create(ctx context.Context, spec Spec) (Instance, error)
