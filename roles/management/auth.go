@@ -255,20 +255,7 @@ func bindJSON(c echo.Context, v any) error {
 	if !strings.HasPrefix(c.Request().Header.Get("Content-Type"), "application/json") {
 		return api.E(http.StatusUnsupportedMediaType, "unsupported_media_type", "send JSON (Content-Type: application/json)")
 	}
-	if err := (&echo.DefaultBinder{}).BindBody(c, v); err != nil {
-		return bindError(err)
-	}
-	return nil
-}
-
-// bindError maps a body decoding error: too large → 413, else 400.
-func bindError(err error) error {
-	var he *echo.HTTPError
-	if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) ||
-		errors.As(err, &he) && (he.Code == http.StatusRequestEntityTooLarge || errors.Is(he.Internal, echo.ErrStatusRequestEntityTooLarge)) {
-		return api.E(http.StatusRequestEntityTooLarge, "too_large", "request body too large (1 MiB at most)")
-	}
-	return api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
+	return web.Bind(c, v)
 }
 
 func (s *Server) render(c echo.Context, status int, page, title string, data map[string]string) error {

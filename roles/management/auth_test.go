@@ -260,6 +260,7 @@ func TestAPIScenarios(t *testing.T) {
 		{"admin users", admin, "GET", "/api/v1/admin/users", nil, 200, "bob@example.org", ""},
 		{"bad email", anon, "POST", "/api/v1/auth/magic-link", map[string]string{"email": "not an email"}, 400, "invalid_email", "not an email"},
 		{"bad json", anon, "POST", "/api/v1/auth/magic-link", []int{1}, 400, "invalid_json", ""},
+		{"unknown field", anon, "POST", "/api/v1/auth/magic-link", map[string]any{"email": "a@example.org", "emial": "x"}, 400, "unknown_field", "emial"},
 		{"bad action", admin, "POST", "/api/v1/admin/containers/usr_x/explode", nil, 400, "invalid_action", ""},
 		{"unknown user action", admin, "POST", "/api/v1/admin/containers/usr_nobody/pause", nil, 404, "not_found", ""},
 		{"audit mine", bob, "GET", "/api/v1/audit", nil, 200, "auth.signin", "admin.invite"},

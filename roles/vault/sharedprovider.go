@@ -387,6 +387,8 @@ func (s *Server) putDefaultProvider(c echo.Context) error {
 		if msg := ch.unusable(); msg != "" {
 			return api.Conflict("share_unavailable", msg)
 		}
+	} else if !knownProvider(req.Provider) {
+		return api.BadRequest("invalid_provider", `provider must be "anthropic", "openai", or "shared:<id>" for a key shared with you`)
 	} else if _, ok := k.sec.APIKeys[req.Provider]; !ok {
 		return api.NotFound("no key for this provider")
 	}

@@ -80,6 +80,9 @@ func TestChatOnSharedProvider(t *testing.T) {
 			if st, b := bob.do("PUT", "/vault/default-provider", map[string]string{"provider": "shared:nope"}); st != http.StatusNotFound {
 				t.Fatalf("unknown share chosen: %d %v", st, b)
 			}
+			if st, b := bob.do("PUT", "/vault/default-provider", map[string]string{"provider": "evil"}); st != http.StatusBadRequest || errCode(b) != "invalid_provider" {
+				t.Fatalf("unknown provider chosen: %d %v", st, b)
+			}
 			if st, b := bob.do("PUT", "/vault/default-provider", map[string]string{"provider": "shared:" + jti}); st != 200 {
 				t.Fatalf("choose: %d %v", st, b)
 			}

@@ -435,3 +435,39 @@ func TestFailedWriteChangesNothing(t *testing.T) {
 		t.Fatalf("memory changed although the write failed: %s", got)
 	}
 }
+
+// TestStrictJSON: a field an endpoint does not take is refused rather than
+// ignored (a misspelt optional field such as "approval_id" would otherwise
+// change what happens silently), and so is trailing data.
+func TestStrictJSON(t *testing.T) {
+	v := newTestVault(t, "")
+	k := v.derive("correct horse battery staple")
+	for _, tc := range []struct {
+		body string
+		code string
+	}{
+		{`{"derivedKey":"` + b64(k[:]) + `","extra":1}`, "unknown_field"},
+		{`{"derivedKey":"` + b64(k[:]) + `"} {}`, "invalid_json"},
+		{`[1,2]`, "invalid_json"},
+	} {
+		req, _ := http.NewRequest("POST", v.srv.URL+"/vault/init", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(api.ContainerSecretHeader, testSecret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b map[string]any
+		json.NewDecoder(resp.Body).Decode(&b)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || errCode(b) != tc.code {
+			t.Errorf("%s: %d %v, want 400 %s", tc.body, resp.StatusCode, b, tc.code)
+		}
+	}
+	if st, b := v.do("POST", "/vault/init", map[string]any{"derivedKey": b64(k[:])}); st != http.StatusCreated {
+		t.Fatalf("init: %d %v", st, b)
+	}
+	if st, b := v.do("POST", "/vault/capabilities", map[string]any{"approval_id": "x", "resource": "calendar"}); st != http.StatusBadRequest || errCode(b) != "unknown_field" {
+		t.Errorf("misspelt approvalId: %d %v", st, b)
+	}
+}

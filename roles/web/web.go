@@ -7,7 +7,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -189,17 +191,47 @@ func fromEcho(he *echo.HTTPError) *api.Error {
 	return api.E(he.Code, strings.ReplaceAll(strings.ToLower(http.StatusText(he.Code)), " ", "_"), http.StatusText(he.Code))
 }
 
-// Bind decodes a JSON body into v, mapping decode errors to a 400 that does
-// not quote the input.
+// Bind decodes a request body into v, mapping decode errors to a 400 that
+// does not quote the input. A JSON body must be one object of v's shape: a
+// field v does not have is refused (400 unknown_field: a misspelt optional
+// field would otherwise be ignored silently), so is trailing data. An empty
+// body leaves v as it is. Other content types go through echo's binder.
 func Bind(c echo.Context, v any) error {
-	if err := (&echo.DefaultBinder{}).BindBody(c, v); err != nil {
-		var he *echo.HTTPError
-		if errors.Is(err, echo.ErrStatusRequestEntityTooLarge) || errors.As(err, &he) && (he.Code == http.StatusRequestEntityTooLarge || errors.Is(he.Internal, echo.ErrStatusRequestEntityTooLarge)) {
-			return api.E(http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+	r := c.Request()
+	if !strings.HasPrefix(r.Header.Get(echo.HeaderContentType), echo.MIMEApplicationJSON) || r.ContentLength == 0 {
+		if err := (&echo.DefaultBinder{}).BindBody(c, v); err != nil {
+			return bindError(err)
 		}
-		return api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
+		return nil
 	}
-	return nil
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if err = dec.Decode(&struct{}{}); err == io.EOF {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("trailing data")
+		}
+	}
+	if errors.Is(err, io.EOF) {
+		return nil // empty body
+	}
+	return bindError(err)
+}
+
+func bindError(err error) error {
+	var he *echo.HTTPError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, echo.ErrStatusRequestEntityTooLarge) || errors.As(err, &mbe) ||
+		errors.As(err, &he) && (he.Code == http.StatusRequestEntityTooLarge || errors.Is(he.Internal, echo.ErrStatusRequestEntityTooLarge)):
+		return api.E(http.StatusRequestEntityTooLarge, "too_large", "request body too large (1 MiB at most)")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return api.BadRequest("unknown_field", "request body has a field this endpoint does not take; check the spelling")
+	}
+	return api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
 }
 
 // Shutdown stops srv gracefully within timeout.
