@@ -1,6 +1,9 @@
 package capability
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // Error is a capability failure with a stable machine code for the wire
 // (SPEC §11 error bodies: {"error":{"code":"<snake_case>","message":…}}).
@@ -72,6 +75,12 @@ func Code(err error) string {
 		return c.Code()
 	}
 	return ""
+}
+
+// Message is err's text for people, without the Go package prefix:
+// "call budget exhausted" rather than "capability: call budget exhausted".
+func Message(err error) string {
+	return strings.TrimPrefix(err.Error(), "capability: ")
 }
 
 // detailError wraps a sentinel with a detail (never input text).

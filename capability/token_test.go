@@ -598,3 +598,12 @@ func Example() {
 	// capability_out_of_scope
 	// <nil>
 }
+
+// TestMessage: messages for people carry no Go package prefix.
+func TestMessage(t *testing.T) {
+	for _, err := range []error{capability.ErrBudgetExhausted, capability.ErrRevoked, capability.ErrExpired} {
+		if m := capability.Message(err); strings.HasPrefix(m, "capability:") || m == "" || !strings.Contains(err.Error(), m) {
+			t.Errorf("Message(%v) = %q", err, m)
+		}
+	}
+}

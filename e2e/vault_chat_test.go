@@ -360,3 +360,21 @@ func TestDirectoryLookup(t *testing.T) {
 		t.Fatalf("anonymous lookup: %d", r.Status)
 	}
 }
+
+// TestRepairKeepsVaultUnlocked: an admin's repair recreates the container
+// (keeping its volume), and an unlocked vault that still answered comes
+// back unlocked, like a hibernated one.
+func TestRepairKeepsVaultUnlocked(t *testing.T) {
+	env := xtest.NewEnv(t)
+	admin, au := env.Admin("admin@example.org")
+	v := readyVault(t, env, admin, e2ePassword)
+	if v.locked() {
+		t.Fatal("a new vault starts unlocked")
+	}
+	if err := admin.AdminAction(context.Background(), string(au.ID), api.ActionRepair); err != nil {
+		t.Fatal(err)
+	}
+	if v.locked() {
+		t.Fatal("repair locked the vault")
+	}
+}

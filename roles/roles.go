@@ -338,7 +338,7 @@ type relayWaker struct{ ag *agent.Server }
 
 func (w relayWaker) Wake(ctx context.Context, userID string) error {
 	w.ag.Touch(userID) // a relay delivery is real work (SPEC §4)
-	_, err := w.ag.Wake(ctx, userID)
+	_, err := w.ag.WakeChecked(ctx, userID)
 	return err
 }
 

@@ -310,12 +310,23 @@ func (s *Server) Provision(ctx context.Context, userID string) error {
 			defer s.wg.Done()
 			ctx, cancel := context.WithTimeout(s.base, s.opt.WakeTimeout)
 			defer cancel()
-			if _, err := s.Wake(ctx, userID); err != nil {
+			if _, err := s.WakeChecked(ctx, userID); err != nil {
 				s.log.Warn("wake failed", "user", userID, "err", err)
 			}
 		}()
 		return nil
 	}
+}
+
+// WakeChecked is Wake after asking the engine how the container really is,
+// for callers that have reason to doubt the record (the relay wakes a
+// recipient because it is not connected; a user asks to start their
+// agent): a container that vanished or died behind ocmt's back is noticed
+// and recreated now, not at the next sweep. It costs one inspect, which
+// Wake, on every proxied request, does not pay.
+func (s *Server) WakeChecked(ctx context.Context, userID string) (store.Container, error) {
+	s.refresh(ctx, userID)
+	return s.Wake(ctx, userID)
 }
 
 func (s *Server) startProvision(ctx context.Context, userID string, old store.Container) error {
@@ -663,6 +674,14 @@ func (s *Server) stopLocked(ctx context.Context, rec *store.Container) error {
 // user's data, and starts it.
 func (s *Server) repairLocked(ctx context.Context, rec *store.Container, u *userState) error {
 	if rec.EngineID != "" {
+		if rec.State == store.StatePaused {
+			_ = s.drv.Unpause(ctx, rec.EngineID)
+		}
+		if rec.State == store.StateRunning || rec.State == store.StatePaused {
+			// An unlocked vault that still answers stays unlocked across
+			// the recreation (hibernate.go); a broken one simply does not.
+			s.prepareStop(ctx, string(rec.UserID), rec.Endpoint)
+		}
 		if err := s.drv.Remove(ctx, rec.EngineID, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 			return fmt.Errorf("repair: remove: %w", err)
 		}

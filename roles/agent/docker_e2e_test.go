@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -258,5 +259,28 @@ func TestVanishedContainer(t *testing.T) {
 	}
 	if s, _ := admin.Agent(context.Background()); s.State != api.StateRunning {
 		t.Fatalf("state %q", s.State)
+	}
+
+	// A wake asked for without a proxied request (the relay waking a
+	// recipient, the user pressing Start) checks the engine too, so it
+	// recreates a vanished container at once rather than at the next sweep.
+	if _, err := cli.ContainerRemove(context.Background(), containerName(au.ID), client.ContainerRemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.ProvisionAgent(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	xtest.Eventually(t, 30*time.Second, func() error {
+		r, err := cli.ContainerInspect(context.Background(), containerName(au.ID), client.ContainerInspectOptions{})
+		if err != nil {
+			return err
+		}
+		if !r.Container.State.Running {
+			return errors.New("not running yet")
+		}
+		return nil
+	})
+	if readVolume(cli, au.ID, "marker") != "still here" {
+		t.Fatal("data lost when the vanished container was recreated by a wake")
 	}
 }

@@ -106,7 +106,7 @@ func (s *Server) requestApproval(req approvalRequest, reason string) (a *approva
 		return nil, false, err
 	}
 	if _, ok := k.resourceLocked(req.Resource); !ok {
-		return nil, false, errUnknownResource()
+		return nil, false, errUnknownResource(req.Resource)
 	}
 	now := s.capNow()
 	live, _ := s.pendingLocked(now.Unix())

@@ -76,6 +76,7 @@ func TestApprovals(t *testing.T) {
 		{map[string]any{"resource": "calendar", "subjectEmail": "bob@example.org", "maxCalls": 0}, "invalid_max_calls"},
 		{map[string]any{"resource": "calendar", "subjectEmail": "bob@example.org", "reason": strings.Repeat("x", 501)}, "invalid_reason"},
 		{map[string]any{"resource": "provider:anthropic", "subjectEmail": "bob@example.org", "scope": []string{"read"}}, "scope_unusable"},
+		{map[string]any{"resource": "provider:openai", "subjectEmail": "bob@example.org", "scope": []string{"write"}}, "no_provider_key"},
 	} {
 		if _, err := runTool(t, alice, "ocmt_issue_capability", bad.in); err == nil || !strings.HasPrefix(err.Error(), bad.code+":") {
 			t.Errorf("%v: %v, want %s", bad.in, err, bad.code)

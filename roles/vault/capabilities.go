@@ -276,8 +276,12 @@ var grantableOps = map[string]capability.Op{"read": capability.OpRead, "list": c
 const maxCallsLimit = 1_000_000
 
 // errUnknownResource answers a resource that is neither an integration nor a
-// provider key of this vault.
-func errUnknownResource() error {
+// provider key of this vault: no_provider_key for a known provider whose
+// key the vault lacks, else unknown_resource.
+func errUnknownResource(resource string) error {
+	if p, ok := strings.CutPrefix(resource, providerResourcePrefix); ok && knownProvider(p) {
+		return api.BadRequest("no_provider_key", "there is no "+p+" key in your vault to share; add one first")
+	}
 	return api.BadRequest("unknown_resource", "resource must be one of your integrations, or provider:<name> for a model provider key")
 }
 
@@ -371,7 +375,7 @@ func (s *Server) issueCapability(c echo.Context) error {
 	}
 	if _, ok := k.resourceLocked(req.Resource); !ok {
 		k.mu.Unlock()
-		return errUnknownResource()
+		return errUnknownResource(req.Resource)
 	}
 	var approvals []*approval // what stays pending once req.ApprovalID is consumed
 	if req.ApprovalID != "" {

@@ -124,7 +124,7 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 	}
 	p, err := capability.Parse(call.Token)
 	if err != nil {
-		refuse(http.StatusForbidden, capability.Code(err), err.Error())
+		refuse(http.StatusForbidden, capability.Code(err), capability.Message(err))
 		return
 	}
 	if p.JTI().String() != jti {
@@ -143,7 +143,7 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 	err = p.Authorize(capability.Check{Self: k.id.Public().Ed25519, Audience: s.userID, Requester: parseEd(ic.SubjectEd25519),
 		Operation: op, Now: s.capNow(), Revoked: revoked, Calls: persistCounter{ic: ic, rate: &s.rates}})
 	if err != nil {
-		refuse(http.StatusForbidden, capability.Code(err), err.Error())
+		refuse(http.StatusForbidden, capability.Code(err), capability.Message(err))
 		return
 	}
 	resource := p.Claims().Resource
@@ -151,6 +151,12 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 	if !ok { // not saved: the counted call is dropped with cs
 		refuse(http.StatusConflict, "resource_unavailable", "the shared resource is no longer connected")
 		return
+	}
+	if p, ok := strings.CutPrefix(resource, providerResourcePrefix); ok { // not saved either: a refused call is not counted
+		if code, msg := checkModelCall(p, k.sec.APIKeys[p].Model, &call); code != "" {
+			refuse(http.StatusForbidden, code, msg)
+			return
+		}
 	}
 	if err := s.saveCapsLocked(cs); err != nil { // the call is counted before it runs
 		refuse(http.StatusServiceUnavailable, "internal", "the call could not be recorded")
@@ -264,6 +270,46 @@ func (s *Server) runHTTP(ctx context.Context, resource string, in integration, c
 }
 
 var errTargetRefused = errors.New("target address refused")
+
+// modelEndpoints is the one request a shared model provider key serves:
+// the chat endpoint, as a path below the provider's API root (Anthropic's
+// root is the host; OpenAI's ends in /v1).
+var modelEndpoints = map[string]string{"anthropic": "/v1/messages", "openai": "/chat/completions"}
+
+// checkModelCall limits a call on a shared model provider key to what the
+// share is for: one non-streamed chat request (POST to the chat endpoint,
+// no query; a JSON object; no "stream", at most one choice) on the owner's
+// model when the owner set one. Batches, files, admin endpoints and the
+// like would spend far more than one call of the budget. A body given as
+// a JSON string holding the object is unwrapped (it is sent as JSON). It
+// returns an error code and message, or "" when the call is allowed.
+func checkModelCall(provider, model string, call *callPayload) (code, msg string) {
+	if call.Method != http.MethodPost || call.Path != modelEndpoints[provider] {
+		return "endpoint_not_allowed", "a shared model key only answers chat requests (POST " + modelEndpoints[provider] + ")"
+	}
+	var inner string
+	if json.Unmarshal(call.Body, &inner) == nil {
+		call.Body = json.RawMessage(inner)
+	}
+	var body struct {
+		Model  *string         `json:"model"`
+		Stream json.RawMessage `json:"stream"`
+		N      *int            `json:"n"`
+	}
+	if err := json.Unmarshal(call.Body, &body); err != nil || len(call.Body) == 0 || call.Body[0] != '{' {
+		return "invalid_request", "a model request must be a JSON object"
+	}
+	if s := string(body.Stream); s != "" && s != "false" && s != "null" {
+		return "invalid_request", "a shared model key answers whole replies, not streams"
+	}
+	if body.N != nil && *body.N > 1 {
+		return "invalid_request", "a shared model key answers one choice per request"
+	}
+	if model != "" && (body.Model == nil || *body.Model != model) {
+		return "model_not_allowed", "this shared key is for the model " + model
+	}
+	return "", ""
+}
 
 // execTimeoutFor is how long the issuer's vault gives a resource to answer.
 func execTimeoutFor(resource string) time.Duration {

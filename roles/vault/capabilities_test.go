@@ -352,3 +352,32 @@ func TestCallWaits(t *testing.T) {
 		t.Errorf("calendar wait %v", callWait("calendar"))
 	}
 }
+
+// TestCheckModelCall: a shared model key serves one non-streamed chat
+// request on the owner's model, nothing else of the provider's API.
+func TestCheckModelCall(t *testing.T) {
+	chat := `{"model":"m1","max_tokens":10,"messages":[]}`
+	for _, tc := range []struct {
+		name, provider, model, method, path, body, code string
+	}{
+		{"anthropic chat", "anthropic", "", "POST", "/v1/messages", chat, ""},
+		{"openai chat", "openai", "", "POST", "/chat/completions", chat, ""},
+		{"owner's model", "anthropic", "m1", "POST", "/v1/messages", chat, ""},
+		{"body as a JSON string", "anthropic", "", "POST", "/v1/messages", mustJSON(chat), ""},
+		{"batches", "anthropic", "", "POST", "/v1/messages/batches", chat, "endpoint_not_allowed"},
+		{"files", "openai", "", "POST", "/files", chat, "endpoint_not_allowed"},
+		{"query", "anthropic", "", "POST", "/v1/messages?beta=true", chat, "endpoint_not_allowed"},
+		{"other provider's path", "openai", "", "POST", "/v1/messages", chat, "endpoint_not_allowed"},
+		{"GET", "anthropic", "", "GET", "/v1/messages", chat, "endpoint_not_allowed"},
+		{"stream", "anthropic", "", "POST", "/v1/messages", `{"model":"m1","stream":true}`, "invalid_request"},
+		{"several choices", "openai", "", "POST", "/chat/completions", `{"model":"m1","n":5}`, "invalid_request"},
+		{"array", "openai", "", "POST", "/chat/completions", `[1]`, "invalid_request"},
+		{"other model", "anthropic", "m2", "POST", "/v1/messages", chat, "model_not_allowed"},
+		{"no model", "anthropic", "m2", "POST", "/v1/messages", `{"max_tokens":1}`, "model_not_allowed"},
+	} {
+		call := callPayload{Method: tc.method, Path: tc.path, Body: json.RawMessage(tc.body)}
+		if code, msg := checkModelCall(tc.provider, tc.model, &call); code != tc.code {
+			t.Errorf("%s: %q (%s), want %q", tc.name, code, msg, tc.code)
+		}
+	}
+}

@@ -48,6 +48,14 @@ func (s *Server) listIntegrations(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"integrations": out})
 }
 
+// reservedHeaders are set by the HTTP client or the vault itself; a secret
+// put there would be dropped or break the request.
+var reservedHeaders = map[string]bool{
+	"Host": true, "Content-Length": true, "Content-Type": true, "Transfer-Encoding": true, "Connection": true,
+	"Keep-Alive": true, "Te": true, "Trailer": true, "Upgrade": true, "Proxy-Authorization": true,
+	"Proxy-Connection": true, "Expect": true, "User-Agent": true,
+}
+
 func (s *Server) putIntegration(c echo.Context) error {
 	name := c.Param("name")
 	if !integrationRE.MatchString(name) {
@@ -69,6 +77,8 @@ func (s *Server) putIntegration(c echo.Context) error {
 		return api.BadRequest("invalid_base_url", "baseUrl must be an http(s) URL without credentials")
 	case req.AuthHeader != "" && (len(req.AuthHeader) > 64 || textproto.CanonicalMIMEHeaderKey(req.AuthHeader) == "" || strings.ContainsAny(req.AuthHeader, " :\r\n")):
 		return api.BadRequest("invalid_auth_header", "authHeader must be a header name such as Authorization")
+	case reservedHeaders[textproto.CanonicalMIMEHeaderKey(req.AuthHeader)]:
+		return api.BadRequest("invalid_auth_header", "authHeader cannot be a header HTTP itself controls (Host, Content-Length, Connection…); use e.g. Authorization or X-Api-Key")
 	case len(req.AuthValue) > maxProviderBytes || strings.ContainsAny(req.AuthValue, "\r\n"):
 		return api.BadRequest("invalid_auth_value", "authValue is too long or has line breaks")
 	case (req.AuthHeader == "") != (req.AuthValue == ""):

@@ -397,6 +397,8 @@ func TestIntegrations(t *testing.T) {
 		{"ok", map[string]string{"type": "ftp", "baseUrl": "https://x"}, "invalid_type"},
 		{"ok", map[string]string{"type": "http", "baseUrl": "https://user:pw@x"}, "invalid_base_url"},
 		{"ok", map[string]string{"type": "http", "baseUrl": "https://x", "authHeader": "X-Key: y", "authValue": "v"}, "invalid_auth_header"},
+		{"ok", map[string]string{"type": "http", "baseUrl": "https://x", "authHeader": "host", "authValue": "v"}, "invalid_auth_header"},
+		{"ok", map[string]string{"type": "http", "baseUrl": "https://x", "authHeader": "Content-Length", "authValue": "1"}, "invalid_auth_header"},
 		{"ok", map[string]string{"type": "http", "baseUrl": "https://x", "authHeader": "X-Key"}, "invalid_auth"},
 		{"ok", map[string]string{"type": "http", "baseUrl": "https://x", "authHeader": "X-Key", "authValue": "a\r\nb"}, "invalid_auth_value"},
 	} {

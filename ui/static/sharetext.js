@@ -144,6 +144,7 @@ export const shareErrors = {
   approval_not_found: 'This request is no longer waiting: it was already approved, denied or has lapsed.',
   approval_expired: 'This request has lapsed. Ask your assistant again, or share it yourself with Share….',
   approval_exceeded: 'An approval can only give what your assistant asked for, or less.',
+  no_provider_key: 'There is no such model key in your vault. Add it under Vault & keys first.',
   scope_unusable: 'A model key can only be shared with “change”: every request to the model changes something. Tick it.',
 };
 
