@@ -349,8 +349,9 @@ func (s *Server) recordGrant(ctx context.Context, issuer store.UserID, grant map
 
 // grants handles GET /api/v1/me/grants: the caller's shares as the
 // management role knows them (metadata only): {"issued":[…],"received":[…]}.
-// A received entry the caller has not yet seen in the app carries
-// "new": true.
+// maxCalls is left out for a share without a call limit. A received entry
+// that is active and that the caller has not yet seen in the app carries
+// "new": true (see store.PeerGrant.New).
 func (s *Server) grants(c echo.Context) error {
 	u := currentUser(c)
 	ctx := c.Request().Context()
@@ -372,13 +373,16 @@ func (s *Server) grants(c echo.Context) error {
 				email = ou.Email
 			}
 			item := map[string]any{"jti": g.JTI, "resource": g.Resource, "scope": g.Scope, "expiresAt": g.ExpiresAt,
-				"status": g.Status(now), "createdAt": g.CreatedAt, "maxCalls": g.MaxCalls}
+				"status": g.Status(now), "createdAt": g.CreatedAt}
+			if g.MaxCalls > 0 { // like the vault's lists: no maxCalls = no limit
+				item["maxCalls"] = g.MaxCalls
+			}
 			if issued {
 				item["subjectEmail"] = email
 			} else {
 				item["issuerEmail"] = email
-				if g.SeenAt.IsZero() {
-					item["new"] = true // not yet seen in the app (POST /grants/seen)
+				if g.New(now) {
+					item["new"] = true // active and not yet seen in the app (POST /grants/seen)
 				}
 			}
 			list = append(list, item)
