@@ -141,13 +141,23 @@ func (s *Server) agentProxy(c echo.Context) error {
 	case grant != nil:
 		s.audit(ctx, uid, "sharing.granted", string(grant.Subject), grant.auditDetail())
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/capabilities/"):
+		// Audited (about the subject, like sharing.granted) and mailed only
+		// by the call that revoked the grant: the vault answers 204 again
+		// for one already revoked. A grant management never recorded (or
+		// could not look up) is audited about the issuer alone, as it
+		// cannot tell whom it was for or whether it was revoked before.
 		jti := strings.TrimPrefix(inner, "/vault/capabilities/")
-		if g, revoked, err := s.st.RevokePeerGrant(ctx, u.ID, jti); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("record revocation", "err", err)
-		} else if revoked {
+		g, revoked, err := s.st.RevokePeerGrant(ctx, u.ID, jti)
+		switch {
+		case err != nil:
+			if !errors.Is(err, store.ErrNotFound) {
+				s.log.Error("record revocation", "err", err)
+			}
+			s.audit(ctx, uid, "sharing.revoked", uid, map[string]string{"jti": jti})
+		case revoked:
+			s.audit(ctx, uid, "sharing.revoked", string(g.SubjectID), map[string]string{"jti": jti, "resource": g.Resource})
 			s.notifyShare(ctx, noticeStopped, *u, g)
 		}
-		s.audit(ctx, uid, "sharing.revoked", uid, map[string]string{"jti": jti})
 	case r.Method == http.MethodPut && strings.HasPrefix(inner, "/vault/integrations/"):
 		s.audit(ctx, uid, "vault.integration_configured", uid, map[string]string{"name": strings.TrimPrefix(inner, "/vault/integrations/")})
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/integrations/"):
