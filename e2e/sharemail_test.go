@@ -98,7 +98,9 @@ func TestShareMails(t *testing.T) {
 		t.Fatal(err)
 	}
 	mails = waitMails("bob@example.org", 2)
-	if len(mails) != 2 || mails[1].Subject != "alice@example.org stopped sharing their calendar with you" {
+	// Bob still has two active shares of the calendar: the mail says a
+	// share stopped, not that the sharing did.
+	if len(mails) != 2 || mails[1].Subject != "alice@example.org stopped a share of their calendar with you" {
 		t.Fatalf("mails to Bob after 3 shares and a revocation: %+v", mails)
 	}
 
