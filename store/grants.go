@@ -34,6 +34,13 @@ func (g PeerGrant) Status(now time.Time) string {
 	return "active"
 }
 
+// New reports whether the grant counts as new for its subject at now: not
+// yet seen in the app and still active (a share that was revoked or has
+// expired before it was seen is no news to act on).
+func (g PeerGrant) New(now time.Time) bool {
+	return g.SeenAt.IsZero() && g.Status(now) == "active"
+}
+
 // PutPeerGrant records a new grant (an existing jti is left as is).
 func (s *Store) PutPeerGrant(ctx context.Context, g PeerGrant) error {
 	if g.CreatedAt.IsZero() {
@@ -69,13 +76,26 @@ func (s *Store) RevokePeerGrant(ctx context.Context, issuer UserID, jti string) 
 
 // MarkPeerGrantsSeen records that subject has seen every grant they
 // received (only theirs: the issuer's side has no "seen"). It returns how
-// many were new.
+// many were new (see [PeerGrant.New]): unseen grants that were revoked or
+// had expired are marked too but not counted.
 func (s *Store) MarkPeerGrantsSeen(ctx context.Context, subject UserID) (int, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE peer_grants SET seen_at = ? WHERE subject_id = ? AND seen_at IS NULL`, ms(s.now()), subject)
+	now := ms(s.now())
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("mark peer grants seen: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE peer_grants SET seen_at = ? WHERE subject_id = ? AND seen_at IS NULL AND revoked_at IS NULL AND expires_at > ?`, now, subject, now)
 	if err != nil {
 		return 0, fmt.Errorf("mark peer grants seen: %w", err)
 	}
 	n, _ := res.RowsAffected()
+	if _, err := tx.ExecContext(ctx, `UPDATE peer_grants SET seen_at = ? WHERE subject_id = ? AND seen_at IS NULL`, now, subject); err != nil {
+		return 0, fmt.Errorf("mark peer grants seen: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("mark peer grants seen: %w", err)
+	}
 	return int(n), nil
 }
 

@@ -117,13 +117,57 @@ func TestPeerGrantsSeenAndRevoke(t *testing.T) {
 	if on, _ := st.ShareMail(ctx, b.ID); !on {
 		t.Fatal("share mail is off by default")
 	}
-	if err := st.SetShareMail(ctx, b.ID, false); err != nil {
-		t.Fatal(err)
+	if changed, err := st.SetShareMail(ctx, b.ID, true); err != nil || changed {
+		t.Fatalf("setting it on again: changed=%v %v, want unchanged", changed, err)
+	}
+	if changed, err := st.SetShareMail(ctx, b.ID, false); err != nil || !changed {
+		t.Fatalf("turning it off: changed=%v %v", changed, err)
 	}
 	if on, _ := st.ShareMail(ctx, b.ID); on {
 		t.Fatal("share mail still on")
 	}
-	if err := st.SetShareMail(ctx, "usr_nobody", true); !errors.Is(err, ErrNotFound) {
+	if _, err := st.SetShareMail(ctx, "usr_nobody", true); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown user: %v", err)
+	}
+}
+
+// TestPeerGrantNew: a received grant is new while it is unseen and active;
+// revoked and expired ones are not, and marking seen counts only new ones
+// (but marks them all).
+func TestPeerGrantNew(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, _ := st.CreateUser(ctx, "a@example.org", false)
+	b, _ := st.CreateUser(ctx, "b@example.org", false)
+	now := time.Now()
+	for jti, exp := range map[string]time.Time{"active": now.Add(time.Hour), "revoked": now.Add(time.Hour), "expired": now.Add(-time.Second)} {
+		if err := st.PutPeerGrant(ctx, PeerGrant{JTI: jti, IssuerID: a.ID, SubjectID: b.ID, Resource: "calendar", Scope: []string{"read"}, ExpiresAt: exp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := st.RevokePeerGrant(ctx, a.ID, "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	gs, err := st.PeerGrants(ctx, b.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gs {
+		if g.New(time.Now()) != (g.JTI == "active") {
+			t.Errorf("grant %s: New = %v", g.JTI, g.New(time.Now()))
+		}
+	}
+	if n, err := st.MarkPeerGrantsSeen(ctx, b.ID); err != nil || n != 1 {
+		t.Fatalf("mark seen: %d %v, want 1 new", n, err)
+	}
+	gs, _ = st.PeerGrants(ctx, b.ID, false)
+	for _, g := range gs {
+		if g.SeenAt.IsZero() {
+			t.Errorf("grant %s not marked seen", g.JTI)
+		}
 	}
 }

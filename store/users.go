@@ -118,15 +118,18 @@ func (s *Store) ShareMail(ctx context.Context, id UserID) (bool, error) {
 	return on, nil
 }
 
-// SetShareMail turns the user's share mails on or off. Unknown users are
-// ErrNotFound.
-func (s *Store) SetShareMail(ctx context.Context, id UserID, on bool) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE users SET share_mail = ? WHERE id = ?`, on, id)
+// SetShareMail turns the user's share mails on or off; changed reports
+// whether the setting was different before. Unknown users are ErrNotFound.
+func (s *Store) SetShareMail(ctx context.Context, id UserID, on bool) (changed bool, err error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE users SET share_mail = ? WHERE id = ? AND share_mail <> ?`, on, id, on)
 	if err != nil {
-		return fmt.Errorf("set share mail setting: %w", err)
+		return false, fmt.Errorf("set share mail setting: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
+	if n, _ := res.RowsAffected(); n > 0 {
+		return true, nil
 	}
-	return nil
+	if _, err := s.ShareMail(ctx, id); err != nil {
+		return false, err // ErrNotFound for an unknown user
+	}
+	return false, nil
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,7 +78,7 @@ func (s *Server) agentProxy(c echo.Context) error {
 	} else {
 		web.DropUpgrade(r2.Header)
 	}
-	var grant map[string]any
+	var grant *shareGrant
 	if r.Method == http.MethodPost && inner == "/vault/capabilities" {
 		body, g, err := s.withSubject(c, u)
 		if err != nil {
@@ -109,9 +110,9 @@ func (s *Server) agentProxy(c echo.Context) error {
 			JTI string `json:"jti"`
 		}
 		if buf.Code == http.StatusCreated && json.Unmarshal(buf.Body.Bytes(), &ans) == nil && ans.JTI != "" {
-			grant["jti"] = ans.JTI
+			grant.JTI = ans.JTI
 			ctx := context.WithoutCancel(r.Context())
-			if g, ok := s.recordGrant(ctx, u.ID, grant); ok {
+			if g, ok := s.recordGrant(ctx, u.ID, *grant); ok {
 				s.notifyShare(ctx, noticeShared, *u, g)
 			}
 		}
@@ -138,19 +139,25 @@ func (s *Server) agentProxy(c echo.Context) error {
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/apikeys/"):
 		s.audit(ctx, uid, "vault.provider_removed", uid, map[string]string{"provider": strings.TrimPrefix(inner, "/vault/apikeys/")})
 	case grant != nil:
-		detail := map[string]string{}
-		for k, v := range grant {
-			detail[k] = fmt.Sprint(v)
-		}
-		s.audit(ctx, uid, "sharing.granted", fmt.Sprint(grant["subject"]), detail)
+		s.audit(ctx, uid, "sharing.granted", string(grant.Subject), grant.auditDetail())
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/capabilities/"):
+		// Audited (about the subject, like sharing.granted) and mailed only
+		// by the call that revoked the grant: the vault answers 204 again
+		// for one already revoked. A grant management never recorded (or
+		// could not look up) is audited about the issuer alone, as it
+		// cannot tell whom it was for or whether it was revoked before.
 		jti := strings.TrimPrefix(inner, "/vault/capabilities/")
-		if g, revoked, err := s.st.RevokePeerGrant(ctx, u.ID, jti); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("record revocation", "err", err)
-		} else if revoked {
+		g, revoked, err := s.st.RevokePeerGrant(ctx, u.ID, jti)
+		switch {
+		case err != nil:
+			if !errors.Is(err, store.ErrNotFound) {
+				s.log.Error("record revocation", "err", err)
+			}
+			s.audit(ctx, uid, "sharing.revoked", uid, map[string]string{"jti": jti})
+		case revoked:
+			s.audit(ctx, uid, "sharing.revoked", string(g.SubjectID), map[string]string{"jti": jti, "resource": g.Resource})
 			s.notifyShare(ctx, noticeStopped, *u, g)
 		}
-		s.audit(ctx, uid, "sharing.revoked", uid, map[string]string{"jti": jti})
 	case r.Method == http.MethodPut && strings.HasPrefix(inner, "/vault/integrations/"):
 		s.audit(ctx, uid, "vault.integration_configured", uid, map[string]string{"name": strings.TrimPrefix(inner, "/vault/integrations/")})
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/integrations/"):
@@ -238,11 +245,39 @@ func (s *Server) directoryLookup(c echo.Context) error {
 		"signed": map[string]string{"record": e.Record, "sig": e.Sig}})
 }
 
+// shareGrant is the metadata of one share request as management records
+// and audits it (never the token), decoded from the request body with the
+// vault's types; the vault validates the values and management records
+// them only once the vault has issued the capability.
+type shareGrant struct {
+	JTI       string // set once the vault answered 201
+	Subject   store.UserID
+	Resource  string   // "calendar", "provider:anthropic"
+	Scope     []string // operations: read, list, write, delete
+	ExpiresIn int64    // seconds
+	MaxCalls  int      // 0 = no limit
+	Approval  bool     // the user approved a request of their agent
+}
+
+// auditDetail is the sharing.granted audit detail: plain values (scope
+// comma-separated; maxCalls and approval only when set).
+func (g shareGrant) auditDetail() map[string]string {
+	d := map[string]string{"jti": g.JTI, "subject": string(g.Subject), "resource": g.Resource,
+		"scope": strings.Join(g.Scope, ","), "expiresIn": strconv.FormatInt(g.ExpiresIn, 10)}
+	if g.MaxCalls > 0 {
+		d["maxCalls"] = strconv.Itoa(g.MaxCalls)
+	}
+	if g.Approval {
+		d["approval"] = "true"
+	}
+	return d
+}
+
 // withSubject reads a capability request ({"subjectEmail",...}), looks the
 // subject up in the directory and returns the body with "subject" set to
 // the directory's verified record, which the vault checks again. It also
-// returns the grant's metadata for the audit log (never the token).
-func (s *Server) withSubject(c echo.Context, u *store.User) ([]byte, map[string]any, error) {
+// returns the grant's metadata for recording and the audit log.
+func (s *Server) withSubject(c echo.Context, u *store.User) ([]byte, *shareGrant, error) {
 	var req map[string]json.RawMessage
 	if err := json.NewDecoder(io.LimitReader(c.Request().Body, 64<<10)).Decode(&req); err != nil {
 		return nil, nil, api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
@@ -279,16 +314,14 @@ func (s *Server) withSubject(c echo.Context, u *store.User) ([]byte, map[string]
 	if err != nil {
 		return nil, nil, err
 	}
-	grant := map[string]any{"subject": string(target.ID)}
-	for _, k := range []string{"resource", "scope", "expiresIn", "maxCalls"} {
-		if v, ok := req[k]; ok && len(v) < 512 {
-			grant[k] = string(v)
-		}
-	}
+	// Values of another type are left zero here; the vault refuses them.
+	grant := &shareGrant{Subject: target.ID}
+	_ = json.Unmarshal(req["resource"], &grant.Resource)
+	_ = json.Unmarshal(req["scope"], &grant.Scope)
+	_ = json.Unmarshal(req["expiresIn"], &grant.ExpiresIn)
+	_ = json.Unmarshal(req["maxCalls"], &grant.MaxCalls)
 	var approvalID string
-	if json.Unmarshal(req["approvalId"], &approvalID) == nil && approvalID != "" {
-		grant["approval"] = true // the user approved a request of their agent
-	}
+	grant.Approval = json.Unmarshal(req["approvalId"], &approvalID) == nil && approvalID != ""
 	return body, grant, nil
 }
 
@@ -328,18 +361,9 @@ func (s *Server) withIssuerEmails(c echo.Context, h http.Handler, r *http.Reques
 
 // recordGrant stores the peer-grant metadata of a new capability and
 // returns it; ok is false if it could not be stored.
-func (s *Server) recordGrant(ctx context.Context, issuer store.UserID, grant map[string]any) (g store.PeerGrant, ok bool) {
-	var scope []string
-	_ = json.Unmarshal([]byte(fmt.Sprint(grant["scope"])), &scope)
-	var expiresIn, maxCalls int64
-	_ = json.Unmarshal([]byte(fmt.Sprint(grant["expiresIn"])), &expiresIn)
-	if v, ok := grant["maxCalls"]; ok {
-		_ = json.Unmarshal([]byte(fmt.Sprint(v)), &maxCalls)
-	}
-	var resource string
-	_ = json.Unmarshal([]byte(fmt.Sprint(grant["resource"])), &resource)
-	g = store.PeerGrant{JTI: fmt.Sprint(grant["jti"]), IssuerID: issuer, SubjectID: store.UserID(fmt.Sprint(grant["subject"])),
-		Resource: resource, Scope: scope, MaxCalls: int(maxCalls), ExpiresAt: s.now().Add(time.Duration(expiresIn) * time.Second)}
+func (s *Server) recordGrant(ctx context.Context, issuer store.UserID, sg shareGrant) (g store.PeerGrant, ok bool) {
+	g = store.PeerGrant{JTI: sg.JTI, IssuerID: issuer, SubjectID: sg.Subject, Resource: sg.Resource, Scope: sg.Scope,
+		MaxCalls: sg.MaxCalls, ExpiresAt: s.now().Add(time.Duration(sg.ExpiresIn) * time.Second)}
 	if err := s.st.PutPeerGrant(ctx, g); err != nil {
 		s.log.Error("record grant", "err", err)
 		return g, false
@@ -349,8 +373,9 @@ func (s *Server) recordGrant(ctx context.Context, issuer store.UserID, grant map
 
 // grants handles GET /api/v1/me/grants: the caller's shares as the
 // management role knows them (metadata only): {"issued":[…],"received":[…]}.
-// A received entry the caller has not yet seen in the app carries
-// "new": true.
+// maxCalls is left out for a share without a call limit. A received entry
+// that is active and that the caller has not yet seen in the app carries
+// "new": true (see store.PeerGrant.New).
 func (s *Server) grants(c echo.Context) error {
 	u := currentUser(c)
 	ctx := c.Request().Context()
@@ -372,13 +397,16 @@ func (s *Server) grants(c echo.Context) error {
 				email = ou.Email
 			}
 			item := map[string]any{"jti": g.JTI, "resource": g.Resource, "scope": g.Scope, "expiresAt": g.ExpiresAt,
-				"status": g.Status(now), "createdAt": g.CreatedAt, "maxCalls": g.MaxCalls}
+				"status": g.Status(now), "createdAt": g.CreatedAt}
+			if g.MaxCalls > 0 { // like the vault's lists: no maxCalls = no limit
+				item["maxCalls"] = g.MaxCalls
+			}
 			if issued {
 				item["subjectEmail"] = email
 			} else {
 				item["issuerEmail"] = email
-				if g.SeenAt.IsZero() {
-					item["new"] = true // not yet seen in the app (POST /grants/seen)
+				if g.New(now) {
+					item["new"] = true // active and not yet seen in the app (POST /grants/seen)
 				}
 			}
 			list = append(list, item)

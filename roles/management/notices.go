@@ -2,6 +2,7 @@ package management
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -36,7 +37,7 @@ func (s *Server) settings(c echo.Context) error {
 }
 
 // putSettings handles PUT /api/v1/me/settings {"shareMail":bool} → the
-// settings as stored.
+// settings as stored. Only a real change is audited (settings.changed).
 func (s *Server) putSettings(c echo.Context) error {
 	var req userSettings
 	if err := bindJSON(c, &req); err != nil {
@@ -47,13 +48,12 @@ func (s *Server) putSettings(c echo.Context) error {
 	}
 	u := currentUser(c)
 	ctx := c.Request().Context()
-	if err := s.st.SetShareMail(ctx, u.ID, *req.ShareMail); err != nil {
+	changed, err := s.st.SetShareMail(ctx, u.ID, *req.ShareMail)
+	if err != nil {
 		return err
 	}
-	on := "false"
-	if *req.ShareMail {
-		on = "true"
+	if changed { // a PUT of the value already set is no change to audit
+		s.audit(ctx, string(u.ID), "settings.changed", string(u.ID), map[string]string{"shareMail": strconv.FormatBool(*req.ShareMail)})
 	}
-	s.audit(ctx, string(u.ID), "settings.changed", string(u.ID), map[string]string{"shareMail": on})
 	return c.JSON(http.StatusOK, req)
 }

@@ -48,8 +48,11 @@ type shareNotice struct {
 	Resource    string   // "calendar", "provider:anthropic"
 	Scope       []string // operations: read, list, write, delete
 	ExpiresAt   time.Time
-	MaxCalls    int    // 0 = no budget
-	More        int    // changes of this kind held back since the last mail
+	MaxCalls    int // 0 = no budget
+	More        int // changes of this kind held back since the last mail
+	// StillActive (noticeStopped): the recipient still has another active
+	// share of the same resource from the same issuer.
+	StillActive bool
 	Link        string // where the Sharing tab is: <public-url>/#sharing
 }
 
@@ -100,8 +103,18 @@ func shareMailText(n shareNotice) (subject, body string) {
 	what := resourceWords(n.Resource)
 	var b strings.Builder
 	if n.Kind == noticeStopped {
+		// Name the share that ended: the issuer may have shared the same
+		// thing more than once, and the others keep working.
 		subject = fmt.Sprintf("%s stopped sharing %s with you", n.IssuerEmail, what)
-		fmt.Fprintf(&b, "%s stopped sharing %s with you. You and your agent can no longer use it.\n", n.IssuerEmail, what)
+		if n.StillActive {
+			subject = fmt.Sprintf("%s stopped a share of %s with you", n.IssuerEmail, what)
+		}
+		fmt.Fprintf(&b, "%s stopped the share of %s (%s) with you.", n.IssuerEmail, what, shareWords(n))
+		if n.StillActive {
+			b.WriteString(" This share no longer works for you or your agent; another share of it is still active.\n")
+		} else {
+			b.WriteString(" This share no longer works: you and your agent can no longer use it.\n")
+		}
 	} else {
 		subject = fmt.Sprintf("%s shared %s with you", n.IssuerEmail, what)
 		fmt.Fprintf(&b, "%s shared %s with you.\n\n", n.IssuerEmail, what)
@@ -117,15 +130,32 @@ func shareMailText(n shareNotice) (subject, body string) {
 		b.WriteString("\nYour agent can use it while the share lasts.\n")
 	}
 	if n.More > 0 {
-		verb := "shared"
-		if n.Kind == noticeStopped {
-			verb = "stopped sharing"
+		if n.Kind == noticeStopped { // shares, not things: the things may still be shared otherwise
+			fmt.Fprintf(&b, "\nSince the last mail about it, %s also stopped %d more share%s with you.\n", n.IssuerEmail, n.More, plural(n.More))
+		} else {
+			fmt.Fprintf(&b, "\nSince the last mail about it, %s also shared %d more thing%s with you.\n", n.IssuerEmail, n.More, plural(n.More))
 		}
-		fmt.Fprintf(&b, "\nSince the last mail about it, %s also %s %d more thing%s with you.\n", n.IssuerEmail, verb, n.More, plural(n.More))
 	}
 	fmt.Fprintf(&b, "\nSee everything shared with you in the Sharing tab:\n%s\n", n.Link)
 	b.WriteString("\nTo stop these mails, untick \"Email me when someone shares with me\" in the Sharing tab.\n")
 	return subject, b.String()
+}
+
+// shareWords describes one share in a few words, to tell it from other
+// shares of the same thing: "see and list, until 7 December 2025, 14:03
+// UTC, up to 50 calls" (a model key: "for your chat, until …").
+func shareWords(n shareNotice) string {
+	var parts []string
+	if strings.HasPrefix(n.Resource, "provider:") {
+		parts = append(parts, "for your chat")
+	} else if w := scopeWords(n.Scope); w != "" {
+		parts = append(parts, w)
+	}
+	parts = append(parts, "until "+n.ExpiresAt.UTC().Format("2 January 2006, 15:04 UTC"))
+	if n.MaxCalls > 0 {
+		parts = append(parts, fmt.Sprintf("up to %d calls", n.MaxCalls))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func plural(n int) string {
@@ -229,9 +259,16 @@ func (s *Server) notifyShare(ctx context.Context, kind string, issuer store.User
 		s.log.Error("share mail recipient", "recipient", g.SubjectID, "err", err)
 		return
 	}
+	stillActive := false
+	if kind == noticeStopped {
+		if stillActive, err = s.otherActiveShare(ctx, issuer.ID, g); err != nil {
+			s.log.Error("share mail: other shares", "recipient", g.SubjectID, "err", err)
+			return // rather no mail than one that may overstate
+		}
+	}
 	link := s.opt.PublicURL + "/#sharing"
 	subject, body := shareMailText(shareNotice{Kind: kind, IssuerEmail: issuer.Email, Resource: g.Resource, Scope: g.Scope,
-		ExpiresAt: g.ExpiresAt, MaxCalls: g.MaxCalls, More: more, Link: link})
+		ExpiresAt: g.ExpiresAt, MaxCalls: g.MaxCalls, More: more, StillActive: stillActive, Link: link})
 	job := noticeJob{msg: mail.Message{To: to.Email, Subject: subject, Body: body, Link: link, ShowBody: true},
 		kind: kind, issuer: issuer.ID, recipient: g.SubjectID}
 	select {
@@ -239,6 +276,23 @@ func (s *Server) notifyShare(ctx context.Context, kind string, issuer store.User
 	default:
 		s.log.Warn("share mail dropped: queue full", "kind", kind, "issuer", issuer.ID, "recipient", g.SubjectID)
 	}
+}
+
+// otherActiveShare reports whether g's subject holds another active grant
+// of g's resource from issuer (as far as management knows: a share whose
+// calls are used up still counts as active here).
+func (s *Server) otherActiveShare(ctx context.Context, issuer store.UserID, g store.PeerGrant) (bool, error) {
+	gs, err := s.st.PeerGrants(ctx, g.SubjectID, false)
+	if err != nil {
+		return false, err
+	}
+	now := s.now()
+	for _, o := range gs {
+		if o.JTI != g.JTI && o.IssuerID == issuer && o.Resource == g.Resource && o.Status(now) == "active" {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // runNotices sends queued share mails one at a time until ctx ends.
