@@ -120,6 +120,7 @@ func (s *Server) hibernate(c echo.Context) error {
 	if err := crypto.WriteFileAtomic(s.hibernatePath(), b, 0o600); err != nil {
 		return err
 	}
+	s.hibernateDeadline.Store(deadline)
 	s.log.Info("vault prepared for hibernation", "expiresIn", k.expiresIn().Round(time.Second))
 	return c.JSON(http.StatusOK, hibernateResp{Unlocked: true, ExpiresIn: int64(k.expiresIn().Seconds())})
 }
@@ -169,20 +170,31 @@ func (s *Server) resume(c echo.Context) error {
 
 // dropHibernation deletes the hibernation file, if any.
 func (s *Server) dropHibernation() {
+	s.hibernateDeadline.Store(0)
 	if err := os.Remove(s.hibernatePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.log.Error("delete hibernation state", "err", err)
 	}
 }
 
-// dropStaleHibernation deletes a hibernation file whose deadline passed
-// (its key, if anyone still holds it, can no longer unlock anything).
-func (s *Server) dropStaleHibernation() {
+// loadHibernateDeadline notes the deadline of a hibernation file left on
+// the volume (read once at start; unreadable counts as passed), so that
+// dropStaleHibernation need not read the file on every tick.
+func (s *Server) loadHibernateDeadline() {
 	b, err := os.ReadFile(s.hibernatePath())
 	if err != nil {
 		return
 	}
 	var st hibernateState
-	if json.Unmarshal(b, &st) != nil || !s.keys.wall().Before(time.UnixMilli(st.Deadline)) {
+	if json.Unmarshal(b, &st) != nil || st.Deadline <= 0 {
+		st.Deadline = 1 // long past: the next tick deletes it
+	}
+	s.hibernateDeadline.Store(st.Deadline)
+}
+
+// dropStaleHibernation deletes a hibernation file whose deadline passed
+// (its key, if anyone still holds it, can no longer unlock anything).
+func (s *Server) dropStaleHibernation() {
+	if d := s.hibernateDeadline.Load(); d != 0 && !s.keys.wall().Before(time.UnixMilli(d)) {
 		s.dropHibernation()
 	}
 }

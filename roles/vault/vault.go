@@ -81,6 +81,9 @@ type Server struct {
 	rates        capability.Limiter
 	capSkew      atomic.Int64 // tests move the capability clock (ns)
 	allowPrivate bool
+	// hibernateDeadline is the deadline of the hibernation file on the
+	// volume, unix ms; 0 = none (hibernate.go).
+	hibernateDeadline atomic.Int64
 }
 
 // New opens the vault in opt.DataDir (it need not be initialized yet).
@@ -109,6 +112,7 @@ func New(opt Options) (*Server, error) {
 		hub: newChatHub(), providerHTTP: opt.ProviderHTTP, base: base, cancel: cancel,
 		allowPrivate: opt.AllowPrivateTargets,
 	}
+	s.loadHibernateDeadline()
 	if opt.RelayURL != "" {
 		s.relay = newRelayClient(s, opt.RelayURL)
 		k.onOpen = s.relay.kick
