@@ -30,7 +30,13 @@ const (
 	// for the answer. When the recipient stays offline after the relay
 	// woke it, the relay drops such envelopes and tells the sender
 	// (error frame recipient_unavailable) instead of keeping them.
+	// The relay also records its recipient as the issuer of header.jti
+	// (only a capability's issuer receives calls with it).
 	RelayTypeCall = "capability.call"
+	// RelayTypeGrant carries a new capability from its issuer: the relay
+	// records the sender as the issuer of header.jti, so that another
+	// user's revocation of that jti is refused (not_issuer).
+	RelayTypeGrant = "capability.grant"
 )
 
 // RelayHeader is an envelope's relay-readable header (SPEC §7.2).
@@ -78,9 +84,13 @@ type RelayFrame struct {
 	ID string `json:"id,omitempty"`
 	// JTI is a capability id (revoked, snapshot.*).
 	JTI string `json:"jti,omitempty"`
-	// Revocation is the signed revocation of a revoke frame.
+	// Revocation is the signed revocation of a revoke frame, or the
+	// stored one on a capability_revoked error (which the refused caller
+	// can verify with the issuer key of its token).
 	Revocation *capability.Revocation `json:"revocation,omitempty"`
-	// Issuer is an Ed25519 key text "ed25519:<b64url>" (revoke, snapshot).
+	// Issuer is an Ed25519 key text "ed25519:<b64url>" (revoke,
+	// snapshot, snapshot.get's optional choice of issuer,
+	// capability_revoked errors).
 	Issuer string `json:"issuer,omitempty"`
 	// Token is the cached capability of a snapshot.put.
 	Token string `json:"token,omitempty"`

@@ -100,6 +100,30 @@ func SignRevocation(id *crypto.Identity, jti JTI, reason string, ts time.Time) (
 // [ErrRevocationMalformed], [ErrRevocationSignature],
 // [ErrRevocationStale], [ErrRevocationFuture].
 func VerifyRevocation(r Revocation, tokenIssuer ed25519.PublicKey, now time.Time, maxSkew time.Duration) (RevocationClaims, error) {
+	c, err := VerifyStoredRevocation(r, tokenIssuer)
+	if err != nil {
+		return c, err
+	}
+	if maxSkew <= 0 {
+		maxSkew = DefaultRevocationSkew
+	}
+	if c.Time.Before(now.Add(-maxSkew)) {
+		return RevocationClaims{}, ErrRevocationStale
+	}
+	if c.Time.After(now.Add(maxSkew)) {
+		return RevocationClaims{}, ErrRevocationFuture
+	}
+	return c, nil
+}
+
+// VerifyStoredRevocation is [VerifyRevocation] without the freshness
+// check, for a revocation accepted earlier and shown again (the relay
+// hands its stored copy to a refused caller, whose vault checks it with
+// the issuer key of the token it holds; a revocation stays true however
+// old it is). The caller must also check that the returned JTI is the
+// capability it asked about. Errors: [ErrRevocationMalformed],
+// [ErrRevocationSignature].
+func VerifyStoredRevocation(r Revocation, tokenIssuer ed25519.PublicKey) (RevocationClaims, error) {
 	bad := func(detail string) (RevocationClaims, error) {
 		return RevocationClaims{}, ErrRevocationMalformed.with(detail)
 	}
@@ -143,15 +167,6 @@ func VerifyRevocation(r Revocation, tokenIssuer ed25519.PublicKey, now time.Time
 	}
 	if !crypto.Verify(tokenIssuer, revocationMessage(body), sig) {
 		return RevocationClaims{}, ErrRevocationSignature
-	}
-	if maxSkew <= 0 {
-		maxSkew = DefaultRevocationSkew
-	}
-	if c.Time.Before(now.Add(-maxSkew)) {
-		return RevocationClaims{}, ErrRevocationStale
-	}
-	if c.Time.After(now.Add(maxSkew)) {
-		return RevocationClaims{}, ErrRevocationFuture
 	}
 	return c, nil
 }

@@ -130,3 +130,27 @@ func TestSignRevocationRejects(t *testing.T) {
 		t.Run(name, func(t *testing.T) { wantOnly(t, fn(), capability.ErrRevocationMalformed) })
 	}
 }
+
+// TestVerifyStoredRevocation: an old revocation shown again still
+// verifies with the issuer's key (no freshness window), and only with it.
+func TestVerifyStoredRevocation(t *testing.T) {
+	f := newFixture(t)
+	r, err := capability.SignRevocation(f.issuer, f.claims.JTI, "", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := capability.VerifyStoredRevocation(r, f.issuer.Public().Ed25519)
+	if err != nil || c.JTI != f.claims.JTI {
+		t.Fatalf("stored revocation: %+v %v", c, err)
+	}
+	if _, err := capability.VerifyRevocation(r, f.issuer.Public().Ed25519, t0.Add(time.Hour), 0); err == nil {
+		t.Fatal("an hour-old revocation passed the freshness check")
+	}
+	if _, err := capability.VerifyStoredRevocation(r, f.other.Public().Ed25519); err == nil {
+		t.Fatal("verified with another key")
+	}
+	forged, _ := capability.SignRevocation(f.other, f.claims.JTI, "", t0)
+	if _, err := capability.VerifyStoredRevocation(forged, f.issuer.Public().Ed25519); err == nil {
+		t.Fatal("a revocation signed by someone else verified as the issuer's")
+	}
+}

@@ -133,8 +133,9 @@ func (s *Store) DeleteEnvelope(ctx context.Context, id string, recipient UserID)
 	return nil
 }
 
-// DeleteExpiredEnvelopes removes envelopes and cached snapshots whose
-// expiry has passed and returns how many envelopes went.
+// DeleteExpiredEnvelopes removes envelopes, cached snapshots and
+// capability-issuer records whose expiry has passed and returns how many
+// envelopes went.
 func (s *Store) DeleteExpiredEnvelopes(ctx context.Context) (int64, error) {
 	now := ms(s.now())
 	res, err := s.w.ExecContext(ctx, `DELETE FROM relay_envelopes WHERE expires_at <= ?`, now)
@@ -143,6 +144,9 @@ func (s *Store) DeleteExpiredEnvelopes(ctx context.Context) (int64, error) {
 	}
 	if _, err := s.w.ExecContext(ctx, `DELETE FROM relay_snapshots WHERE expires_at <= ?`, now); err != nil {
 		return 0, fmt.Errorf("delete expired snapshots: %w", err)
+	}
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM relay_capability_issuers WHERE expires_at <= ?`, now); err != nil {
+		return 0, fmt.Errorf("delete expired capability issuers: %w", err)
 	}
 	return res.RowsAffected()
 }
@@ -204,10 +208,15 @@ func (s *Store) TrimEnvelopes(ctx context.Context, recipient UserID, keep int) (
 }
 
 // RelayRevocation is a capability revocation accepted by the relay
-// (SPEC §7.1, §7.2). The caller has verified it.
+// (SPEC §7.1, §7.2). The caller has verified it. A revocation is scoped
+// to its signer: it names (JTI, IssuerUser, Issuer), since a jti is only
+// unique per issuer (anyone can choose the same 16 bytes).
 type RelayRevocation struct {
 	// JTI is the revoked capability id (base64url text form).
 	JTI string
+	// IssuerUser is the user who sent it (whose directory key signed
+	// it); "" for revocations stored before revocations were scoped.
+	IssuerUser UserID
 	// Issuer is the capability issuer's key, "ed25519:<base64url>".
 	Issuer string
 	// TS is the revocation's own time.
@@ -215,57 +224,112 @@ type RelayRevocation struct {
 	// Reason is the issuer's free text, or "".
 	Reason string
 	// Revocation and Sig are the signed revocation as received
-	// (base64url JSON and signature), kept so it can be re-verified.
+	// (base64url JSON and signature), kept so it can be re-verified and
+	// shown to a refused caller.
 	Revocation string
 	Sig        string
 	// CreatedAt is when the relay stored it (defaults to now).
 	CreatedAt time.Time
 }
 
-// PutRevocation records r and deletes the cached snapshot of r.JTI, if
-// any, in one transaction. Revoking an already revoked jti is a no-op
-// that keeps the first record and returns nil.
-func (s *Store) PutRevocation(ctx context.Context, r RelayRevocation) error {
+// PutRevocation records r and deletes the cached snapshot of r.JTI put by
+// r.Issuer, if any, in one transaction. It reports whether r is new:
+// revoking an already revoked (jti, user, key) keeps the first record and
+// returns false, nil.
+func (s *Store) PutRevocation(ctx context.Context, r RelayRevocation) (added bool, err error) {
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = s.now()
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("put revocation: %w", err)
+		return false, fmt.Errorf("put revocation: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO relay_revocations(jti, issuer, ts, reason, revocation, sig, created_at)
-		VALUES(?,?,?,?,?,?,?) ON CONFLICT(jti) DO NOTHING`,
-		r.JTI, r.Issuer, ms(r.TS), r.Reason, r.Revocation, r.Sig, ms(r.CreatedAt)); err != nil {
-		return fmt.Errorf("put revocation: %w", err)
+	res, err := tx.ExecContext(ctx, `INSERT INTO relay_revocations(jti, issuer_user, issuer, ts, reason, revocation, sig, created_at)
+		VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(jti, issuer_user, issuer) DO NOTHING`,
+		r.JTI, r.IssuerUser, r.Issuer, ms(r.TS), r.Reason, r.Revocation, r.Sig, ms(r.CreatedAt))
+	if err != nil {
+		return false, fmt.Errorf("put revocation: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM relay_snapshots WHERE jti = ?`, r.JTI); err != nil {
-		return fmt.Errorf("put revocation: %w", err)
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("put revocation: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM relay_snapshots WHERE jti = ? AND issuer = ?`, r.JTI, r.Issuer); err != nil {
+		return false, fmt.Errorf("put revocation: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("put revocation: %w", err)
+		return false, fmt.Errorf("put revocation: %w", err)
+	}
+	return n > 0, nil
+}
+
+// Revocations returns every revocation of jti (by any signer), oldest
+// first; none is an empty slice. The caller decides which of them apply
+// (the authoritative answer behind the relay's Bloom filter).
+func (s *Store) Revocations(ctx context.Context, jti string) ([]RelayRevocation, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT jti, issuer_user, issuer, ts, reason, revocation, sig, created_at
+		FROM relay_revocations WHERE jti = ? ORDER BY created_at`, jti)
+	if err != nil {
+		return nil, fmt.Errorf("revocations: %w", err)
+	}
+	defer rows.Close()
+	var out []RelayRevocation
+	for rows.Next() {
+		var r RelayRevocation
+		var ts, created int64
+		if err := rows.Scan(&r.JTI, &r.IssuerUser, &r.Issuer, &ts, &r.Reason, &r.Revocation, &r.Sig, &created); err != nil {
+			return nil, fmt.Errorf("revocations: %w", err)
+		}
+		r.TS, r.CreatedAt = fromMS(ts), fromMS(created)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("revocations: %w", err)
+	}
+	return out, nil
+}
+
+// NoteCapabilityIssuer records that user was seen on the issuer side of
+// capability jti (the sender of its grant, the recipient of a call with
+// it), until expiresAt; a later sighting pushes expiresAt forward. Several
+// users may be recorded for one jti.
+func (s *Store) NoteCapabilityIssuer(ctx context.Context, jti string, user UserID, expiresAt time.Time) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO relay_capability_issuers(jti, issuer_user, expires_at) VALUES(?,?,?)
+		ON CONFLICT(jti, issuer_user) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)`,
+		jti, user, ms(expiresAt))
+	if err != nil {
+		return fmt.Errorf("note capability issuer: %w", err)
 	}
 	return nil
 }
 
-// IsRevoked reports whether jti has been revoked (the authoritative
-// answer behind the relay's Bloom filter).
-func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	var one int
-	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM relay_revocations WHERE jti = ?`, jti).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
+// CapabilityIssuers returns the users recorded (unexpired) on the issuer
+// side of jti by [Store.NoteCapabilityIssuer], or none.
+func (s *Store) CapabilityIssuers(ctx context.Context, jti string) ([]UserID, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT issuer_user FROM relay_capability_issuers WHERE jti = ? AND expires_at > ?`, jti, ms(s.now()))
 	if err != nil {
-		return false, fmt.Errorf("is revoked: %w", err)
+		return nil, fmt.Errorf("capability issuers: %w", err)
 	}
-	return true, nil
+	defer rows.Close()
+	var out []UserID
+	for rows.Next() {
+		var u UserID
+		if err := rows.Scan(&u); err != nil {
+			return nil, fmt.Errorf("capability issuers: %w", err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("capability issuers: %w", err)
+	}
+	return out, nil
 }
 
 // AllRevokedJTIs calls fn with every revoked jti (in no particular
 // order), stopping at and returning fn's first error.
 func (s *Store) AllRevokedJTIs(ctx context.Context, fn func(jti string) error) error {
-	rows, err := s.r.QueryContext(ctx, `SELECT jti FROM relay_revocations`)
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT jti FROM relay_revocations`)
 	if err != nil {
 		return fmt.Errorf("list revocations: %w", err)
 	}
@@ -303,35 +367,32 @@ type RelaySnapshot struct {
 	ExpiresAt time.Time
 }
 
-// PutSnapshot stores or replaces the snapshot of sn.JTI. UpdatedAt
-// defaults to now. Errors: [ErrConflict] when a snapshot of that jti
-// exists from another issuer (only the issuer may replace it).
+// PutSnapshot stores or replaces the snapshot of (sn.JTI, sn.Issuer):
+// a jti is unique only per issuer, so each issuer has its own slot and
+// nobody can take or replace another issuer's. UpdatedAt defaults to now.
 func (s *Store) PutSnapshot(ctx context.Context, sn RelaySnapshot) error {
 	if sn.UpdatedAt.IsZero() {
 		sn.UpdatedAt = s.now()
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO relay_snapshots(jti, issuer, subject, blob, sig, updated_at, expires_at)
-		VALUES(?,?,?,?,?,?,?) ON CONFLICT(jti) DO UPDATE SET subject=excluded.subject, blob=excluded.blob,
-		sig=excluded.sig, updated_at=excluded.updated_at, expires_at=excluded.expires_at
-		WHERE relay_snapshots.issuer = excluded.issuer`,
+	_, err := s.w.ExecContext(ctx, `INSERT INTO relay_snapshots(jti, issuer, subject, blob, sig, updated_at, expires_at)
+		VALUES(?,?,?,?,?,?,?) ON CONFLICT(jti, issuer) DO UPDATE SET subject=excluded.subject, blob=excluded.blob,
+		sig=excluded.sig, updated_at=excluded.updated_at, expires_at=excluded.expires_at`,
 		sn.JTI, sn.Issuer, sn.Subject, sn.Blob, sn.Sig, ms(sn.UpdatedAt), ms(sn.ExpiresAt))
 	if err != nil {
 		return fmt.Errorf("put snapshot: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("put snapshot: %w", err)
-	} else if n == 0 {
-		return fmt.Errorf("put snapshot: %w", ErrConflict)
-	}
 	return nil
 }
 
-// Snapshot returns the unexpired snapshot of jti, or [ErrNotFound].
-func (s *Store) Snapshot(ctx context.Context, jti string) (RelaySnapshot, error) {
+// Snapshot returns the newest unexpired snapshot of jti for subject (an
+// "ed25519:…" key text), put by issuer if issuer is not "", or
+// [ErrNotFound].
+func (s *Store) Snapshot(ctx context.Context, jti, subject, issuer string) (RelaySnapshot, error) {
 	var sn RelaySnapshot
 	var upd, exp int64
 	err := s.r.QueryRowContext(ctx, `SELECT jti, issuer, subject, blob, sig, updated_at, expires_at FROM relay_snapshots
-		WHERE jti = ? AND expires_at > ?`, jti, ms(s.now())).Scan(&sn.JTI, &sn.Issuer, &sn.Subject, &sn.Blob, &sn.Sig, &upd, &exp)
+		WHERE jti = ? AND subject = ? AND (? = '' OR issuer = ?) AND expires_at > ? ORDER BY updated_at DESC LIMIT 1`,
+		jti, subject, issuer, issuer, ms(s.now())).Scan(&sn.JTI, &sn.Issuer, &sn.Subject, &sn.Blob, &sn.Sig, &upd, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return RelaySnapshot{}, ErrNotFound
 	}

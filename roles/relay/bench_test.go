@@ -256,7 +256,7 @@ func BenchmarkRevocationCheckMiss(b *testing.B) {
 	ctx := context.Background()
 	for i := 0; i < 10_000; i++ {
 		j := newID()
-		if err := e.st.PutRevocation(ctx, store.RelayRevocation{JTI: j, Issuer: "ed25519:x"}); err != nil {
+		if _, err := e.st.PutRevocation(ctx, store.RelayRevocation{JTI: j, IssuerUser: "usr_x", Issuer: "ed25519:x"}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -268,7 +268,7 @@ func BenchmarkRevocationCheckMiss(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if revoked, err := e.srv.isRevoked(ctx, ids[i&1023]); revoked || err != nil {
+		if r, err := e.srv.revocationFor(ctx, ids[i&1023], "usr_x", "usr_y"); r != nil || err != nil {
 			b.Fatal("fresh jti reported revoked")
 		}
 	}

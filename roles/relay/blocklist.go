@@ -24,7 +24,8 @@ const (
 // is cleared without touching the database. It has no false negatives:
 // every jti is added to the filter after it is committed to the store, and
 // a rebuild (when the filter outgrows its capacity) replays the additions
-// it raced with. A positive answer is confirmed by store.IsRevoked.
+// it raced with. A positive answer is confirmed by store.Revocations
+// (see Server.revocationFor).
 type blocklist struct {
 	mu         sync.RWMutex
 	f          *bloom.BloomFilter // guarded by mu

@@ -64,7 +64,11 @@
 //	too_large           payload over MaxPayloadBytes
 //	bad_timestamp       header.ts more than 5 minutes from the relay's clock
 //	rate_limited        over RatePerHour for this sender; carries "retryAfterMs"
-//	capability_revoked  header.jti has been revoked
+//	capability_revoked  header.jti has been revoked by header.from or
+//	                    header.to; the frame also carries "jti", "issuer"
+//	                    (the signer's key) and "revocation" (the stored
+//	                    signed revocation), which the refused sender can
+//	                    verify with the issuer key of its own token
 //	recipient_unavailable  a call (api.RelayTypeCall) to a recipient that
 //	                    was woken within WakeCooldown and did not connect
 //	unknown_recipient   header.to is not in the directory
@@ -96,12 +100,28 @@
 // revocation is a [capability.Revocation] (SPEC §7.1). The relay accepts it
 // only if issuer is the authenticated user's directory key, the revocation
 // names that issuer and is signed by it, and its ts is within ±5 minutes.
-// Error codes: revocation_malformed, revocation_signature (issuer is not
-// the user's key, or bad signature), revocation_stale, revocation_future.
-// A revocation is stored in the database and the Bloom filter, deletes the
-// capability's cached snapshot, and from then on envelopes whose header
-// jti is the revoked one are refused with capability_revoked. Revoking
-// twice is answered "revoked" again.
+//
+// A jti is 16 bytes its issuer picked; nothing stops another user from
+// picking the same ones, so the relay cannot tell from a jti alone who
+// issued it. Revocations are therefore scoped to the user who signed
+// them: a revocation by U stops only envelopes carrying the jti that U
+// sends or receives (capability traffic is always between issuer and
+// subject), and U's own cached snapshot of it. A stranger's revocation
+// harms nobody else, and being first with a jti gains nothing. To answer
+// a stranger clearly, the relay also records who it has seen on the
+// issuer side of a jti (the sender of a capability.grant, the recipient
+// of a capability.call; kept 366 days after the last sighting) and
+// refuses the revocation of a recorded jti by any other user with
+// not_issuer. A jti it never saw (revoked before its grant went out, or
+// granted before these records existed) is accepted, scoped as above.
+//
+// Error codes: rate_limited (over RevocationsPerHour for this user;
+// carries retryAfterMs), revocation_malformed, revocation_signature
+// (issuer is not the user's key, or bad signature), revocation_stale,
+// revocation_future, not_issuer (carries "jti"). A revocation is stored in
+// the database and the Bloom filter; from then on envelopes carrying its
+// jti to or from its signer are refused with capability_revoked. Revoking
+// twice is answered "revoked" again and changes nothing.
 //
 // # Cached tier
 //
@@ -109,7 +129,7 @@
 //	relay → {"type":"snapshot.stored","jti":…}
 //	issuer → {"type":"snapshot.delete","jti":…}
 //	relay → {"type":"snapshot.deleted","jti":…}
-//	subject → {"type":"snapshot.get","jti":…}
+//	subject → {"type":"snapshot.get","jti":…,"issuer":"ed25519:…"?}
 //	relay → {"type":"snapshot","jti":…,"issuer":"ed25519:…","blob":"<b64>","sig":"<b64url>","ts":<unix ms of the put>}
 //
 // token is the `cached` capability itself: the relay checks its signature,
@@ -117,10 +137,13 @@
 // it has not expired and is not revoked. blob is the issuer's ciphertext
 // for the subject (1..MaxPayloadBytes bytes) and sig the issuer's Ed25519
 // signature over "ocmt/v1/relay-snapshot" ‖ 0x00 ‖ jti (16 bytes) ‖ blob,
-// which the subject can check itself. Only the token's issuer may put,
-// replace or delete the snapshot; only its subject (the user whose
-// directory key is the token's sub) may get it; anyone else gets
-// not_found. It expires with the token and is deleted by its revocation.
+// which the subject can check itself. A snapshot's slot is (jti, issuer
+// key): only the token's issuer may put, replace or delete it, and
+// another user who picks the same jti gets a separate slot. Only its
+// subject (the user whose directory key is the token's sub) may get it,
+// the newest for that jti unless "issuer" picks one; anyone else gets
+// not_found. It expires with the token and is deleted by its issuer's
+// revocation.
 // Errors: bad_frame, not_issuer, too_large, capability_revoked,
 // capability_expired, snapshot_signature, not_found.
 package relay

@@ -20,6 +20,10 @@ import (
 const (
 	// DefaultRatePerHour is the per-sender envelope rate.
 	DefaultRatePerHour = 100
+	// DefaultRevocationsPerHour is the per-sender rate of revoke frames
+	// (a burst of as many): room for revoking every share at once, far
+	// from the 110,000 in 41 s that used to be accepted (issue 8).
+	DefaultRevocationsPerHour = 300
 	// DefaultEnvelopeTTL is how long an unacknowledged envelope is kept.
 	DefaultEnvelopeTTL = 7 * 24 * time.Hour
 	// DefaultMaxQueuedPerRecipient bounds a recipient's queue.
@@ -60,6 +64,10 @@ const (
 	backlogPage = 32
 	// preAuthReadLimit bounds frames before authentication (bytes).
 	preAuthReadLimit = 4 << 10
+	// issuerRecordTTL is how long the relay remembers who was seen on the
+	// issuer side of a jti after its last sighting: longer than the
+	// longest capability (365 days).
+	issuerRecordTTL = 366 * 24 * time.Hour
 )
 
 // Directory is the public-key directory of the management role (SPEC §5.1,
@@ -94,6 +102,10 @@ type Options struct {
 	// RatePerHour is the number of envelopes a sender may send per hour
 	// (token bucket with a burst of the same size); 0 = DefaultRatePerHour.
 	RatePerHour int
+	// RevocationsPerHour is the number of revoke frames a sender may send
+	// per hour (token bucket, burst of the same size);
+	// 0 = DefaultRevocationsPerHour.
+	RevocationsPerHour int
 	// EnvelopeTTL is how long an unacknowledged envelope is kept;
 	// 0 = DefaultEnvelopeTTL.
 	EnvelopeTTL time.Duration
@@ -126,9 +138,10 @@ type Server struct {
 	conns  map[string]*conn // authenticated connection per user; guarded by mu
 	closed bool             // guarded by mu
 
-	limiter *rateLimiter
-	revoked *blocklist
-	wakes   *wakeState
+	limiter    *rateLimiter // envelopes per sender
+	revLimiter *rateLimiter // revoke frames per sender
+	revoked    *blocklist
+	wakes      *wakeState
 }
 
 // New returns a relay server over opt.Store. It rebuilds the revocation
@@ -146,6 +159,9 @@ func New(opt Options) (*Server, error) {
 	}
 	if opt.RatePerHour <= 0 {
 		opt.RatePerHour = DefaultRatePerHour
+	}
+	if opt.RevocationsPerHour <= 0 {
+		opt.RevocationsPerHour = DefaultRevocationsPerHour
 	}
 	if opt.EnvelopeTTL <= 0 {
 		opt.EnvelopeTTL = DefaultEnvelopeTTL
@@ -166,8 +182,9 @@ func New(opt Options) (*Server, error) {
 		now:   opt.Now,
 		conns: map[string]*conn{},
 		// base64 of the payload plus the header and JSON framing.
-		readLimit: int64(opt.MaxPayloadBytes)*4/3 + 16<<10,
-		limiter:   newRateLimiter(opt.RatePerHour),
+		readLimit:  int64(opt.MaxPayloadBytes)*4/3 + 16<<10,
+		limiter:    newRateLimiter(opt.RatePerHour),
+		revLimiter: newRateLimiter(opt.RevocationsPerHour),
 		wakes: &wakeState{last: map[string]time.Time{}, running: map[string]bool{}, again: map[string]bool{},
 			conns: map[string]uint64{}, unavailable: map[string]time.Time{}},
 	}
@@ -243,6 +260,7 @@ func (s *Server) sweep() {
 			s.log.Info("relay dropped expired envelopes", "count", n)
 		}
 		s.limiter.prune(now)
+		s.revLimiter.prune(now)
 		s.wakes.prune(now)
 	}
 }

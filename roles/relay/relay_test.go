@@ -357,7 +357,7 @@ func TestBlocklistGrow(t *testing.T) {
 	for i := 0; i < 25; i++ {
 		j := newID()
 		jtis = append(jtis, j)
-		if err := e.st.PutRevocation(ctx, store.RelayRevocation{JTI: j, Issuer: "ed25519:x"}); err != nil {
+		if _, err := e.st.PutRevocation(ctx, store.RelayRevocation{JTI: j, IssuerUser: "usr_x", Issuer: "ed25519:x"}); err != nil {
 			t.Fatal(err)
 		}
 		if b.add(j) {
@@ -373,11 +373,11 @@ func TestBlocklistGrow(t *testing.T) {
 		t.Fatalf("capacity %d after 25 entries", capacity)
 	}
 	for _, j := range jtis {
-		if ok, err := e.srv.isRevoked(ctx, j); err != nil || !ok {
+		if r, err := e.srv.revocationFor(ctx, j, "usr_y", "usr_x"); err != nil || r == nil {
 			t.Fatalf("%s not revoked: %v", j, err)
 		}
 	}
-	if ok, _ := e.srv.isRevoked(ctx, newID()); ok {
+	if r, _ := e.srv.revocationFor(ctx, newID(), "usr_x"); r != nil {
 		t.Fatal("fresh jti reported revoked")
 	}
 }

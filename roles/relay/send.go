@@ -62,15 +62,12 @@ func (c *conn) handleSend(f *Frame) {
 	ctx, cancel := context.WithTimeout(c.ctx, opTimeout)
 	defer cancel()
 	if h.JTI != "" {
-		revoked, err := s.isRevoked(ctx, h.JTI)
-		if err != nil {
-			s.log.Error("relay revocation lookup failed", "err", err)
-			c.sendError(CodeInternal, id, "the relay could not check the capability; retry")
-			return
+		parties := []string{h.From, h.To} // the issuer side first
+		if h.Type == api.RelayTypeCall {
+			parties = []string{h.To, h.From}
 		}
-		if revoked {
+		if c.refuseRevoked(ctx, id, h.JTI, parties...) {
 			s.log.Info("relay refused revoked capability", "from", c.user, "to", h.To, "id", id, "jti", h.JTI)
-			c.sendError(CodeCapabilityRevoked, id, "the capability has been revoked")
 			return
 		}
 	}
@@ -98,6 +95,9 @@ func (c *conn) handleSend(f *Frame) {
 		s.log.Error("relay store envelope failed", "err", err)
 		c.sendError(CodeInternal, id, "the relay could not store the envelope; retry")
 		return
+	}
+	if h.JTI != "" {
+		s.noteIssuer(ctx, h, now)
 	}
 	s.enforceQueueCap(ctx, rec.Recipient)
 	c.send(&Frame{Type: FrameAccepted, ID: id})

@@ -12,7 +12,9 @@ import (
 )
 
 // handleSnapshotPut stores or replaces the cached-tier snapshot of a
-// `cached` capability issued by the authenticated user (SPEC §7.2).
+// `cached` capability issued by the authenticated user (SPEC §7.2), in the
+// slot of (jti, issuer key): another user who picks the same jti gets a
+// slot of their own and cannot take or replace this one.
 func (c *conn) handleSnapshotPut(f *Frame) {
 	s := c.s
 	jti, err := capability.ParseJTI(f.JTI)
@@ -64,7 +66,7 @@ func (c *conn) handleSnapshotPut(f *Frame) {
 		return
 	}
 	jtiText := jti.String()
-	if c.refuseRevoked(ctx, jtiText) {
+	if c.refuseRevoked(ctx, "", jtiText, c.user) {
 		return
 	}
 	issuer := crypto.FormatEd25519(cl.Issuer)
@@ -72,38 +74,19 @@ func (c *conn) handleSnapshotPut(f *Frame) {
 		JTI: jtiText, Issuer: issuer, Subject: crypto.FormatEd25519(cl.Subject),
 		Blob: f.Blob, Sig: f.Sig, UpdatedAt: s.now(), ExpiresAt: cl.Expires,
 	})
-	if errors.Is(err, store.ErrConflict) {
-		c.sendError(CodeNotIssuer, "", "only the capability's issuer may replace its snapshot")
-		return
-	}
 	if err != nil {
 		s.log.Error("relay store snapshot failed", "err", err)
 		c.sendError(CodeInternal, "", "the relay could not store the snapshot; retry")
 		return
 	}
 	// A revocation that raced with this put deleted nothing; delete now.
-	if revoked, err := s.isRevoked(ctx, jtiText); err != nil || revoked {
+	if r, err := s.revocationFor(ctx, jtiText, c.user); err != nil || r != nil {
 		_ = s.st.DeleteSnapshot(ctx, jtiText, issuer)
 		c.sendError(CodeCapabilityRevoked, "", "the capability has been revoked")
 		return
 	}
 	c.send(&Frame{Type: FrameSnapshotStored, JTI: jtiText})
 	s.log.Info("relay snapshot stored", "jti", jtiText, "by", c.user, "size_bytes", len(f.Blob))
-}
-
-// refuseRevoked answers capability_revoked (or internal) and reports true
-// if jti is revoked or cannot be checked.
-func (c *conn) refuseRevoked(ctx context.Context, jti string) bool {
-	revoked, err := c.s.isRevoked(ctx, jti)
-	if err != nil {
-		c.s.log.Error("relay revocation lookup failed", "err", err)
-		c.sendError(CodeInternal, "", "the relay could not check the capability; retry")
-		return true
-	}
-	if revoked {
-		c.sendError(CodeCapabilityRevoked, "", "the capability has been revoked")
-	}
-	return revoked
 }
 
 // snapshotAccess parses f.JTI and returns it with the user's key text.
@@ -121,8 +104,10 @@ func (c *conn) snapshotAccess(ctx context.Context, f *Frame) (jti, keyText strin
 	return f.JTI, crypto.FormatEd25519(key), true
 }
 
-// handleSnapshotGet returns a snapshot to the capability's subject; anyone
-// else gets not_found, as for a missing one.
+// handleSnapshotGet returns a snapshot to the capability's subject (the
+// newest one for that jti and subject, or the one put by f.Issuer when
+// given: each issuer has its own slot); anyone else gets not_found, as
+// for a missing one.
 func (c *conn) handleSnapshotGet(f *Frame) {
 	ctx, cancel := context.WithTimeout(c.ctx, opTimeout)
 	defer cancel()
@@ -130,13 +115,19 @@ func (c *conn) handleSnapshotGet(f *Frame) {
 	if !ok {
 		return
 	}
-	sn, err := c.s.st.Snapshot(ctx, jti)
+	if f.Issuer != "" {
+		if _, err := crypto.ParseEd25519(f.Issuer); err != nil {
+			c.sendError(CodeBadFrame, "", "issuer must be an ed25519: key")
+			return
+		}
+	}
+	sn, err := c.s.st.Snapshot(ctx, jti, me, f.Issuer)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		c.s.log.Error("relay get snapshot failed", "err", err)
 		c.sendError(CodeInternal, "", "the relay could not read the snapshot; retry")
 		return
 	}
-	if err != nil || sn.Subject != me {
+	if err != nil {
 		c.send(&Frame{Type: FrameError, Code: CodeNotFound, JTI: jti, Message: "no such snapshot"})
 		return
 	}

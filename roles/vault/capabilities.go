@@ -41,7 +41,7 @@ import (
 
 const (
 	capSettingsKey = "capabilities"
-	envGrant       = "capability.grant"
+	envGrant       = api.RelayTypeGrant
 	envCall        = api.RelayTypeCall
 	envResult      = "capability.result"
 	callTimeout    = 30 * time.Second
