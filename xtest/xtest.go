@@ -30,6 +30,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/mail"
 	"github.com/ocmt/ocmt/roles"
 	"github.com/ocmt/ocmt/store"
@@ -475,4 +476,33 @@ func NewSplitEnv(t testing.TB, opts ...Option) *Env {
 	start(e.Cfg, mln, e.Out)
 	e.stopped = true // Stop/Restart are for NewEnv's single process
 	return e
+}
+
+// PublishKeys puts id's public keys in the directory as userID's, as if
+// the user had published them from a client of their own (the normal path
+// is the vault's identity, which tests cannot sign with). Tests use it to
+// act as a signed-in user on the relay with a key they hold.
+func (e *Env) PublishKeys(userID string, id *crypto.Identity) {
+	e.t.Helper()
+	ctx := context.Background()
+	sr, err := id.SignKeyRecord(crypto.KeyRecord{Subject: userID})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(e.Cfg.DataDir, store.FileName), nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer st.Close()
+	pub := id.Public()
+	if err := st.PutDirectoryEntry(ctx, store.DirectoryEntry{UserID: store.UserID(userID), Ed25519: pub.Ed25519Text(),
+		X25519: pub.X25519Text(), Record: sr.Record, Sig: sr.Sig}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// RelayURL is the WebSocket URL of the relay role of an all-in-one Env
+// with the process runtime (the main listener's /relay/v1/connect).
+func (e *Env) RelayURL() string {
+	return "ws" + strings.TrimPrefix(e.URL, "http") + "/relay/v1/connect"
 }

@@ -736,6 +736,33 @@ func (s *Server) receiveGrant(env *api.RelayEnvelope) {
 // recipient that did not connect after a wake (roles/relay).
 const codeRecipientUnavailable = "recipient_unavailable"
 
+// codeRelayRefused is a call's answer (503) when the relay refused it as
+// revoked (or exhausted) without proof: the share is not marked revoked,
+// and a later call may work.
+const codeRelayRefused = "relay_refused"
+
+// errRelayRefused is the temporary refusal of codeRelayRefused.
+func errRelayRefused() error {
+	return api.Unavailable(codeRelayRefused,
+		"the relay refused this call, but showed no revocation signed by the owner; try again later", nil)
+}
+
+// verifiedRevocation reports whether r is a revocation of jti signed by
+// issuer (the "ed25519:…" key of the token this vault holds), however old:
+// the only relay answer that marks a received share revoked for good
+// (issue 8). A nil r is not verified.
+func verifiedRevocation(r *capability.Revocation, jti, issuer string) bool {
+	if r == nil {
+		return false
+	}
+	key, err := crypto.ParseEd25519(issuer)
+	if err != nil {
+		return false
+	}
+	c, err := capability.VerifyStoredRevocation(*r, key)
+	return err == nil && c.JTI.String() == jti
+}
+
 // errIssuerUnavailable is a call's answer when the issuer's vault is locked
 // or its container could not be started.
 func errIssuerUnavailable() error {
@@ -777,6 +804,10 @@ func (p *pendingCalls) failEnvelope(envelopeID, code, msg string) bool {
 	for id, pc := range p.m {
 		if pc.envelope == envelopeID {
 			delete(p.m, id)
+			if code == capability.ErrRevoked.Code() || code == capability.ErrBudgetExhausted.Code() {
+				// The relay's word alone marks nothing for good.
+				code, msg = codeRelayRefused, "the relay refused this call; try again later"
+			}
 			pc.ch <- resultPayload{RequestID: id, Error: &resultError{Code: code, Message: msg}, HTTPStatus: http.StatusServiceUnavailable}
 			return true
 		}
@@ -868,7 +899,7 @@ func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultP
 	reqID := newRandomID()
 	env, err := s.sealEnvelopeLocked(rc.IssuerUserID, rc.IssuerX25519, envCall, jti, callPayload{RequestID: reqID,
 		Token: rc.Token, Operation: req.Operation, Method: req.Method, Path: req.Path, Body: req.Body})
-	issuer, resource := rc.IssuerUserID, rc.Resource
+	issuer, issuerKey, resource := rc.IssuerUserID, rc.IssuerEd25519, rc.Resource
 	k.mu.Unlock()
 	if err != nil {
 		return none, err
@@ -880,7 +911,11 @@ func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultP
 	defer s.calls.drop(reqID)
 	if err := s.relay.send(ctx, env); err != nil {
 		var rr *relayRefusal
-		if errors.As(err, &rr) && rr.code == "capability_revoked" {
+		if errors.As(err, &rr) && rr.code == capability.ErrRevoked.Code() {
+			if !verifiedRevocation(rr.rev, jti, issuerKey) {
+				s.log.Warn("relay refused a call as revoked without the issuer's revocation", "jti", jti)
+				return none, errRelayRefused()
+			}
 			s.noteResult(jti, capability.ErrRevoked.Code(), false)
 			return none, api.Forbidden(capability.ErrRevoked.Code(), "this capability has been revoked")
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/capability"
 )
 
 // Relay client (SPEC §7.2): while the vault is unlocked it keeps one
@@ -35,8 +36,14 @@ const (
 // errRelayUnavailable means there is no relay connection right now.
 var errRelayUnavailable = errors.New("relay unavailable")
 
-// relayRefusal is an error frame answering one of our frames.
-type relayRefusal struct{ code, msg string }
+// relayRefusal is an error frame answering one of our frames. rev is the
+// signed revocation a capability_revoked refusal shows, or nil: the relay
+// is not trusted, so it proves something only once verified with the
+// issuer key of the token it is about.
+type relayRefusal struct {
+	code, msg string
+	rev       *capability.Revocation
+}
 
 func (e *relayRefusal) Error() string { return "relay refused: " + e.code + ": " + e.msg }
 
@@ -232,7 +239,8 @@ func (rc *relayClient) session(ctx context.Context) error {
 				if !rc.wake("id:"+f.ID, f) && !rc.s.calls.failEnvelope(f.ID, f.Code, f.Message) {
 					rc.s.log.Warn("relay error frame", "code", f.Code, "id", f.ID)
 				}
-			case len(f.Code) > 11 && f.Code[:11] == "revocation_":
+			case len(f.Code) > 11 && f.Code[:11] == "revocation_", f.Code == "not_issuer", f.Code == "rate_limited":
+				// Refusals of our revoke frame (an envelope's carry its id).
 				rc.wake("rev", f)
 			default:
 				rc.s.log.Warn("relay error frame", "code", f.Code)
@@ -284,7 +292,7 @@ func (rc *relayClient) roundTrip(ctx context.Context, key string, f *api.RelayFr
 			if a.Code == "disconnected" {
 				return a, errRelayUnavailable
 			}
-			return a, &relayRefusal{a.Code, a.Message}
+			return a, &relayRefusal{code: a.Code, msg: a.Message, rev: a.Revocation}
 		}
 		return a, nil
 	case <-ctx.Done():
