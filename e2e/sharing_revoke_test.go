@@ -136,7 +136,7 @@ func TestSharingStrangerCannotRevoke(t *testing.T) {
 	}
 	writeRelayFrame(t, ws, api.RelayFrame{Type: api.RelayFrameRevoke, Issuer: carol.Public().Ed25519Text(), Revocation: &rev})
 	if f := readRelayFrame(t, ws); f.Type != api.RelayFrameError || f.Code != "not_issuer" {
-		t.Fatalf("Carol's revocation of Alice's grant: %+v", f)
+		t.Errorf("Carol's revocation of Alice's grant: %+v", f) // go on: what matters is what follows
 	}
 
 	if r := call(); r.Status != 200 || !strings.Contains(string(r.Body), "Dentist") {

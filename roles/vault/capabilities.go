@@ -28,6 +28,11 @@ import (
 //	DELETE /capabilities/{jti} → 204 (issuer: revoked locally at once, then at the relay)
 //	POST   /capabilities/{jti}/call {"operation","path","method"?,"body"?} → {"status","headers","body"}
 //
+// A call the relay refuses as revoked is 403 capability_revoked, and the
+// received record is marked revoked, only when the relay shows a
+// revocation of that jti signed by the token's issuer; otherwise it is
+// 503 relay_refused and the record stays as it was (issue 8).
+//
 // "subject" is injected by the management role from its directory.
 // "approvalId" approves a pending request of the agent (approvals.go): the
 // share must be the same as the one asked for or narrower, and the approval
