@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,6 +27,8 @@ type lyingRelay struct {
 	mu     sync.Mutex
 	answer api.RelayFrame
 	late   bool
+	// revokeAnswer is the answer to every revoke frame.
+	revokeAnswer api.RelayFrame
 }
 
 func (l *lyingRelay) set(f api.RelayFrame, late bool) {
@@ -57,6 +60,13 @@ func (l *lyingRelay) start(t *testing.T) string {
 			f, err := readFrame(ctx, ws)
 			if err != nil {
 				return
+			}
+			if f.Type == api.RelayFrameRevoke {
+				l.mu.Lock()
+				a := l.revokeAnswer
+				l.mu.Unlock()
+				writeFrame(ctx, ws, &a)
+				continue
 			}
 			if f.Type != api.RelayFrameSend || f.Envelope == nil {
 				continue
@@ -154,5 +164,30 @@ func TestRelayRevocationMustVerify(t *testing.T) {
 	}
 	if s := status(); s != "revoked" {
 		t.Fatalf("after Alice's revocation: %s", s)
+	}
+}
+
+// TestRevokeRefusalAnswersAtOnce: the relay's refusals of a revoke frame
+// that name no envelope (not_issuer, rate_limited) reach the waiting
+// revocation at once instead of leaving it to time out.
+func TestRevokeRefusalAnswersAtOnce(t *testing.T) {
+	for _, code := range []string{"not_issuer", "rate_limited", "revocation_stale"} {
+		lr := &lyingRelay{revokeAnswer: api.RelayFrame{Type: api.RelayFrameError, Code: code}}
+		url := lr.start(t)
+		v := newSharingVault(t, "usr_alice", url, &mapDir{keys: map[string]ed25519.PublicKey{}}, &syncBuf{})
+		waitFor(t, "relay connection", 5*time.Second, v.s.relay.connected)
+		jti, _ := capability.NewJTI()
+		v.s.keys.mu.Lock()
+		f, err := v.s.revokeFrameLocked(jti)
+		v.s.keys.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		err = v.s.relay.revoke(t.Context(), f)
+		var rr *relayRefusal
+		if !errors.As(err, &rr) || rr.code != code || time.Since(start) > time.Second {
+			t.Fatalf("%s: %v after %v", code, err, time.Since(start))
+		}
 	}
 }
