@@ -71,6 +71,8 @@ type Server struct {
 
 	noticeGuard *noticeGuard   // limits share mails
 	notices     chan noticeJob // share mails waiting for runNotices
+
+	tied sessionRequests // requests and sockets in flight, by session
 }
 
 // New makes the management role. Share mails are sent in the background
@@ -104,6 +106,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		notices:       make(chan noticeJob, shareMailQueue),
 	}
 	go s.runNotices(ctx)
+	go s.runSessionSweep(ctx)
 	return s, nil
 }
 
@@ -158,17 +161,23 @@ func currentUser(c echo.Context) *store.User {
 	return u
 }
 
+// loadSession sets "user" and "session" for a request with a live session
+// cookie and ties the request to that session (tieToSession): it ends
+// when the session does.
 func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ck, err := c.Cookie(SessionCookie)
 		if err == nil && ck.Value != "" && len(ck.Value) < 256 {
-			u, _, err := s.st.SessionUser(c.Request().Context(), ck.Value)
+			u, sess, err := s.st.SessionUser(c.Request().Context(), ck.Value)
+			if err == nil && !s.now().Before(sess.ExpiresAt) { // expired by our clock (tests move it)
+				err = store.ErrExpired
+			}
 			if err == nil {
 				c.Set("user", &u)
 				c.Set("session", ck.Value)
-			} else {
-				s.clearCookie(c, SessionCookie)
+				return s.tieToSession(c, sess, next)
 			}
+			s.clearCookie(c, SessionCookie)
 		}
 		return next(c)
 	}
