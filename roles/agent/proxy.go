@@ -168,6 +168,7 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 		return // Accept has answered the client
 	}
 	client.SetReadLimit(MaxFrameBytes)
+	// Session end hook: the management role's logout or expiry closes the client with 4401.
 	defer context.AfterFunc(r.Context(), func() { closeIfSessionEnded(r.Context(), client) })()
 	ctx, cancel := context.WithCancel(s.base)
 	defer cancel()
