@@ -21,6 +21,7 @@ type offsetClock struct{ off atomic.Int64 }
 
 func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *offsetClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+func (c *offsetClock) Set(d time.Duration)     { c.off.Store(int64(d)) }
 
 // chatSocket is the chat WebSocket of one browser session, past the
 // connect handshake.
@@ -154,6 +155,20 @@ func TestSocketsEndWithSession(t *testing.T) {
 			var ae *api.Error
 			if _, err := b.Me(ctx); !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
 				t.Fatalf("me with an expired session: %v", err)
+			}
+			// A socket opened just before its session expires is closed too.
+			cc := env.Client()
+			if err := cc.RequestLink(ctx, "admin@example.org"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cc.Verify(ctx, env.LinkFor("admin@example.org"), ""); err != nil {
+				t.Fatal(err)
+			}
+			clock.Set(env.Cfg.SessionTTL - 3*time.Second) // the store dates sessions by the real clock
+			chatC := openChat(t, env, cc)
+			err = chatC.closed(8 * time.Second)
+			if st := websocket.CloseStatus(err); st != api.StatusSessionEnded || !strings.Contains(err.Error(), "session expired") {
+				t.Fatalf("socket opened just before expiry: %v (status %d)", err, st)
 			}
 		})
 	}
