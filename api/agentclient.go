@@ -1,7 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -37,9 +40,25 @@ func NewAgentClient(baseURL, serviceSecret string) (*AgentClient, error) {
 func (c *AgentClient) url(p string) string { return c.base.String() + "/internal/v1/agent" + p }
 
 func (c *AgentClient) do(ctx context.Context, method, p string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.url(p), nil)
+	return c.doJSON(ctx, method, p, nil, out)
+}
+
+// doJSON is do with a JSON request body in (nil = none).
+func (c *AgentClient) doJSON(ctx context.Context, method, p string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(p), body)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set(AgentServiceHeader, c.secret)
 	resp, err := c.hc.Do(req)
@@ -95,13 +114,56 @@ func (c *AgentClient) Do(ctx context.Context, userID, action string) error {
 	return c.do(ctx, http.MethodPost, "/containers/"+url.PathEscape(userID)+"/actions/"+url.PathEscape(action), nil)
 }
 
+// SessionCloseGrace is how long a proxied WebSocket whose session ended is
+// given to finish its close handshake (through the agent role) before the
+// connection is cut.
+const SessionCloseGrace = 5 * time.Second
+
 // Proxy implements Agent with a reverse proxy (WebSocket upgrades included)
 // to the agent role's proxy route. The answer's headers are merged into
 // the ResponseWriter's (MergeProxiedHeader), so the caller's win.
+//
+// A WebSocket gets a random StreamHeader id. When r's context ends with a
+// SessionEnded cause, the agent role, which holds the WebSocket, is asked
+// to close it with StatusSessionEnded (its close frame travels through
+// this proxy to the browser); the connection is cut after
+// SessionCloseGrace, or at once if the agent role cannot be asked.
 func (c *AgentClient) Proxy(userID string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del(StreamHeader)
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			c.reverseProxy(w, userID).ServeHTTP(w, r)
+			return
+		}
+		id := newStreamID()
+		// The reverse proxy cuts the upstream connection when its request's
+		// context ends; a session's end must reach the agent role first.
+		in := r.Context()
+		ctx, cancel := context.WithCancel(context.WithoutCancel(in))
+		defer cancel()
+		stop := context.AfterFunc(in, func() {
+			if e, ok := SessionEndedCause(in); ok {
+				cctx, ccancel := context.WithTimeout(ctx, SessionCloseGrace)
+				err := c.doJSON(cctx, http.MethodPost, "/streams/"+id+"/close", map[string]string{"reason": e.Reason}, nil)
+				if err == nil {
+					<-cctx.Done() // the proxy returns (cancelling ctx) once the agent role has closed
+				}
+				ccancel()
+			}
+			cancel()
+		})
+		defer stop()
+		r = r.WithContext(ctx)
+		r.Header.Set(StreamHeader, id)
 		c.reverseProxy(w, userID).ServeHTTP(w, r)
 	})
+}
+
+// newStreamID returns 16 random bytes, hex (a StreamHeader id).
+func newStreamID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func (c *AgentClient) reverseProxy(w http.ResponseWriter, userID string) *httputil.ReverseProxy {

@@ -50,6 +50,9 @@ type Options struct {
 	// BodyDeadline overrides web.BodyReadTimeout, the time a client has to
 	// send a request body (tests); 0 = the default.
 	BodyDeadline time.Duration
+	// Clock, if set, is the management role's clock (tests: session
+	// expiry); nil = time.Now.
+	Clock func() time.Time
 }
 
 // Run runs the roles of cfg until ctx ends, then shuts down gracefully:
@@ -165,7 +168,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		}
 		mg, err = management.New(ctx, management.Options{
 			Store: st, Agent: agentAPI, Mailer: mailer, Log: log, PublicURL: cfg.PublicURL, ServiceSecret: mgSecret,
-			SessionTTL: cfg.SessionTTL, MagicLinkTTL: cfg.MagicLinkTTL, Version: version.String(),
+			SessionTTL: cfg.SessionTTL, MagicLinkTTL: cfg.MagicLinkTTL, Version: version.String(), Now: opt.Clock,
 		})
 		if err != nil {
 			return err

@@ -115,6 +115,7 @@ type Env struct {
 	sweep   time.Duration
 	mailer  func(mail.Mailer) mail.Mailer
 	bodyDL  time.Duration
+	clock   func() time.Time
 	stopped bool
 }
 
@@ -136,6 +137,10 @@ func WithSweep(d time.Duration) Option { return func(e *Env) { e.sweep = d } }
 // WithBodyDeadline sets the time a client has to send a request body
 // (roles.Options.BodyDeadline), so tests of slow clients run fast.
 func WithBodyDeadline(d time.Duration) Option { return func(e *Env) { e.bodyDL = d } }
+
+// WithClock gives the management role the clock now (roles.Options.Clock),
+// so tests can move sessions past their expiry.
+func WithClock(now func() time.Time) Option { return func(e *Env) { e.clock = now } }
 
 // NewEnv starts ocmt (role all) on a loopback port with a fresh data
 // directory; it is stopped when the test ends.
@@ -212,7 +217,7 @@ func (e *Env) start() {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() {
 		e.errc <- roles.Run(ctx, cfg, roles.Options{Log: log, Out: e.Out, Listener: ln, SweepInterval: e.sweep,
-			WrapMailer: e.mailer, BodyDeadline: e.bodyDL, Ready: func(string) { close(ready) }})
+			WrapMailer: e.mailer, BodyDeadline: e.bodyDL, Clock: e.clock, Ready: func(string) { close(ready) }})
 	}()
 	select {
 	case <-ready:
@@ -450,9 +455,13 @@ func NewSplitEnv(t testing.TB, opts ...Option) *Env {
 		errc := make(chan error, 1)
 		ready := make(chan struct{})
 		log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		var clock func() time.Time
+		if cfg.Role == config.RoleManagement {
+			clock = e.clock
+		}
 		go func() {
 			errc <- roles.Run(ctx, cfg, roles.Options{Log: log.With("role", string(cfg.Role)), Out: out, Listener: ln,
-				BodyDeadline: e.bodyDL, Ready: func(string) { close(ready) }})
+				BodyDeadline: e.bodyDL, Clock: clock, Ready: func(string) { close(ready) }})
 		}()
 		select {
 		case <-ready:

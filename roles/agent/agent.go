@@ -79,6 +79,8 @@ type Server struct {
 	image   string
 
 	relayURL atomic.Pointer[string] // OCMT_RELAY_URL for new containers; see SetRelayURL
+
+	streams sync.Map // api.StreamHeader id → context.CancelCauseFunc of a proxied WebSocket (split mode; routes.go)
 }
 
 // SetRelayURL sets the relay URL that containers created from now on are

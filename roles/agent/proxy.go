@@ -168,6 +168,8 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 		return // Accept has answered the client
 	}
 	client.SetReadLimit(MaxFrameBytes)
+	// Session end hook: the management role's logout or expiry closes the client with 4401.
+	defer context.AfterFunc(r.Context(), func() { closeIfSessionEnded(r.Context(), client) })()
 	ctx, cancel := context.WithCancel(s.base)
 	defer cancel()
 
@@ -289,6 +291,17 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 			}
 			return
 		}
+	}
+}
+
+// closeIfSessionEnded closes client with api.StatusSessionEnded and the
+// reason when ctx, the proxied request's context, was cancelled because
+// the browser session it was opened with ended (api.SessionEndedCause: the
+// management role's logout or expiry; in split mode the stream close route
+// in routes.go). The bridge then winds down as for any client close.
+func closeIfSessionEnded(ctx context.Context, client *websocket.Conn) {
+	if e, ok := api.SessionEndedCause(ctx); ok {
+		client.Close(api.StatusSessionEnded, e.Reason)
 	}
 }
 

@@ -1,14 +1,17 @@
 package agent
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/roles/web"
 )
 
 // ServiceHeader carries the per-deployment service secret on calls from the
@@ -72,10 +75,52 @@ func (s *Server) Routes(g *echo.Group, serviceSecret string) {
 	g.Any("/containers/:user/proxy/*", func(c echo.Context) error {
 		r := c.Request()
 		r.Header.Del(ServiceHeader)
-		r2 := r.Clone(r.Context())
+		ctx := r.Context()
+		if id := r.Header.Get(api.StreamHeader); validStreamID(id) {
+			var cancel context.CancelCauseFunc
+			ctx, cancel = context.WithCancelCause(ctx)
+			if _, dup := s.streams.LoadOrStore(id, cancel); dup {
+				cancel(nil)
+				return api.Conflict("stream_exists", "a stream with this id is open")
+			}
+			defer func() {
+				s.streams.Delete(id)
+				cancel(nil)
+			}()
+		}
+		r.Header.Del(api.StreamHeader)
+		r2 := r.Clone(ctx)
 		r2.URL.Path = "/" + c.Param("*")
 		r2.URL.RawPath = ""
 		s.Proxy(c.Param("user")).ServeHTTP(c.Response(), r2)
 		return nil
 	})
+	g.POST("/streams/:id/close", func(c echo.Context) error {
+		var req struct {
+			Reason string `json:"reason"`
+		}
+		if err := web.Bind(c, &req); err != nil {
+			return err
+		}
+		switch req.Reason {
+		case api.CloseReasonSignedOut, api.CloseReasonExpired, api.CloseReasonEnded:
+		default:
+			return api.BadRequest("invalid_reason", "reason must be one of the api.CloseReason values")
+		}
+		v, ok := s.streams.LoadAndDelete(c.Param("id"))
+		if !ok {
+			return api.NotFound("no such stream")
+		}
+		v.(context.CancelCauseFunc)(&api.SessionEnded{Reason: req.Reason})
+		return c.NoContent(http.StatusNoContent)
+	})
+}
+
+// validStreamID reports whether id looks like an api.StreamHeader id: 16
+// to 64 characters of [0-9a-f].
+func validStreamID(id string) bool {
+	if len(id) < 16 || len(id) > 64 {
+		return false
+	}
+	return strings.Trim(id, "0123456789abcdef") == ""
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,5 +53,64 @@ func TestServiceActivityRoute(t *testing.T) {
 	stt, err := s.Status(ctx, "usr_bob")
 	if err != nil || !stt.LastActivityAt.After(old.Add(30*time.Minute)) {
 		t.Fatalf("activity not recorded: %+v %v", stt, err)
+	}
+}
+
+// TestStreamCloseRoute: the stream close route is behind the service
+// secret, takes only the documented reasons and answers 404 for a stream
+// that is not open.
+func TestStreamCloseRoute(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), store.FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := New(ctx, Options{Driver: process.New(log), Store: st, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e := web.New(log, false)
+	const secret = "0123456789abcdef0123"
+	s.Routes(e.Group("/internal/v1/agent"), secret)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	id := "0123456789abcdef0123456789abcdef"
+	cancelled := make(chan error, 1)
+	sctx, cancel := context.WithCancelCause(ctx)
+	s.streams.Store(id, context.CancelCauseFunc(func(err error) { cancel(err); cancelled <- err }))
+	for _, tc := range []struct {
+		name, secret, id, body string
+		want                   int
+	}{
+		{"no secret", "", id, `{"reason":"signed out"}`, http.StatusUnauthorized},
+		{"unknown reason", secret, id, `{"reason":"because"}`, http.StatusBadRequest},
+		{"unknown stream", secret, "ffffffffffffffffffffffffffffffff", `{"reason":"signed out"}`, http.StatusNotFound},
+		{"ok", secret, id, `{"reason":"signed out"}`, http.StatusNoContent},
+		{"again", secret, id, `{"reason":"signed out"}`, http.StatusNotFound},
+	} {
+		req, _ := http.NewRequest("POST", srv.URL+"/internal/v1/agent/streams/"+tc.id+"/close", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		if tc.secret != "" {
+			req.Header.Set(ServiceHeader, tc.secret)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+	}
+	select {
+	case <-cancelled:
+	default:
+		t.Fatal("the stream was not ended")
+	}
+	if e, ok := api.SessionEndedCause(sctx); !ok || e.Reason != api.CloseReasonSignedOut {
+		t.Fatalf("cause %v", context.Cause(sctx))
 	}
 }

@@ -56,11 +56,8 @@ func (s *Server) agentProxy(c echo.Context) error {
 	u := currentUser(c)
 	uid := string(u.ID)
 	ws := web.IsWebSocket(r)
-	if ws {
-		o := r.Header.Get("Origin")
-		if o == "" || !s.sameOrigin(o, r) {
-			return api.Forbidden("origin_refused", "WebSocket connections must come from this site")
-		}
+	if ws && !s.originOK(c, "websocket") {
+		return api.Forbidden("origin_refused", "WebSocket connections must come from this site")
 	}
 	inner := "/" + c.Param("*")
 	if strings.Contains(inner, "..") || strings.Contains(inner, "//") {

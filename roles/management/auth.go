@@ -221,15 +221,19 @@ func (s *Server) verify(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/")
 }
 
-// logout handles POST /api/v1/auth/logout.
+// logout handles POST /api/v1/auth/logout: the session is deleted, and its
+// requests and sockets still open are ended (sockets close with
+// api.StatusSessionEnded, "signed out").
 func (s *Server) logout(c echo.Context) error {
 	if sess, ok := c.Get("session").(string); ok {
-		if err := s.st.DeleteSession(c.Request().Context(), sess); err != nil {
+		ctx := context.WithoutCancel(c.Request().Context()) // ending the session ends this request's context too
+		if err := s.st.DeleteSession(ctx, sess); err != nil {
 			return err
 		}
 		if u := currentUser(c); u != nil {
-			s.audit(c.Request().Context(), string(u.ID), "auth.signout", string(u.ID), nil)
+			s.audit(ctx, string(u.ID), "auth.signout", string(u.ID), nil)
 		}
+		s.endSession(store.TokenHash(sess), api.CloseReasonSignedOut)
 	}
 	s.clearCookie(c, SessionCookie)
 	s.setCSRF(c, "")

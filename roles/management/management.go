@@ -11,9 +11,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +23,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/mail"
+	"github.com/ocmt/ocmt/roles/web"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -60,7 +61,7 @@ type Server struct {
 	now     func() time.Time
 	csrfKey []byte
 	secure  bool
-	origin  string // scheme://host of PublicURL
+	origin  web.Origin // of PublicURL: the one origin browsers may send (web.Origin.Matches)
 
 	signinByIP    *limiter
 	signinByEmail *limiter
@@ -70,6 +71,8 @@ type Server struct {
 
 	noticeGuard *noticeGuard   // limits share mails
 	notices     chan noticeJob // share mails waiting for runNotices
+
+	tied sessionRequests // requests and sockets in flight, by session
 }
 
 // New makes the management role. Share mails are sent in the background
@@ -86,10 +89,13 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, _ := url.Parse(opt.PublicURL)
+	origin, ok := web.ParseOrigin(opt.PublicURL)
+	if !ok {
+		return nil, fmt.Errorf("management: public URL %q is not an http(s) URL", opt.PublicURL)
+	}
 	s := &Server{
 		opt: opt, st: opt.Store, agent: opt.Agent, log: opt.Log, now: opt.Now, csrfKey: key,
-		secure: u.Scheme == "https", origin: u.Scheme + "://" + u.Host,
+		secure: strings.HasPrefix(strings.ToLower(opt.PublicURL), "https:"), origin: origin,
 		// Sign-in: 5 links per address per 15 min, 30 requests per client IP per 15 min.
 		signinByEmail: newLimiter(rate.Every(3*time.Minute), 5),
 		signinByIP:    newLimiter(rate.Every(30*time.Second), 30),
@@ -100,6 +106,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		notices:       make(chan noticeJob, shareMailQueue),
 	}
 	go s.runNotices(ctx)
+	go s.runSessionSweep(ctx)
 	return s, nil
 }
 
@@ -154,17 +161,23 @@ func currentUser(c echo.Context) *store.User {
 	return u
 }
 
+// loadSession sets "user" and "session" for a request with a live session
+// cookie and ties the request to that session (tieToSession): it ends
+// when the session does.
 func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ck, err := c.Cookie(SessionCookie)
 		if err == nil && ck.Value != "" && len(ck.Value) < 256 {
-			u, _, err := s.st.SessionUser(c.Request().Context(), ck.Value)
+			u, sess, err := s.st.SessionUser(c.Request().Context(), ck.Value)
+			if err == nil && !s.now().Before(sess.ExpiresAt) { // expired by our clock (tests move it)
+				err = store.ErrExpired
+			}
 			if err == nil {
 				c.Set("user", &u)
 				c.Set("session", ck.Value)
-			} else {
-				s.clearCookie(c, SessionCookie)
+				return s.tieToSession(c, sess, next)
 			}
+			s.clearCookie(c, SessionCookie)
 		}
 		return next(c)
 	}
@@ -241,7 +254,7 @@ func (s *Server) csrf(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		// Browsers send "Origin: null" on form posts from pages with
 		// Referrer-Policy: no-referrer; the token check below decides then.
-		if o := r.Header.Get("Origin"); o != "" && o != "null" && !s.sameOrigin(o, r) {
+		if o := r.Header.Get("Origin"); o != "" && o != "null" && !s.originOK(c, "csrf") {
 			return s.formError(c, api.Forbidden("csrf_failed", "cross-origin request refused"))
 		}
 		ck, err := c.Cookie(CSRFCookie)
@@ -270,12 +283,24 @@ func (s *Server) formError(c echo.Context, e *api.Error) error {
 	})
 }
 
-func (s *Server) sameOrigin(origin string, r *http.Request) bool {
-	if origin == s.origin {
+// originOK reports whether the request's Origin header names the public
+// URL's origin (web.Origin.Matches: scheme, host and port; the request's
+// Host and X-Forwarded-* headers play no part). A refusal is logged as one
+// line of metadata: kind ("csrf", "websocket"), method, path, the Origin
+// sent (cut to 100 bytes), client IP and request id; never cookies or
+// tokens.
+func (s *Server) originOK(c echo.Context, kind string) bool {
+	r := c.Request()
+	o := r.Header.Get("Origin")
+	if s.origin.Matches(o) {
 		return true
 	}
-	u, err := url.Parse(origin)
-	return err == nil && u.Host == r.Host
+	if len(o) > 100 {
+		o = o[:100]
+	}
+	s.log.Warn("origin refused", "kind", kind, "method", r.Method, "path", r.URL.Path, "origin", o,
+		"want", s.origin.String(), "ip", c.RealIP(), "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+	return false
 }
 
 func (s *Server) clearCookie(c echo.Context, name string) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -681,4 +682,29 @@ func TestWakeAgainAfterQuickStop(t *testing.T) {
 		t.Fatalf("delivered %v, wakes %d", got, e.waker.count(alice.id))
 	}
 	bc.expectNothing(500 * time.Millisecond) // no recipient_unavailable
+}
+
+// TestBrowserOriginRefused: the relay is for vaults, which send no Origin;
+// a request from a web page (any Origin, the relay's own host included, any
+// scheme) is refused before the upgrade, and the refusal is logged.
+func TestBrowserOriginRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	host := strings.TrimPrefix(e.http.URL, "http://")
+	for _, origin := range []string{"http://" + host, "https://" + host, "https://evil.example", "null"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ws, resp, err := websocket.Dial(ctx, "ws://"+host+"/relay/v1/connect", &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}})
+		cancel()
+		if err == nil {
+			ws.CloseNow()
+			t.Errorf("Origin %q: upgraded", origin)
+			continue
+		}
+		if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("Origin %q: %v %v, want 403", origin, resp, err)
+		}
+	}
+	if n := strings.Count(e.logs.String(), "origin refused"); n != 4 {
+		t.Errorf("%d refusals logged, want 4:\n%s", n, e.logs.String())
+	}
+	e.dial().ws.CloseNow() // a vault (no Origin) still connects
 }

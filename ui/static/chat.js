@@ -500,7 +500,7 @@ function handleError(err) {
       h('button', { type: 'button', class: 'btn btn-primary btn-sm', dataset: { action: 'tab', tab: 'vault', focus: 'provider-kind' } }, 'Add an API key'));
     return;
   }
-  if (err.code === 'disconnected' || err.code === 'closed') return; // the connection line says it
+  if (err.code === 'disconnected' || err.code === 'closed' || err.code === 'signed_out') return; // the connection line says it
   status('chat-status', err.message, 'error');
 }
 
@@ -529,7 +529,7 @@ function renderConn() {
       } else {
         label = reason;
       }
-      showAgain = !conn.manual;
+      showAgain = !conn.manual && !(conn.error && conn.error.code === 'signed_out'); // signed out: reconnecting cannot help
       break;
     }
     default:

@@ -14,6 +14,20 @@ export class GatewayError extends Error {
   }
 }
 
+/**
+ * CLOSE_SESSION_ENDED is the close code the server sends when the browser
+ * session the socket was opened with ended (reason "signed out", "session
+ * expired" or "session ended"). The client then stops for good: no
+ * reconnect, and requests reject with code "signed_out".
+ */
+export const CLOSE_SESSION_ENDED = 4401;
+
+// sessionEndedMessage turns the server's close reason into a sentence.
+function sessionEndedMessage(reason) {
+  if (reason === 'session expired') return 'Your session expired. Sign in again to continue.';
+  return 'You were signed out. Sign in again to continue.';
+}
+
 // Connect errors that a reconnect cannot fix by itself; the page decides
 // (unlock the vault, sign in again) and calls connect() or a request again.
 const noRetryCodes = new Set(['vault_locked', 'unauthorized', 'forbidden', 'protocol_unsupported', 'invalid_request']);
@@ -52,6 +66,7 @@ export class GatewayClient {
     this.timers = {};
     this.manual = false;
     this.stopError = null;
+    this.ended = false; // the session ended (CLOSE_SESSION_ENDED): nothing reopens the socket
     this.connectId = '';
   }
 
@@ -70,7 +85,7 @@ export class GatewayClient {
 
   /** connect opens the socket unless it is open or opening. */
   connect() {
-    if (this.state === 'connecting' || this.state === 'open') return;
+    if (this.state === 'connecting' || this.state === 'open' || this.ended) return;
     if (this.retryTimer) this.clearTimer(this.retryTimer);
     this.retryTimer = 0;
     this.manual = false;
@@ -186,13 +201,17 @@ export class GatewayClient {
     for (const t of Object.keys(this.timers)) this.clear(t);
     const wasOpen = this.state === 'open';
     this.state = 'closed';
+    if (code === CLOSE_SESSION_ENDED) {
+      this.ended = true;
+      this.stopError = new GatewayError('signed_out', sessionEndedMessage(reason));
+    }
     for (const [id, p] of this.pending) {
       if (!p.sent) continue;
       this.pending.delete(id);
       this.clearTimer(p.timer);
       p.reject(new GatewayError('disconnected', reason || 'The connection to your agent was lost.'));
     }
-    const stop = this.manual || !this.reconnect || (this.stopError && noRetryCodes.has(this.stopError.code));
+    const stop = this.ended || this.manual || !this.reconnect || (this.stopError && noRetryCodes.has(this.stopError.code));
     let retryInMs = null;
     if (stop) {
       const err = this.stopError || new GatewayError('closed', reason || 'The connection is closed.');
@@ -231,10 +250,15 @@ export class GatewayClient {
 
   /**
    * request sends method with params and resolves to the response payload,
-   * or rejects with a GatewayError. A closed client reconnects for it.
+   * or rejects with a GatewayError. A closed client reconnects for it,
+   * unless its session ended (code "signed_out").
    */
   request(method, params = {}, { timeoutMs = this.requestTimeoutMs } = {}) {
     return new Promise((resolve, reject) => {
+      if (this.ended) {
+        reject(this.stopError);
+        return;
+      }
       const id = this.newId();
       const p = { resolve, reject, text: reqFrame(id, method, params), sent: false, timer: 0 };
       p.timer = this.setTimer(() => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { GatewayClient, GatewayError } from '../../static/gateway.js';
+import { CLOSE_SESSION_ENDED, GatewayClient, GatewayError } from '../../static/gateway.js';
 
 // FakeSocket records what the client sends; the test plays the server.
 class FakeSocket {
@@ -212,4 +212,41 @@ test('close() is final until the next request', async () => {
   const req = ws().last();
   ws().frame({ type: 'res', id: req.id, ok: true, payload: { sessions: [] } });
   assert.deepEqual(await p, { sessions: [] });
+});
+
+test('a session that ended (close code 4401) is final: no reconnect, requests reject at once', async () => {
+  const { c, ws, timers, statuses } = setup();
+  c.connect();
+  handshake(ws());
+  const p = c.request('chat.history', { sessionKey: 'k', limit: 200 });
+  ws().serverClose(4401, 'signed out');
+  await assert.rejects(p, (err) => err.code === 'disconnected');
+  const st = statuses[statuses.length - 1];
+  assert.equal(st.state, 'closed');
+  assert.equal(st.code, 4401);
+  assert.equal(st.retryInMs, null, 'no reconnect is scheduled');
+  assert.equal(st.error.code, 'signed_out');
+  assert.match(st.error.message, /signed out/i);
+  assert.equal(timers.pending().filter((ms) => ms >= 1000 && ms <= 30000 && ms !== 30000).length, 0);
+  // Neither a request, nor reconnectNow, nor connect opens a new socket.
+  await assert.rejects(c.request('chat.send', { sessionKey: 'k', message: 'hi' }), (err) => err.code === 'signed_out');
+  c.reconnectNow();
+  c.connect();
+  assert.equal(FakeSocket.all.length, 1);
+  assert.equal(c.state, 'closed');
+});
+
+test('an expired session (4401 "session expired") says so', () => {
+  const { c, ws, statuses } = setup();
+  c.connect();
+  handshake(ws());
+  ws().serverClose(4401, 'session expired');
+  const st = statuses[statuses.length - 1];
+  assert.equal(st.error.code, 'signed_out');
+  assert.match(st.error.message, /expired/);
+  assert.equal(st.retryInMs, null);
+});
+
+test('CLOSE_SESSION_ENDED is the documented code', () => {
+  assert.equal(CLOSE_SESSION_ENDED, 4401);
 });
