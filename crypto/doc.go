@@ -43,7 +43,7 @@
 //
 //	{"v":1,
 //	 "kdf":{"alg":"argon2id","memoryKiB":65536,"iterations":3,"parallelism":4},
-//	 "salt":"<base64, 8..64 bytes; 16 when created>",
+//	 "salt":"<base64, 16..64 random bytes (CheckSalt); 16 when created>",
 //	 "created":<unix seconds>,
 //	 "wraps":[{"kind":"password","wrapped":"<base64, 72 bytes>"},
 //	          {"kind":"device","id":"<id>","wrapped":"…"}, …]}

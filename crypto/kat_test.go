@@ -60,7 +60,7 @@ func TestArgon2idKnownAnswers(t *testing.T) {
 			if !bytes.Equal(got[:], want) {
 				t.Errorf("Argon2id = %x, want %x", got[:], want)
 			}
-			if p.Validate() == nil { // the public path agrees where its bounds allow
+			if p.Validate() == nil && CheckSalt([]byte(tc.salt)) == nil { // the public path agrees where its bounds allow
 				k, err := DeriveKEK([]byte(tc.pw), []byte(tc.salt), p)
 				if err != nil || !bytes.Equal(k[:], want) {
 					t.Errorf("DeriveKEK = %x, %v; want %x", k[:], err, want)

@@ -151,10 +151,16 @@ func keyRecordError(msg string) error { return &wrapErr{sentinel: ErrKeyRecord, 
 type wrapErr struct {
 	sentinel error
 	msg      string
+	cause    error // or nil; also matched by errors.Is
 }
 
 func (e *wrapErr) Error() string { return e.sentinel.Error() + ": " + e.msg }
-func (e *wrapErr) Unwrap() error { return e.sentinel }
+func (e *wrapErr) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.sentinel}
+	}
+	return []error{e.sentinel, e.cause}
+}
 
 // decodeStrict unmarshals exactly one JSON value from b into v, rejecting
 // unknown fields and trailing data.

@@ -2,9 +2,12 @@ package crypto
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -128,7 +131,7 @@ func TestKDFParamsValidate(t *testing.T) {
 		field string // "" = valid
 	}{
 		{"default", ok, ""},
-		{"min", KDFParams{Alg: "argon2id", MemoryKiB: MinMemoryKiB, Iterations: 1, Parallelism: 1}, ""},
+		{"min", KDFParams{Alg: "argon2id", MemoryKiB: MinMemoryKiB, Iterations: MinIterations, Parallelism: 1}, ""},
 		{"max", KDFParams{Alg: "argon2id", MemoryKiB: MaxMemoryKiB, Iterations: 20, Parallelism: 16}, ""},
 		{"alg argon2i", with(func(p *KDFParams) { p.Alg = "argon2i" }), "alg"},
 		{"alg empty", with(func(p *KDFParams) { p.Alg = "" }), "alg"},
@@ -137,6 +140,9 @@ func TestKDFParamsValidate(t *testing.T) {
 		{"memory high", with(func(p *KDFParams) { p.MemoryKiB = MaxMemoryKiB + 1 }), "memoryKiB"},
 		{"memory zero", with(func(p *KDFParams) { p.MemoryKiB = 0 }), "memoryKiB"},
 		{"iterations zero", with(func(p *KDFParams) { p.Iterations = 0 }), "iterations"},
+		{"iterations one", with(func(p *KDFParams) { p.Iterations = 1 }), "iterations"},
+		// ocmt issue 8 item 6: a params file with these was served and used.
+		{"issue 8 params", KDFParams{Alg: "argon2id", MemoryKiB: 8192, Iterations: 1, Parallelism: 1}, "memoryKiB"},
 		{"iterations high", with(func(p *KDFParams) { p.Iterations = 21 }), "iterations"},
 		{"parallelism zero", with(func(p *KDFParams) { p.Parallelism = 0 }), "parallelism"},
 		{"parallelism high", with(func(p *KDFParams) { p.Parallelism = 17 }), "parallelism"},
@@ -151,6 +157,10 @@ func TestKDFParamsValidate(t *testing.T) {
 		if !errors.Is(err, ErrKDFParams) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: err = %v, want ErrKDFParams naming %s", tc.name, err, tc.field)
 		}
+		weak := tc.p.Alg == KDFArgon2id && (tc.p.MemoryKiB < MinMemoryKiB || tc.p.Iterations < MinIterations)
+		if errors.Is(err, ErrKDFWeak) != weak {
+			t.Errorf("%s: errors.Is(%v, ErrKDFWeak) = %v, want %v", tc.name, err, !weak, weak)
+		}
 		if _, err := DeriveKEK([]byte("pw"), make([]byte, 16), tc.p); !errors.Is(err, ErrKDFParams) {
 			t.Errorf("%s: DeriveKEK err = %v", tc.name, err)
 		}
@@ -158,7 +168,7 @@ func TestKDFParamsValidate(t *testing.T) {
 }
 
 func TestDeriveKEK(t *testing.T) {
-	p := KDFParams{Alg: KDFArgon2id, MemoryKiB: MinMemoryKiB, Iterations: 1, Parallelism: 1}
+	p := KDFParams{Alg: KDFArgon2id, MemoryKiB: MinMemoryKiB, Iterations: MinIterations, Parallelism: 1}
 	salt, err := NewSalt()
 	if err != nil || len(salt) != SaltSize {
 		t.Fatalf("NewSalt = %x, %v", salt, err)
@@ -178,7 +188,7 @@ func TestDeriveKEK(t *testing.T) {
 	p2 := p
 	p2.Parallelism = 2
 	p3 := p
-	p3.Iterations = 2
+	p3.Iterations = MinIterations + 1
 	for name, k := range map[string]func() (KEK, error){
 		"password": func() (KEK, error) { return DeriveKEK([]byte("correct horsE"), salt, p) },
 		"salt": func() (KEK, error) {
@@ -199,5 +209,72 @@ func TestDeriveKEK(t *testing.T) {
 	}
 	if _, err := DeriveKEK(nil, salt, p); err != nil {
 		t.Errorf("empty password: %v", err)
+	}
+}
+
+// kdfVectors is crypto/testdata/kdfparams.json: parameter sets and salts
+// with the verdict of the one validation. The browser's checkKDFParams
+// (ui/static/vaultcrypto.js) runs the same file in
+// ui/testdata/js/vaultcrypto.test.mjs, so the two cannot disagree.
+type kdfVectors struct {
+	Params []struct {
+		Name  string          `json:"name"`
+		KDF   json.RawMessage `json:"kdf"`
+		Valid bool            `json:"valid"`
+	} `json:"params"`
+	Salts []struct {
+		Name  string `json:"name"`
+		Hex   string `json:"hex"`
+		Valid bool   `json:"valid"`
+	} `json:"salts"`
+}
+
+func TestKDFVectors(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "kdfparams.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v kdfVectors
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Params) < 10 || len(v.Salts) < 8 {
+		t.Fatalf("only %d params and %d salts", len(v.Params), len(v.Salts))
+	}
+	for _, c := range v.Params {
+		var p KDFParams
+		err := json.Unmarshal(c.KDF, &p)
+		if err == nil {
+			err = p.Validate()
+		}
+		if (err == nil) != c.Valid {
+			t.Errorf("params %s (%s): err = %v, want valid=%v", c.Name, c.KDF, err, c.Valid)
+		}
+	}
+	for _, c := range v.Salts {
+		salt, err := hex.DecodeString(c.Hex)
+		if err != nil {
+			t.Fatalf("salt %s: %v", c.Name, err)
+		}
+		err = CheckSalt(salt)
+		if (err == nil) != c.Valid {
+			t.Errorf("salt %s: CheckSalt = %v, want valid=%v", c.Name, err, c.Valid)
+		}
+		if err != nil && !errors.Is(err, ErrSaltSize) && !errors.Is(err, ErrSaltDegenerate) {
+			t.Errorf("salt %s: unexpected error type %v", c.Name, err)
+		}
+	}
+}
+
+// TestNewSaltPassesCheck draws salts and requires each to pass CheckSalt
+// and to differ: the shape checks must not refuse what crypto/rand gives.
+func TestNewSaltPassesCheck(t *testing.T) {
+	seen := map[string]bool{}
+	for range 10000 {
+		s, err := NewSalt()
+		if err != nil || CheckSalt(s) != nil || seen[string(s)] {
+			t.Fatalf("NewSalt = %x, %v (check %v, repeated %v)", s, err, CheckSalt(s), seen[string(s)])
+		}
+		seen[string(s)] = true
 	}
 }

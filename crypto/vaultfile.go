@@ -77,15 +77,15 @@ type VaultFile struct {
 // associated data WrapAD("password", salt), and body sealed under
 // DeriveSubKey(dek, LabelSecrets) with the header bytes as associated data.
 // kek must have been derived with salt and p ([DeriveKEK]); p must pass
-// [KDFParams.Validate], salt must be 8..64 bytes and body at most
+// [KDFParams.Validate], salt must pass [CheckSalt] and body at most
 // [MaxBodySize]. It returns the file and the DEK, which the caller keeps in
 // memory while the vault is unlocked and zeroes on lock.
 func NewVaultFile(kek *KEK, salt []byte, p KDFParams, body []byte) (*VaultFile, DEK, error) {
 	if err := p.Validate(); err != nil {
 		return nil, DEK{}, err
 	}
-	if len(salt) < MinSaltSize || len(salt) > MaxSaltSize {
-		return nil, DEK{}, errSaltSize
+	if err := CheckSalt(salt); err != nil {
+		return nil, DEK{}, err
 	}
 	if len(body) > MaxBodySize {
 		return nil, DEK{}, ErrBodyTooLarge
@@ -115,7 +115,7 @@ func NewVaultFile(kek *KEK, salt []byte, p KDFParams, body []byte) (*VaultFile, 
 // ParseVaultFile parses the bytes of a vault file. It is strict: wrong
 // magic, lengths beyond the limits (header ≤ MaxHeaderSize, sealed body ≤
 // MaxBodySize+Overhead), trailing bytes, malformed or unknown JSON header
-// fields, invalid KDF parameters, a salt outside 8..64 bytes, a wrap of the
+// fields, invalid KDF parameters, a salt that fails [CheckSalt], a wrap of the
 // wrong size, or not exactly one password wrap are errors wrapping
 // [ErrVaultFormat]; a header "v" other than 1 wraps [ErrVaultVersion]. It
 // never panics. b is copied. Parsing does not authenticate the header: that
@@ -174,10 +174,10 @@ func (h *vaultHeader) check() error {
 		return &wrapErr{sentinel: ErrVaultVersion, msg: "only version 1 is supported"}
 	}
 	if err := h.KDF.Validate(); err != nil {
-		return vaultFormatError("bad kdf parameters")
+		return &wrapErr{sentinel: ErrVaultFormat, msg: "kdf parameters: " + err.Error(), cause: err}
 	}
-	if len(h.Salt) < MinSaltSize || len(h.Salt) > MaxSaltSize {
-		return vaultFormatError("bad salt size")
+	if err := CheckSalt(h.Salt); err != nil {
+		return &wrapErr{sentinel: ErrVaultFormat, msg: "salt: " + err.Error(), cause: err}
 	}
 	if h.Created < 0 {
 		return vaultFormatError("bad created time")
@@ -325,8 +325,8 @@ func (v *VaultFile) Rewrap(oldKEK, newKEK *KEK, newSalt []byte, newParams KDFPar
 	if err := newParams.Validate(); err != nil {
 		return err
 	}
-	if len(newSalt) < MinSaltSize || len(newSalt) > MaxSaltSize {
-		return errSaltSize
+	if err := CheckSalt(newSalt); err != nil {
+		return err
 	}
 	dek, err := v.Unlock(oldKEK)
 	if err != nil {

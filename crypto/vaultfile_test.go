@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -145,9 +146,9 @@ func TestVaultFileHeaderTampering(t *testing.T) {
 	v, kek, dek := newTestVault(t, []byte("secret"))
 	b := v.Marshal()
 	header, body := splitVault(t, b)
-	weak := strings.NewReplacer(`"memoryKiB":65536`, `"memoryKiB":8192`, `"iterations":3`, `"iterations":1`)
+	weaker := strings.NewReplacer(`"memoryKiB":65536`, `"memoryKiB":32768`, `"iterations":3`, `"iterations":2`)
 	for name, h := range map[string]string{
-		"weaker kdf":          weak.Replace(string(header)),
+		"weaker kdf":          weaker.Replace(string(header)),
 		"later created":       strings.Replace(string(header), `"created":`, `"created":1`, 1),
 		"whitespace":          string(header) + " ",
 		"reordered key space": strings.Replace(string(header), `{"v":1,`, `{"v":1 ,`, 1),
@@ -168,6 +169,19 @@ func TestVaultFileHeaderTampering(t *testing.T) {
 				t.Errorf("SealBody on a tampered file = %v, want ErrDecrypt", err)
 			}
 		})
+	}
+
+	// Parameters below the floor, or a degenerate salt, are refused at
+	// parse time, before anyone derives a key with them (ocmt issue 8).
+	for name, h := range map[string]string{
+		"kdf below floor": strings.NewReplacer(`"memoryKiB":65536`, `"memoryKiB":8192`, `"iterations":3`, `"iterations":1`).Replace(string(header)),
+		"one iteration":   strings.Replace(string(header), `"iterations":3`, `"iterations":1`, 1),
+		"zero salt":       regexp.MustCompile(`"salt":"[^"]*"`).ReplaceAllString(string(header), `"salt":"AAAAAAAAAAAAAAAAAAAAAA=="`),
+	} {
+		_, err := ParseVaultFile(assembleVault([]byte(h), body))
+		if !errors.Is(err, ErrVaultFormat) || !(errors.Is(err, ErrKDFWeak) || errors.Is(err, ErrSaltDegenerate)) {
+			t.Errorf("%s: ParseVaultFile = %v, want ErrVaultFormat and ErrKDFWeak or ErrSaltDegenerate", name, err)
+		}
 	}
 
 	// A password wrap moved from another vault (other salt) does not unlock.

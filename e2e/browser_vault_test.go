@@ -501,9 +501,9 @@ func TestBrowserKDFMatchesGo(t *testing.T) {
 		browserPW, goPW string
 		m, it, p        int
 	}{
-		{"ascii, 8 MiB t=1 p=1", "correct horse battery staple", "correct horse battery staple", 8192, 1, 1},
+		{"ascii, floor 32 MiB t=2 p=1", "correct horse battery staple", "correct horse battery staple", crypto.MinMemoryKiB, crypto.MinIterations, 1},
 		// "é" typed decomposed (e + U+0301) must give the key of the composed form.
-		{"NFD password, 8 MiB t=2 p=4", "Cafe\u0301 au lait, s'il vous pla\u0131t", "Caf\u00e9 au lait, s'il vous pla\u0131t", 8192, 2, 4},
+		{"NFD password, 32 MiB t=2 p=4", "Cafe\u0301 au lait, s'il vous pla\u0131t", "Caf\u00e9 au lait, s'il vous pla\u0131t", crypto.MinMemoryKiB, crypto.MinIterations, 4},
 		{"defaults 64 MiB t=3 p=4", bvPassword, bvPassword, crypto.DefaultMemoryKiB, crypto.DefaultIterations, crypto.DefaultParallelism},
 	}
 	for _, c := range cases {

@@ -196,8 +196,8 @@ func runWasmKDF(t *testing.T, cases []wasmCase) []wasmResult {
 // must reject the promise with an Error.
 func TestWasmKDFMatchesGo(t *testing.T) {
 	salt := []byte("0123456789abcdef")
-	small := crypto.KDFParams{Alg: crypto.KDFArgon2id, MemoryKiB: crypto.MinMemoryKiB, Iterations: 1, Parallelism: 1}
-	lanes := crypto.KDFParams{Alg: crypto.KDFArgon2id, MemoryKiB: crypto.MinMemoryKiB, Iterations: 2, Parallelism: 4}
+	small := crypto.KDFParams{Alg: crypto.KDFArgon2id, MemoryKiB: crypto.MinMemoryKiB, Iterations: crypto.MinIterations, Parallelism: 1}
+	lanes := crypto.KDFParams{Alg: crypto.KDFArgon2id, MemoryKiB: crypto.MinMemoryKiB, Iterations: crypto.MinIterations, Parallelism: 4}
 	type kdfCase struct {
 		password string
 		salt     []byte
@@ -206,7 +206,7 @@ func TestWasmKDFMatchesGo(t *testing.T) {
 	good := []kdfCase{
 		{"correct horse battery staple", salt, small},
 		{"pässwörd 🔑 パスワード", salt, lanes},
-		{"", bytes.Repeat([]byte{0xff}, 64), small},
+		{"", []byte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/"), small},
 	}
 	var cases []wasmCase
 	for _, c := range good {
@@ -218,14 +218,18 @@ func TestWasmKDFMatchesGo(t *testing.T) {
 		want string
 	}{
 		{[]any{"pw", salt64, 1024, 1, 1}, "memoryKiB"},
+		{[]any{"pw", salt64, 8192, 1, 1}, "memoryKiB"}, // ocmt issue 8 item 6
+		{[]any{"pw", salt64, crypto.MinMemoryKiB - 1, crypto.MinIterations, 1}, "memoryKiB"},
+		{[]any{"pw", salt64, crypto.MinMemoryKiB, crypto.MinIterations - 1, 1}, "iterations"},
+		{[]any{"pw", base64.StdEncoding.EncodeToString(make([]byte, 16)), crypto.MinMemoryKiB, crypto.MinIterations, 1}, "degenerate"},
 		{[]any{"pw", salt64, crypto.MinMemoryKiB, 0, 1}, "iterations"},
-		{[]any{"pw", salt64, crypto.MinMemoryKiB, 1, 17}, "parallelism"},
+		{[]any{"pw", salt64, crypto.MinMemoryKiB, crypto.MinIterations, 17}, "parallelism"},
 		{[]any{"pw", salt64, crypto.MinMemoryKiB, 1, 256}, "ocmtDeriveKey("},
 		{[]any{"pw", salt64, crypto.MinMemoryKiB, 1.5, 1}, "ocmtDeriveKey("},
 		{[]any{"pw", salt64, "8192", 1, 1}, "ocmtDeriveKey("},
 		{[]any{"pw", salt64}, "ocmtDeriveKey("},
 		{[]any{"pw", "not base64!", crypto.MinMemoryKiB, 1, 1}, "base64"},
-		{[]any{"pw", base64.StdEncoding.EncodeToString(salt[:7]), crypto.MinMemoryKiB, 1, 1}, "salt"},
+		{[]any{"pw", base64.StdEncoding.EncodeToString(salt[:15]), crypto.MinMemoryKiB, crypto.MinIterations, 1}, "salt"},
 	}
 	for _, b := range bad {
 		cases = append(cases, wasmCase{b.args})

@@ -3,6 +3,9 @@ package vault
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -107,9 +110,44 @@ type chatHub struct {
 	connSeq atomic.Int64
 }
 
+// idemEntry is what chat.send remembers of an idempotency key for
+// idempotencyTTL: the run it started and a fingerprint of the request
+// (idemFingerprint), so that the same key with another payload is refused
+// (idempotency_conflict) instead of answered as a duplicate.
 type idemEntry struct {
 	runID   string
+	fp      [sha256.Size]byte
 	expires time.Time
+}
+
+// idemFingerprint is SHA-256 over the fields of a chat.send that decide
+// what the run does: the session key and the message, each length-prefixed
+// (so "ab"+"c" and "a"+"bc" differ). Only the hash is kept, never the text.
+func idemFingerprint(sessionKey, message string) [sha256.Size]byte {
+	h := sha256.New()
+	for _, f := range []string{sessionKey, message} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// idemLookupLocked answers a chat.send whose idempotency key is already
+// known: the original run for the same payload, idempotency_conflict for
+// another one. ok is false when the key is unknown. h.mu held.
+func (h *chatHub) idemLookupLocked(key string, fp [sha256.Size]byte) (res any, fe *FrameError, ok bool) {
+	e, found := h.idem[key]
+	if !found {
+		return nil, nil, false
+	}
+	if subtle.ConstantTimeCompare(e.fp[:], fp[:]) != 1 {
+		return nil, ferr("idempotency_conflict", "this idempotencyKey was already used for a different message or session; use a new key"), true
+	}
+	return map[string]any{"runId": e.runID, "status": "started", "duplicate": true}, nil, true
 }
 
 type run struct {
@@ -382,10 +420,11 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 			delete(h.idem, k)
 		}
 	}
+	fp := idemFingerprint(p.SessionKey, p.Message)
 	if p.IdempotencyKey != "" {
-		if e, ok := h.idem[p.IdempotencyKey]; ok {
+		if res, fe, ok := h.idemLookupLocked(p.IdempotencyKey, fp); ok {
 			h.mu.Unlock()
-			return map[string]any{"runId": e.runID, "status": "started", "duplicate": true}, nil
+			return res, fe
 		}
 	}
 	if _, busy := h.bySess[p.SessionKey]; busy {
@@ -414,6 +453,13 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	ctx, cancel := context.WithCancel(s.base)
 	r := &run{id: "run_" + randHex(8), sessionKey: p.SessionKey, cancel: cancel}
 	h.mu.Lock()
+	if p.IdempotencyKey != "" { // a concurrent send with this key got here first
+		if res, fe, ok := h.idemLookupLocked(p.IdempotencyKey, fp); ok {
+			h.mu.Unlock()
+			cancel()
+			return res, fe
+		}
+	}
 	if _, busy := h.bySess[p.SessionKey]; busy { // lost a race
 		h.mu.Unlock()
 		cancel()
@@ -421,7 +467,7 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	}
 	h.runs[r.id], h.bySess[p.SessionKey] = r, r.id
 	if p.IdempotencyKey != "" {
-		h.idem[p.IdempotencyKey] = idemEntry{runID: r.id, expires: now.Add(idempotencyTTL)}
+		h.idem[p.IdempotencyKey] = idemEntry{runID: r.id, fp: fp, expires: now.Add(idempotencyTTL)}
 	}
 	h.wg.Add(1)
 	h.mu.Unlock()

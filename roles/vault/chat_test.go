@@ -337,3 +337,50 @@ func TestTerminalEventFreesSession(t *testing.T) {
 		t.Fatalf("session still busy when these events went out: %v", busyAtEnd)
 	}
 }
+
+// TestChatIdempotencyConflict: ocmt issue 8 item 7. The same idempotency
+// key with the same payload returns the original run (no second model
+// call); with another message or another session it is refused with
+// idempotency_conflict instead of being answered as a duplicate of a run
+// that did something else. A fresh key still works.
+func TestChatIdempotencyConflict(t *testing.T) {
+	v, fp := setupChat(t)
+	fp.Script(fakeprovider.Reply{Text: "first answer"})
+	c := v.dialChat()
+	c.connect()
+	res := c.call("chat.send", map[string]any{"sessionKey": "main", "message": "what is 2+2?", "idempotencyKey": "idem-1"})
+	if res["ok"] != true {
+		t.Fatalf("chat.send: %v", res)
+	}
+	runID := res["payload"].(map[string]any)["runId"].(string)
+	c.events(runID)
+
+	dup := c.call("chat.send", map[string]any{"sessionKey": "main", "message": "what is 2+2?", "idempotencyKey": "idem-1"})
+	if dup["ok"] != true || dup["payload"].(map[string]any)["runId"] != runID {
+		t.Fatalf("same key, same payload: %v", dup)
+	}
+	for name, params := range map[string]map[string]any{
+		"other message": {"sessionKey": "main", "message": "delete all my files", "idempotencyKey": "idem-1"},
+		"other session": {"sessionKey": "other", "message": "what is 2+2?", "idempotencyKey": "idem-1"},
+		"split moved":   {"sessionKey": "mai", "message": "nwhat is 2+2?", "idempotencyKey": "idem-1"},
+	} {
+		r := c.call("chat.send", params)
+		e, _ := r["error"].(map[string]any)
+		if r["ok"] != false || e["code"] != "idempotency_conflict" {
+			t.Errorf("%s: %v, want idempotency_conflict", name, r)
+		}
+	}
+	if n := len(fp.Requests()); n != 1 {
+		t.Fatalf("%d model calls, want 1", n)
+	}
+	// Refused sends stored nothing.
+	h := c.call("chat.history", map[string]any{"sessionKey": "main"})
+	if msgs := h["payload"].(map[string]any)["messages"].([]any); len(msgs) != 2 {
+		t.Fatalf("history has %d messages, want 2: %v", len(msgs), msgs)
+	}
+	fp.Script(fakeprovider.Reply{Text: "second answer"})
+	r := c.call("chat.send", map[string]any{"sessionKey": "main", "message": "delete all my files", "idempotencyKey": "idem-2"})
+	if r["ok"] != true || r["payload"].(map[string]any)["runId"] == runID {
+		t.Fatalf("fresh key: %v", r)
+	}
+}

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -207,30 +208,73 @@ func (k *keyring) useLocked(publicURL string) error {
 	return nil
 }
 
-// params returns the salt and KDF parameters: the vault's own once
-// initialized, else the ones offered for init (created once and kept).
+// params returns the salt and KDF parameters: the vault header's once
+// initialized (the header is the source of truth; it was checked when the
+// file was parsed), else the ones offered for init, created once in
+// vault.params.json and kept, so that the key a browser derived from GET
+// /params is the one init wraps the DEK with. A params file that exists but
+// is malformed, below the floor, above the ceiling or has a degenerate salt
+// is never replaced silently: the answer is 500 invalid_params_file (see
+// errParamsFile), and an operator removes the file to get fresh ones.
+// k.mu held.
 func (k *keyring) params() ([]byte, crypto.KDFParams, error) {
 	if k.file != nil {
 		return k.file.Salt(), k.file.KDF(), nil
 	}
 	path := filepath.Join(k.dir, paramsFileName)
-	var p struct {
-		Salt []byte           `json:"salt"`
-		KDF  crypto.KDFParams `json:"kdf"`
-	}
-	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &p) == nil && len(p.Salt) >= 16 && p.KDF.Validate() == nil {
+	var p paramsFile
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := p.parse(b); err != nil {
+			return nil, crypto.KDFParams{}, errParamsFile(err)
+		}
 		return p.Salt, p.KDF, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, crypto.KDFParams{}, fmt.Errorf("read params: %w", err)
 	}
 	salt, err := crypto.NewSalt()
 	if err != nil {
 		return nil, crypto.KDFParams{}, err
 	}
 	p.Salt, p.KDF = salt, crypto.DefaultKDFParams()
-	b, _ := json.Marshal(p)
+	b, _ = json.Marshal(p)
 	if err := crypto.WriteFileAtomic(path, b, 0o600); err != nil {
 		return nil, crypto.KDFParams{}, fmt.Errorf("store params: %w", err)
 	}
 	return p.Salt, p.KDF, nil
+}
+
+// paramsFile is vault.params.json:
+//
+//	{"salt":"<base64 std, 16..64 random bytes>","kdf":{"alg":"argon2id","memoryKiB":65536,"iterations":3,"parallelism":4}}
+type paramsFile struct {
+	Salt []byte           `json:"salt"`
+	KDF  crypto.KDFParams `json:"kdf"`
+}
+
+// parse decodes b strictly (no unknown fields or trailing data) and checks
+// the parameters ([crypto.KDFParams.Validate]) and the salt
+// ([crypto.CheckSalt]). Errors never quote the file.
+func (p *paramsFile) parse(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(p); err != nil || dec.More() {
+		return errors.New("not the expected JSON object")
+	}
+	if err := p.KDF.Validate(); err != nil {
+		return err
+	}
+	return crypto.CheckSalt(p.Salt)
+}
+
+// errParamsFile is the answer while vault.params.json is unusable: 500
+// invalid_params_file, naming the file and the rule it breaks.
+func errParamsFile(err error) error {
+	return &api.Error{Status: http.StatusInternalServerError, Code: "invalid_params_file",
+		Msg: "the vault's key derivation parameters (" + paramsFileName + " in the data directory) are invalid: " +
+			strings.TrimPrefix(strings.TrimPrefix(err.Error(), "crypto: "), "invalid KDF parameters: ") +
+			"; no vault was created with them. Remove the file to get fresh parameters.", Err: err}
 }
 
 func decodeKey(b64 string) (*crypto.KEK, error) {

@@ -288,15 +288,14 @@ func (s *Server) password(c echo.Context) error {
 		return err
 	}
 	salt, err := base64.StdEncoding.DecodeString(req.NewSalt)
-	if err != nil || len(salt) < 16 || len(salt) > 64 {
-		return api.BadRequest("invalid_salt", "newSalt must be 16 to 64 bytes, base64")
+	if err != nil {
+		return api.BadRequest("invalid_salt", "newSalt must be 16 to 64 random bytes, base64")
 	}
-	if err := req.NewKDF.Validate(); err != nil {
-		return api.BadRequest("invalid_kdf", "newKdf: "+err.Error())
+	if err := crypto.CheckSalt(salt); err != nil {
+		return api.BadRequest("invalid_salt", "newSalt must be 16 to 64 random bytes, base64 (not all zero or a pattern)")
 	}
-	def := crypto.DefaultKDFParams()
-	if req.NewKDF.MemoryKiB < def.MemoryKiB/2 || req.NewKDF.Iterations < 2 {
-		return api.BadRequest("weak_kdf", "newKdf is weaker than this server allows")
+	if err := checkKDF("newKdf", req.NewKDF); err != nil {
+		return err
 	}
 	newKEK, err := decodeKey(req.NewDerivedKey)
 	if err != nil {
@@ -329,6 +328,22 @@ func (s *Server) password(c echo.Context) error {
 	k.file = next
 	s.log.Info("vault password changed")
 	return c.NoContent(http.StatusNoContent)
+}
+
+// checkKDF is the API answer for KDF parameters that fail
+// crypto.KDFParams.Validate, the one floor and ceiling: 400 weak_kdf below
+// the floor, 400 invalid_kdf otherwise; the message names the field and
+// the bound.
+func checkKDF(field string, p crypto.KDFParams) error {
+	err := p.Validate()
+	if err == nil {
+		return nil
+	}
+	msg := field + ": " + strings.TrimPrefix(err.Error(), crypto.ErrKDFParams.Error()+": ")
+	if errors.Is(err, crypto.ErrKDFWeak) {
+		return api.BadRequest("weak_kdf", msg)
+	}
+	return api.BadRequest("invalid_kdf", msg)
 }
 
 var providerRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{1,31}$`)

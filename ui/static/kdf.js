@@ -4,6 +4,7 @@
 // asset URLs that the page template puts on #kdf-config; the worker URL
 // passes through the "ocmt" Trusted Types policy.
 import { scriptURL } from './trusted.js';
+import { checkKDFParams } from './vaultcrypto.js';
 
 const timeoutMs = 180000;
 
@@ -16,14 +17,19 @@ function config() {
 
 /**
  * deriveKey resolves to the base64 derived key for password under params
- * ({salt, kdf}, as checked by checkKDFParams). It rejects with a readable
- * Error when the browser cannot run the worker or the derivation fails.
+ * ({salt, kdf}). It first checks params with checkKDFParams (the floor and
+ * ceiling of package crypto) and rejects, without starting Argon2id, when
+ * they are out of range or the salt is not random-looking. It rejects with
+ * a readable Error when the browser cannot run the worker or the
+ * derivation fails.
  */
 export function deriveKey(password, params) {
   return new Promise((resolve, reject) => {
     let cfg;
     let worker;
+    let checked;
     try {
+      checked = checkKDFParams(params);
       cfg = config();
       if (typeof Worker !== 'function' || typeof WebAssembly !== 'object') throw new Error('This browser cannot derive the key (no Web Workers or WebAssembly).');
       worker = new Worker(scriptURL(cfg.worker), { type: 'module', name: 'ocmt-kdf' });
@@ -52,6 +58,6 @@ export function deriveKey(password, params) {
     };
     worker.onmessageerror = () => finish(reject, new Error('Could not derive the key.'));
     // NFC, so the same password typed on different systems gives the same key.
-    worker.postMessage({ password: String(password).normalize('NFC'), salt: params.salt, kdf: params.kdf, wasm: cfg.wasm, wasmExec: cfg.wasmExec });
+    worker.postMessage({ password: String(password).normalize('NFC'), salt: checked.salt, kdf: checked.kdf, wasm: cfg.wasm, wasmExec: cfg.wasmExec });
   });
 }

@@ -5,6 +5,8 @@
 // exists in secure contexts (https or localhost), so a plain-JS SHA-256
 // backs it up for a server reached over http on a LAN. No DOM.
 
+import { kdfLimits } from './kdflimits.js';
+
 /** b64encode returns the standard base64 of bytes. */
 export function b64encode(bytes) {
   const b = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
@@ -118,15 +120,39 @@ export async function unlockProof(derivedKeyB64, challengeB64, subtle = globalTh
   }
 }
 
-/** checkKDFParams validates a /params answer and returns {salt, kdf}; it throws a readable Error otherwise. */
+/**
+ * saltIsDegenerate is crypto.CheckSalt's shape rule: fewer than len/4
+ * distinct byte values (all zero, "abab…") or a constant step between
+ * neighbouring bytes (00 01 02 …) cannot come from a random source.
+ */
+export function saltIsDegenerate(salt) {
+  const seen = new Set(salt);
+  let constStep = true;
+  for (let i = 2; i < salt.length; i++) {
+    if (((salt[i] - salt[i - 1]) & 0xff) !== ((salt[1] - salt[0]) & 0xff)) constStep = false;
+  }
+  return seen.size < Math.floor(salt.length / 4) || constStep;
+}
+
+/**
+ * checkKDFParams validates KDF parameters and a salt ({salt, kdf}, as GET
+ * /params sends them) against the floor and ceiling of package crypto
+ * (kdfLimits, generated from Go) and returns {salt, kdf}; it throws a
+ * readable Error otherwise. deriveKey (kdf.js) calls it before it starts
+ * Argon2id, so a tampered params file or vault header cannot make the
+ * browser send a key that is cheap to brute-force.
+ */
 export function checkKDFParams(p) {
   const kdf = p && p.kdf;
   if (!p || typeof p.salt !== 'string' || !kdf || typeof kdf !== 'object') throw new Error('The vault sent no key derivation parameters.');
-  if (kdf.alg !== 'argon2id') throw new Error(`Unsupported key derivation "${String(kdf.alg)}".`);
+  if (kdf.alg !== kdfLimits.alg) throw new Error(`Unsupported key derivation "${String(kdf.alg)}".`);
   const int = (v, lo, hi) => Number.isInteger(v) && v >= lo && v <= hi;
-  // The bounds of package crypto (crypto/internal/kdf): 8 MiB–1 GiB, t ≤ 20, p ≤ 16.
-  if (!int(kdf.memoryKiB, 8 * 1024, 1024 * 1024) || !int(kdf.iterations, 1, 20) || !int(kdf.parallelism, 1, 16)) {
+  const L = kdfLimits;
+  if (!int(kdf.memoryKiB, 0, L.maxMemoryKiB) || !int(kdf.iterations, 0, L.maxIterations) || !int(kdf.parallelism, L.minParallelism, L.maxParallelism)) {
     throw new Error('The vault sent key derivation parameters out of range.');
+  }
+  if (kdf.memoryKiB < L.minMemoryKiB || kdf.iterations < L.minIterations) {
+    throw new Error(`The vault asked for key derivation parameters weaker than allowed (at least ${L.minMemoryKiB / 1024} MiB and ${L.minIterations} passes); refusing to derive the key.`);
   }
   let salt;
   try {
@@ -134,6 +160,7 @@ export function checkKDFParams(p) {
   } catch {
     throw new Error('The vault sent an invalid salt.');
   }
-  if (salt.length < 8 || salt.length > 64) throw new Error('The vault sent a salt of the wrong size.');
-  return { salt: p.salt, kdf: { alg: 'argon2id', memoryKiB: kdf.memoryKiB, iterations: kdf.iterations, parallelism: kdf.parallelism } };
+  if (salt.length < L.minSaltBytes || salt.length > L.maxSaltBytes) throw new Error('The vault sent a salt of the wrong size.');
+  if (saltIsDegenerate(salt)) throw new Error('The vault sent a salt that is not random.');
+  return { salt: p.salt, kdf: { alg: L.alg, memoryKiB: kdf.memoryKiB, iterations: kdf.iterations, parallelism: kdf.parallelism } };
 }

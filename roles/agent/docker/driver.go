@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -141,9 +142,10 @@ func (d *Driver) Client() *client.Client { return d.cli }
 func (d *Driver) Close() error { return d.cli.Close() }
 
 // Fingerprint implements runtime.Driver: spec.Fingerprint with the
-// driver's network.
+// driver's network and the init process ("init=docker-init", see Create),
+// so containers created before the init was added are recreated.
 func (d *Driver) Fingerprint(spec runtime.Spec) string {
-	return spec.Fingerprint("network=" + d.opts.Network)
+	return spec.Fingerprint("network="+d.opts.Network, "init=docker-init")
 }
 
 // volumeName is the per-user data volume, "ocmt-data-<userID>".
@@ -159,7 +161,12 @@ func volumeName(userID string) string { return volumePrefix + userID }
 // spec.PidsLimit processes, where 0 means no limit. Port 8080/tcp is
 // published on 127.0.0.1 only, at a port the engine picks when it starts.
 // spec.Secret goes into the environment as OCMT_VAULT_SECRET and is never
-// logged. The container is labelled with its configuration fingerprint
+// logged. PID 1 is the engine's init (HostConfig.Init, docker-init, which
+// is tini on most engines); it starts the vault role and reaps orphaned
+// processes, which the vault as PID 1 did not (their zombies filled the
+// PIDs limit, ocmt issue 8). An engine without an init binary fails at
+// Start with an error that says so. The container is labelled with its
+// configuration fingerprint
 // (runtime.LabelConfig, see Fingerprint). spec.Image must come from
 // Prepare. A name already in use is an error matching cerrdefs.IsConflict.
 func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
@@ -187,7 +194,7 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	}
 	mem := spec.MemoryMiB << 20
 	fp := d.Fingerprint(spec)
-	noInit := false // no docker-init: the vault role is PID 1 and starts no children
+	withInit := true // docker-init is PID 1 and reaps orphans; see the doc comment
 	opts := client.ContainerCreateOptions{
 		Name: spec.Name,
 		Config: &container.Config{
@@ -211,7 +218,7 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 			CapDrop:        []string{"ALL"},
 			SecurityOpt:    []string{"no-new-privileges:true"},
 			ReadonlyRootfs: true,
-			Init:           &noInit,
+			Init:           &withInit,
 			Tmpfs:          map[string]string{"/tmp": "rw,noexec,nosuid,size=16m"},
 			Resources: container.Resources{
 				Memory:     mem,
@@ -255,6 +262,11 @@ var loopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 // differ from before a stop. An unknown id gives runtime.ErrNotFound.
 func (d *Driver) Start(ctx context.Context, id string) (runtime.Instance, error) {
 	if _, err := d.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		if strings.Contains(err.Error(), "docker-init") {
+			// Without its init binary the engine cannot start containers
+			// created with Init (Create); say what to install.
+			return runtime.Instance{}, fmt.Errorf("start container %s: the Docker engine has no init binary (docker-init); user containers need it to reap orphaned processes: install the engine's docker-init (tini) package or set the daemon's \"init-path\": %w", shortID(id), err)
+		}
 		return runtime.Instance{}, engineErr("start container", id, err)
 	}
 	return d.Inspect(ctx, id)

@@ -216,7 +216,7 @@ func TestCreateHardening(t *testing.T) {
 	check("tmpfs", hc.Tmpfs["/tmp"] == "rw,noexec,nosuid,size=16m", hc.Tmpfs)
 	check("network mode", string(hc.NetworkMode) == f.network && !hc.NetworkMode.IsHost(), hc.NetworkMode)
 	check("restart policy", hc.RestartPolicy.Name == container.RestartPolicyDisabled, hc.RestartPolicy)
-	check("init", hc.Init == nil || !*hc.Init, hc.Init)
+	check("init", hc.Init != nil && *hc.Init, hc.Init) // docker-init reaps orphans (TestContainerReapsOrphans)
 	check("no binds", len(hc.Binds) == 0, hc.Binds)
 	check("pid/ipc not host", !hc.PidMode.IsHost() && !hc.IpcMode.IsHost(), []any{hc.PidMode, hc.IpcMode})
 	check("exposed port", len(cfg.ExposedPorts) == 1, cfg.ExposedPorts)

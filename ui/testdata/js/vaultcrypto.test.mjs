@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHmac, createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { b64decode, b64encode, checkKDFParams, hmacSHA256, randomBytes, sha256, unlockProof } from '../../static/vaultcrypto.js';
+import { b64decode, b64encode, checkKDFParams, hmacSHA256, randomBytes, saltIsDegenerate, sha256, unlockProof } from '../../static/vaultcrypto.js';
 import { staticURL } from '../../static/trusted.js';
 
 test('base64 round trip', () => {
@@ -51,9 +52,44 @@ test('KDF params are checked', () => {
     { ...ok, kdf: { ...ok.kdf, memoryKiB: 1 << 22 } },
     { ...ok, kdf: { ...ok.kdf, iterations: 0 } },
     { ...ok, kdf: { ...ok.kdf, parallelism: 1.5 } },
+    // ocmt issue 8 item 6: a tampered params file offered these.
+    { salt: b64encode(new Uint8Array(16)), kdf: { alg: 'argon2id', memoryKiB: 8192, iterations: 1, parallelism: 1 } },
+    { ...ok, kdf: { ...ok.kdf, memoryKiB: 8192 } },
+    { ...ok, kdf: { ...ok.kdf, iterations: 1 } },
+    { ...ok, salt: b64encode(new Uint8Array(16)) },
+    { ...ok, salt: b64encode(randomBytes(8)) },
   ]) {
     assert.throws(() => checkKDFParams(bad), Error, JSON.stringify(bad));
   }
+});
+
+// crypto/testdata/kdfparams.json is also run by crypto.TestKDFVectors
+// against crypto.KDFParams.Validate and crypto.CheckSalt: both sides give
+// the same verdict on every case.
+test('KDF params and salts: the same verdicts as package crypto', () => {
+  const v = JSON.parse(readFileSync(new URL('../../../crypto/testdata/kdfparams.json', import.meta.url), 'utf8'));
+  const salt = b64encode(randomBytes(16));
+  assert.ok(v.params.length >= 10 && v.salts.length >= 8);
+  for (const c of v.params) {
+    let ok = true;
+    try {
+      checkKDFParams({ salt, kdf: c.kdf });
+    } catch {
+      ok = false;
+    }
+    assert.equal(ok, c.valid, `params ${c.name}`);
+  }
+  const kdf = { alg: 'argon2id', memoryKiB: 65536, iterations: 3, parallelism: 4 };
+  for (const c of v.salts) {
+    let ok = true;
+    try {
+      checkKDFParams({ salt: Buffer.from(c.hex, 'hex').toString('base64'), kdf });
+    } catch {
+      ok = false;
+    }
+    assert.equal(ok, c.valid, `salt ${c.name}`);
+  }
+  for (let i = 0; i < 1000; i++) assert.equal(saltIsDegenerate(randomBytes(16)), false);
 });
 
 test('the Trusted Types policy only allows same-origin /static/ URLs', () => {
