@@ -270,6 +270,10 @@ type (
 		Body       []byte            `json:"body,omitempty"`
 		Error      *resultError      `json:"error,omitempty"`
 		HTTPStatus int               `json:"httpStatus,omitempty"` // the status of a refusal
+		// fromRelay marks a relay error frame about the call's envelope
+		// (pendingCalls.failEnvelope), which nobody sealed: it never
+		// changes the received capability's record.
+		fromRelay bool
 	}
 	capJSON struct {
 		JTI          string   `json:"jti"`
@@ -799,7 +803,7 @@ func (p *pendingCalls) failEnvelope(envelopeID, code, msg string) bool {
 	for id, pc := range p.m {
 		if pc.envelope == envelopeID {
 			delete(p.m, id)
-			pc.ch <- resultPayload{RequestID: id, Error: &resultError{Code: code, Message: msg}, HTTPStatus: http.StatusServiceUnavailable}
+			pc.ch <- resultPayload{RequestID: id, Error: &resultError{Code: code, Message: msg}, HTTPStatus: http.StatusServiceUnavailable, fromRelay: true}
 			return true
 		}
 	}
@@ -932,7 +936,9 @@ func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultP
 			return none, errIssuerUnavailable()
 		}
 		if res.Error != nil {
-			s.noteResult(jti, res.Error.Code, false)
+			if !res.fromRelay {
+				s.noteResult(jti, res.Error.Code, false)
+			}
 			st := res.HTTPStatus
 			if st < 400 || st > 599 {
 				st = http.StatusForbidden

@@ -483,3 +483,41 @@ func TestGrantBinding(t *testing.T) {
 		t.Fatal("the bound grant was not stored")
 	}
 }
+
+// TestRelayErrorFrameChangesNoRecord: an error frame about a call's
+// envelope comes from the relay, not from the issuer (nothing seals it),
+// so it ends the waiting call but never marks Bob's capability used up
+// or revoked.
+func TestRelayErrorFrameChangesNoRecord(t *testing.T) {
+	p := newReplayPair(t, 5)
+	p.alice.stop() // the call stays queued at the relay
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.bob.s.sendCall(context.Background(), p.jti, callReq{Operation: "read", Method: "GET", Path: "/events"})
+		done <- err
+	}()
+	var envID string
+	waitFor(t, "the call to wait", 5*time.Second, func() bool {
+		p.bob.s.calls.mu.Lock()
+		defer p.bob.s.calls.mu.Unlock()
+		for _, pc := range p.bob.s.calls.m {
+			envID = pc.envelope
+		}
+		return envID != ""
+	})
+	waitFor(t, "the relay to accept the call", 5*time.Second, func() bool {
+		p.bob.s.relay.mu.Lock()
+		defer p.bob.s.relay.mu.Unlock()
+		return p.bob.s.relay.waiters["id:"+envID] == nil
+	})
+	if !p.bob.s.calls.failEnvelope(envID, capability.ErrBudgetExhausted.Code(), "forged") {
+		t.Fatal("no call waiting for the envelope")
+	}
+	if err := <-done; err == nil {
+		t.Fatal("the call succeeded")
+	}
+	_, l := p.bob.do("GET", "/vault/capabilities?direction=received", nil)
+	if st := l["capabilities"].([]any)[0].(map[string]any)["status"]; st != "active" {
+		t.Fatalf("status after a relay error frame: %v", st)
+	}
+}
