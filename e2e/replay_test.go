@@ -134,7 +134,15 @@ func TestReplayedCallRunsOnce(t *testing.T) {
 	rand.Read(b)
 	newID := base64.RawURLEncoding.EncodeToString(b)
 	inject(newID, orig, time.Now().UnixMilli())
+	disconnected := func() int { return strings.Count(env.Log.String(), `msg="relay disconnected" user=`+string(au.ID)) }
+	before := disconnected()
 	av.json("POST", "/lock", nil, nil)
+	xtest.Eventually(t, 10*time.Second, func() error { // the vault notices the lock within 200 ms
+		if disconnected() == before {
+			return errString("the locked vault is still connected to the relay")
+		}
+		return nil
+	})
 	av.unlock(av.deriveKey(password))
 	acked(newID)
 	expect("a copy with a new id and a fresh ts", 0)
