@@ -39,7 +39,10 @@ const (
 	RelayTypeGrant = "capability.grant"
 )
 
-// RelayHeader is an envelope's relay-readable header (SPEC §7.2).
+// RelayHeader is an envelope's relay-readable header (SPEC §7.2). The
+// relay can read and rewrite it, so vaults also seal an exact copy of it in
+// the payload (JSON field "header") and drop an envelope whose header
+// differs from that copy (roles/vault, envelope_binding.go).
 type RelayHeader struct {
 	// ID is base64url (no padding) of 16 random bytes, 22 characters.
 	ID string `json:"id"`

@@ -42,7 +42,9 @@ import (
 // box between the two identities. The payload of a capability.grant is
 // {"issuerKeys":<signed key record>,"box":"<b64 box>"} because its recipient
 // does not know the issuer's X25519 key yet; every other payload is the box.
-// The records live in the sealed vault body (Settings[capSettingsKey]).
+// Every sealed payload carries a copy of its envelope's header, which the
+// recipient checks (envelope_binding.go). The records live in the sealed
+// vault body (Settings[capSettingsKey]).
 
 const (
 	capSettingsKey = "capabilities"
@@ -72,6 +74,11 @@ type issuedCap struct {
 	RelayRevoked   bool     `json:"relayRevoked,omitempty"` // the relay confirmed the revocation
 	Token          string   `json:"token,omitempty"`        // kept until delivered to the subject
 	Delivered      bool     `json:"delivered,omitempty"`
+	// Seen maps the request id of each call counted on this capability to
+	// the unix ms until which a copy of it must still be refused (its
+	// freshness window; envelope_binding.go). Pruned on each call; at
+	// most maxSeenPerCap entries.
+	Seen map[string]int64 `json:"seen,omitempty"`
 }
 
 // receivedCap is a capability granted to this vault's owner.
@@ -171,12 +178,15 @@ func (s *Server) signRelayAuth(nonce []byte) ([]byte, bool) {
 }
 
 // sealEnvelopeLocked builds an envelope to user `to` (X25519 key text
-// toX) carrying v as JSON. k.mu held, unlocked.
-func (s *Server) sealEnvelopeLocked(to, toX, typ, jti string, v any) (*api.RelayEnvelope, error) {
+// toX) carrying v as JSON, after binding into v a copy of the envelope's
+// header (envelope_binding.go). k.mu held, unlocked.
+func (s *Server) sealEnvelopeLocked(to, toX, typ, jti string, v sealedPayload) (*api.RelayEnvelope, error) {
 	x, err := crypto.ParseX25519(toX)
 	if err != nil {
 		return nil, err
 	}
+	h := api.RelayHeader{ID: newRandomID(), From: s.userID, To: to, TS: time.Now().UnixMilli(), Type: typ, JTI: jti}
+	v.bind(h)
 	msg, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
@@ -186,8 +196,7 @@ func (s *Server) sealEnvelopeLocked(to, toX, typ, jti string, v any) (*api.Relay
 	if err != nil {
 		return nil, err
 	}
-	return &api.RelayEnvelope{Header: api.RelayHeader{ID: newRandomID(), From: s.userID, To: to,
-		TS: time.Now().UnixMilli(), Type: typ, JTI: jti}, Payload: box}, nil
+	return &api.RelayEnvelope{Header: h, Payload: box}, nil
 }
 
 // openLocked opens a box from the peer with X25519 key text fromX.
@@ -225,6 +234,8 @@ type (
 		Box        []byte                 `json:"box"`
 	}
 	grantPayload struct {
+		// Header is the envelope's header, sealed (envelope_binding.go).
+		Header       api.RelayHeader        `json:"header"`
 		Token        string                 `json:"token"`
 		IssuerUserID string                 `json:"issuerUserId"`
 		IssuerKeys   crypto.SignedKeyRecord `json:"issuerKeys"`
@@ -241,7 +252,9 @@ type (
 		Body      json.RawMessage `json:"body,omitempty"`
 	}
 	callPayload struct {
-		RequestID string          `json:"requestId"`
+		// Header is the envelope's header, sealed (envelope_binding.go).
+		Header    api.RelayHeader `json:"header"`
+		RequestID string          `json:"requestId"` // base64url of 16 random bytes, once per call
 		Token     string          `json:"token"`
 		Operation string          `json:"operation"`
 		Method    string          `json:"method"`
@@ -253,12 +266,19 @@ type (
 		Message string `json:"message"`
 	}
 	resultPayload struct {
+		// Header is the envelope's header, sealed (envelope_binding.go).
+		Header     api.RelayHeader   `json:"header"`
 		RequestID  string            `json:"requestId"`
+		JTI        string            `json:"jti,omitempty"` // the capability called (the header carries none)
 		Status     int               `json:"status,omitempty"`
 		Headers    map[string]string `json:"headers,omitempty"`
 		Body       []byte            `json:"body,omitempty"`
 		Error      *resultError      `json:"error,omitempty"`
 		HTTPStatus int               `json:"httpStatus,omitempty"` // the status of a refusal
+		// fromRelay marks a relay error frame about the call's envelope
+		// (pendingCalls.failEnvelope), which nobody sealed: it never
+		// changes the received capability's record.
+		fromRelay bool
 	}
 	capJSON struct {
 		JTI          string   `json:"jti"`
@@ -440,7 +460,7 @@ func (s *Server) grantEnvelopeLocked(ic *issuedCap) (*api.RelayEnvelope, error) 
 			g.Model, g.CustomServer = key.Model, key.BaseURL != "" && p == "openai"
 		}
 	}
-	env, err := s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envGrant, ic.JTI, g)
+	env, err := s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envGrant, ic.JTI, &g)
 	if err != nil {
 		return nil, err
 	}
@@ -701,6 +721,10 @@ func (s *Server) receiveGrant(env *api.RelayEnvelope) {
 		s.log.Warn("capability grant dropped: cannot open", "from", from)
 		return
 	}
+	if code := checkSealedHeader(env, &g.Header, envGrant, s.userID); code != "" {
+		s.log.Warn("capability grant dropped", "code", code, "from", from)
+		return
+	}
 	if g.IssuerUserID != from || g.IssuerKeys != outer.IssuerKeys {
 		s.log.Warn("capability grant dropped: issuer mismatch", "from", from)
 		return
@@ -712,7 +736,7 @@ func (s *Server) receiveGrant(env *api.RelayEnvelope) {
 	}
 	cl := p.Claims()
 	if crypto.FormatEd25519(cl.Issuer) != rec.Ed25519 || !cl.Subject.Equal(k.id.Public().Ed25519) || cl.Audience != from ||
-		(env.Header.JTI != "" && env.Header.JTI != cl.JTI.String()) {
+		env.Header.JTI != cl.JTI.String() {
 		s.log.Warn("capability grant dropped: token does not match", "from", from)
 		return
 	}
@@ -783,19 +807,21 @@ type pendingCalls struct {
 
 type pendingCall struct {
 	issuer   string
+	jti      string // the capability called
 	envelope string // the call's envelope id, which relay error frames name
+	sent     time.Time
 	ch       chan resultPayload
 }
 
-// add registers a call by its request id; envelopeID is the id of the
-// envelope that carries it.
-func (p *pendingCalls) add(id, issuer, envelopeID string) chan resultPayload {
+// add registers a call by its request id on capability jti of user issuer;
+// envelopeID is the id of the envelope that carries it.
+func (p *pendingCalls) add(id, issuer, jti, envelopeID string) chan resultPayload {
 	ch := make(chan resultPayload, 1)
 	p.mu.Lock()
 	if p.m == nil {
 		p.m = map[string]pendingCall{}
 	}
-	p.m[id] = pendingCall{issuer: issuer, envelope: envelopeID, ch: ch}
+	p.m[id] = pendingCall{issuer: issuer, jti: jti, envelope: envelopeID, sent: time.Now(), ch: ch}
 	p.mu.Unlock()
 	return ch
 }
@@ -813,21 +839,28 @@ func (p *pendingCalls) failEnvelope(envelopeID, code, msg string) bool {
 				// The relay's word alone marks nothing for good.
 				code, msg = codeRelayRefused, "the relay refused this call; try again later"
 			}
-			pc.ch <- resultPayload{RequestID: id, Error: &resultError{Code: code, Message: msg}, HTTPStatus: http.StatusServiceUnavailable}
+			pc.ch <- resultPayload{RequestID: id, Error: &resultError{Code: code, Message: msg}, HTTPStatus: http.StatusServiceUnavailable, fromRelay: true}
 			return true
 		}
 	}
 	return false
 }
 
-func (p *pendingCalls) take(id, from string) (chan resultPayload, bool) {
+// take removes and returns the call waiting for result res from user
+// from: the one with res's request id, on res's capability, to that
+// issuer, if res was sealed between the call's sending and now (each
+// ±envClockSkew: the issuer's clock may differ).
+func (p *pendingCalls) take(res *resultPayload, from string) (chan resultPayload, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pc, ok := p.m[id]
-	if !ok || pc.issuer != from {
+	pc, ok := p.m[res.RequestID]
+	if !ok || pc.issuer != from || pc.jti != res.JTI {
 		return nil, false
 	}
-	delete(p.m, id)
+	if ts := time.UnixMilli(res.Header.TS); ts.Before(pc.sent.Add(-envClockSkew)) || ts.After(time.Now().Add(envClockSkew)) {
+		return nil, false
+	}
+	delete(p.m, res.RequestID)
 	return pc.ch, true
 }
 
@@ -902,7 +935,7 @@ func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultP
 		return none, api.NotFound("no such capability")
 	}
 	reqID := newRandomID()
-	env, err := s.sealEnvelopeLocked(rc.IssuerUserID, rc.IssuerX25519, envCall, jti, callPayload{RequestID: reqID,
+	env, err := s.sealEnvelopeLocked(rc.IssuerUserID, rc.IssuerX25519, envCall, jti, &callPayload{RequestID: reqID,
 		Token: rc.Token, Operation: req.Operation, Method: req.Method, Path: req.Path, Body: req.Body})
 	issuer, issuerKey, resource := rc.IssuerUserID, rc.IssuerEd25519, rc.Resource
 	k.mu.Unlock()
@@ -912,7 +945,7 @@ func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultP
 	if len(env.Payload) > relayMaxPayloadRaw {
 		return none, api.E(http.StatusRequestEntityTooLarge, "too_large", "the request is too large to send through the relay")
 	}
-	ch := s.calls.add(reqID, issuer, env.Header.ID)
+	ch := s.calls.add(reqID, issuer, jti, env.Header.ID)
 	defer s.calls.drop(reqID)
 	if err := s.relay.send(ctx, env); err != nil {
 		var rr *relayRefusal
@@ -943,7 +976,9 @@ func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultP
 			return none, errIssuerUnavailable()
 		}
 		if res.Error != nil {
-			s.noteResult(jti, res.Error.Code, false)
+			if !res.fromRelay {
+				s.noteResult(jti, res.Error.Code, false)
+			}
 			st := res.HTTPStatus
 			if st < 400 || st > 599 {
 				st = http.StatusForbidden
@@ -985,6 +1020,9 @@ func (s *Server) noteResult(jti, code string, ok bool) {
 	s.saveCapsLocked(cs)
 }
 
+// receiveResult hands a capability.result to the call waiting for it
+// (pendingCalls.take), if its sealed header binds it to this envelope
+// (envelope_binding.go); anything else is dropped.
 func (s *Server) receiveResult(env *api.RelayEnvelope) {
 	from := env.Header.From
 	k := s.keys
@@ -993,27 +1031,35 @@ func (s *Server) receiveResult(env *api.RelayEnvelope) {
 		k.mu.Unlock()
 		return
 	}
-	cs := s.loadCapsLocked()
-	x := ""
-	for _, rc := range cs.Received {
-		if rc.IssuerUserID == from {
-			x = rc.IssuerX25519
+	// The sender's key: that of a capability received from it (one key
+	// per user, unless it changed between grants: try each).
+	var res resultPayload
+	err := errors.New("unknown sender")
+	tried := map[string]bool{}
+	for _, rc := range s.loadCapsLocked().Received {
+		if rc.IssuerUserID != from || tried[rc.IssuerX25519] {
+			continue
+		}
+		tried[rc.IssuerX25519] = true
+		res = resultPayload{}
+		if err = s.openBoxLocked(rc.IssuerX25519, env.Payload, &res); err == nil {
 			break
 		}
 	}
-	var res resultPayload
-	err := errors.New("unknown sender")
-	if x != "" {
-		err = s.openBoxLocked(x, env.Payload, &res)
-	}
 	k.mu.Unlock()
 	if err != nil {
-		s.log.Warn("capability result dropped", "from", from)
+		s.log.Warn("capability result dropped: cannot open", "from", from)
 		return
 	}
-	if ch, ok := s.calls.take(res.RequestID, from); ok {
-		ch <- res
+	if code := checkSealedHeader(env, &res.Header, envResult, s.userID); code != "" {
+		s.log.Warn("capability result dropped", "code", code, "from", from)
+		return
 	}
+	if ch, ok := s.calls.take(&res, from); ok {
+		ch <- res
+		return
+	}
+	s.log.Info("capability result dropped: no call waits for it", "from", from)
 }
 
 // parseEd parses a key text, or returns nil (which Authorize refuses).

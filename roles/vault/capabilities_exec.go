@@ -33,7 +33,8 @@ const (
 	execMaxBody         = 1 << 20
 	execMaxRedirects    = 5
 	// staleCallSlack is added to the caller's wait before a delivered call counts
-	// as abandoned by its caller (clock differences, delivery time).
+	// as abandoned by its caller (clock differences, delivery time): the
+	// freshness window of a call's sealed time (envelope_binding.go).
 	staleCallSlack = 10 * time.Second
 )
 
@@ -87,7 +88,11 @@ func (c persistCounter) Use(jti capability.JTI, maxCalls int, rate capability.Ra
 }
 
 // executeCall authorizes and runs one capability.call, then answers with a
-// capability.result. Logs carry metadata only.
+// capability.result. A call whose sealed header is not its envelope's,
+// that is stale, or whose request id has run already is dropped without
+// an answer (envelope_binding.go): an answer would let whoever replays
+// calls make this vault send on its own relay rate limit. Logs carry
+// metadata only.
 func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 	from, jti := env.Header.From, env.Header.JTI
 	k := s.keys
@@ -104,23 +109,42 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 		s.log.Warn("capability call dropped: unknown capability or sender is not its subject", "jti", jti, "from", from)
 		return
 	}
-	if age := time.Since(time.UnixMilli(env.Header.TS)); age > callWait(ic.Resource)+staleCallSlack {
-		// Queued while this vault was locked: the caller stopped waiting
-		// long ago, so running it now would spend a call for nobody.
-		k.mu.Unlock()
-		s.log.Info("capability call dropped: its caller stopped waiting", "jti", jti, "from", from, "age", age.Round(time.Second))
-		return
-	}
 	var call callPayload
 	if err := s.openBoxLocked(ic.SubjectX25519, env.Payload, &call); err != nil {
 		k.mu.Unlock()
 		s.log.Warn("capability call dropped: cannot open", "jti", jti, "from", from)
 		return
 	}
+	now := time.Now()
+	code := checkSealedHeader(env, &call.Header, envCall, s.userID)
+	switch {
+	case code != "":
+	case !validRequestID(call.RequestID):
+		code = codeBadRequestID
+	case !fresh(call.Header.TS, now, callWindow(ic.Resource)):
+		// E.g. queued while this vault was locked: the caller stopped
+		// waiting long ago, so running it now would spend a call for nobody.
+		code = codeStale
+	default:
+		pruneSeen(cs, now)
+		if _, dup := ic.Seen[call.RequestID]; dup {
+			code = codeReplayed
+		}
+	}
+	if code != "" {
+		k.mu.Unlock()
+		s.log.Warn("capability call dropped", "code", code, "jti", jti, "from", from,
+			"age", now.Sub(time.UnixMilli(call.Header.TS)).Round(time.Second))
+		return
+	}
 	refuse := func(status int, code, msg string) {
 		s.log.Info("capability call refused", "jti", jti, "from", from, "operation", call.Operation, "code", code)
 		s.replyLocked(ic, resultPayload{RequestID: call.RequestID, Error: &resultError{Code: code, Message: msg}, HTTPStatus: status})
 		k.mu.Unlock()
+	}
+	if len(ic.Seen) >= maxSeenPerCap {
+		refuse(http.StatusTooManyRequests, capability.ErrRateLimited.Code(), "too many calls on this share in a short time; try again in a minute")
+		return
 	}
 	p, err := capability.Parse(call.Token)
 	if err != nil {
@@ -158,7 +182,8 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 			return
 		}
 	}
-	if err := s.saveCapsLocked(cs); err != nil { // the call is counted before it runs
+	ic.remember(call.RequestID, call.Header.TS)
+	if err := s.saveCapsLocked(cs); err != nil { // the call is counted and remembered before it runs
 		refuse(http.StatusServiceUnavailable, "internal", "the call could not be recorded")
 		return
 	}
@@ -180,14 +205,15 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 	s.replyLocked(ic, res)
 }
 
-// replyLocked seals and sends a capability.result (asynchronously). It
-// carries no jti, so that refusals still pass a relay that revoked it.
-// k.mu held, unlocked.
+// replyLocked seals and sends a capability.result (asynchronously). Its
+// header carries no jti, so that refusals still pass a relay that revoked
+// it; the sealed payload names the capability. k.mu held, unlocked.
 func (s *Server) replyLocked(ic *issuedCap, res resultPayload) {
-	env, err := s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envResult, "", res)
+	res.JTI = ic.JTI
+	env, err := s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envResult, "", &res)
 	if err == nil && len(env.Payload) > relayMaxPayloadRaw {
-		res = resultPayload{RequestID: res.RequestID, Error: &resultError{Code: "result_too_large", Message: "the answer is too large to share through the relay"}, HTTPStatus: http.StatusBadGateway}
-		env, err = s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envResult, "", res)
+		res = resultPayload{RequestID: res.RequestID, JTI: ic.JTI, Error: &resultError{Code: "result_too_large", Message: "the answer is too large to share through the relay"}, HTTPStatus: http.StatusBadGateway}
+		env, err = s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envResult, "", &res)
 	}
 	if err != nil {
 		s.log.Error("capability result not sealed", "jti", ic.JTI, "err", err)

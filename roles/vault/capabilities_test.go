@@ -41,26 +41,18 @@ func (d *mapDir) Ed25519Key(_ context.Context, user string) (ed25519.PublicKey, 
 // sharingVault is a vault Server connected to the test relay.
 type sharingVault struct {
 	*tv
-	user string
+	user     string
+	relayURL string
+	logs     io.Writer
+	key      crypto.KEK // the derived key it was created with
+	stop     func()     // stops its server (idempotent)
 }
 
 func newSharingVault(t *testing.T, user, relayURL string, dir *mapDir, logs io.Writer) *sharingVault {
 	t.Helper()
-	d := t.TempDir()
-	s, err := New(Options{Secret: testSecret, Version: "test", Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		DataDir: d, PublicURL: "https://ocmt.example", UserID: user, RelayURL: relayURL, AllowPrivateTargets: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	v := &sharingVault{tv: &tv{t: t, s: s, srv: srv, dir: d}, user: user}
-	key := make([]byte, 32)
-	rand.Read(key)
-	if st, body := v.do("POST", "/vault/init", map[string]string{"derivedKey": b64(key)}); st != http.StatusCreated {
+	v := startSharingVault(t, user, relayURL, t.TempDir(), logs)
+	rand.Read(v.key[:])
+	if st, body := v.do("POST", "/vault/init", map[string]string{"derivedKey": b64(v.key[:])}); st != http.StatusCreated {
 		t.Fatalf("init %s: %d %v", user, st, body)
 	}
 	rec, err := v.s.readIdentity()
@@ -72,6 +64,38 @@ func newSharingVault(t *testing.T, user, relayURL string, dir *mapDir, logs io.W
 	dir.keys[user] = pub
 	dir.mu.Unlock()
 	return v
+}
+
+// startSharingVault runs a vault Server of user on data directory d.
+func startSharingVault(t *testing.T, user, relayURL, d string, logs io.Writer) *sharingVault {
+	t.Helper()
+	s, err := New(Options{Secret: testSecret, Version: "test", Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		DataDir: d, PublicURL: "https://ocmt.example", UserID: user, RelayURL: relayURL, AllowPrivateTargets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done; srv.Close() }) }
+	t.Cleanup(stop)
+	return &sharingVault{tv: &tv{t: t, s: s, srv: srv, dir: d}, user: user, relayURL: relayURL, logs: logs, stop: stop}
+}
+
+// restart stops v's server and returns a new one on the same data
+// directory, unlocked with v's key, as a container restart does: nothing
+// of v's memory survives.
+func (v *sharingVault) restart() *sharingVault {
+	v.t.Helper()
+	v.stop()
+	n := startSharingVault(v.t, v.user, v.relayURL, v.dir, v.logs)
+	n.key = v.key
+	if st, body := n.unlockWith(n.key); st != http.StatusOK {
+		v.t.Fatalf("unlock after restart: %d %v", st, body)
+	}
+	return n
 }
 
 // subject is what the management role injects: the subject's signed record.
@@ -109,9 +133,18 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // the log it writes to.
 func startTestRelay(t *testing.T) (relayURL string, dir *mapDir, logs *syncBuf) {
 	t.Helper()
+	relayURL, dir, logs, _ = startTestRelayDB(t)
+	return relayURL, dir, logs
+}
+
+// startTestRelayDB is startTestRelay that also returns the path of the
+// relay's SQLite database (what a relay operator can read and write).
+func startTestRelayDB(t *testing.T) (relayURL string, dir *mapDir, logs *syncBuf, dbPath string) {
+	t.Helper()
 	logs = &syncBuf{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), store.FileName), nil)
+	dbPath = filepath.Join(t.TempDir(), store.FileName)
+	st, err := store.Open(context.Background(), dbPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +159,7 @@ func startTestRelay(t *testing.T) (relayURL string, dir *mapDir, logs *syncBuf) 
 	rsrv := httptest.NewServer(e)
 	t.Cleanup(func() { rl.Close(); rsrv.Close() })
 	relayURL = "ws" + strings.TrimPrefix(rsrv.URL, "http") + "/relay/v1/connect"
-	return relayURL, dir, logs
+	return relayURL, dir, logs, dbPath
 }
 
 func TestSharingThroughRelay(t *testing.T) {
