@@ -425,6 +425,8 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	}
 	h.wg.Add(1)
 	h.mu.Unlock()
+	// The run holds the container awake while it lasts (work.go).
+	endWork := s.inflight.begin()
 	release := func() { // idempotent
 		h.mu.Lock()
 		delete(h.runs, r.id)
@@ -433,6 +435,7 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	}
 	go func() {
 		defer h.wg.Done()
+		defer endWork()
 		defer cancel()
 		defer release()
 		s.runChat(ctx, r, tkey, provider, release)

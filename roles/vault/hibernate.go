@@ -81,6 +81,7 @@ func (s *Server) lifecycleRoutes(g *echo.Group) {
 	})
 	g.POST("/hibernate", s.hibernate)
 	g.POST("/resume", s.resume)
+	g.GET("/work", s.work)
 }
 
 func (s *Server) hibernatePath() string { return filepath.Join(s.dataDir, hibernateFileName) }
