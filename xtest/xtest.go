@@ -114,6 +114,7 @@ type Env struct {
 	sweep   time.Duration
 	mailer  func(mail.Mailer) mail.Mailer
 	bodyDL  time.Duration
+	ping    [2]time.Duration // proxy ping interval, pong timeout
 	stopped bool
 }
 
@@ -135,6 +136,12 @@ func WithSweep(d time.Duration) Option { return func(e *Env) { e.sweep = d } }
 // WithBodyDeadline sets the time a client has to send a request body
 // (roles.Options.BodyDeadline), so tests of slow clients run fast.
 func WithBodyDeadline(d time.Duration) Option { return func(e *Env) { e.bodyDL = d } }
+
+// WithProxyPing sets the agent proxy's WebSocket ping interval and pong
+// timeout (roles.Options), so tests of silent peers run fast.
+func WithProxyPing(interval, timeout time.Duration) Option {
+	return func(e *Env) { e.ping = [2]time.Duration{interval, timeout} }
+}
 
 // NewEnv starts ocmt (role all) on a loopback port with a fresh data
 // directory; it is stopped when the test ends.
@@ -211,7 +218,8 @@ func (e *Env) start() {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() {
 		e.errc <- roles.Run(ctx, cfg, roles.Options{Log: log, Out: e.Out, Listener: ln, SweepInterval: e.sweep,
-			WrapMailer: e.mailer, BodyDeadline: e.bodyDL, Ready: func(string) { close(ready) }})
+			WrapMailer: e.mailer, BodyDeadline: e.bodyDL, PingInterval: e.ping[0], PongTimeout: e.ping[1],
+			Ready: func(string) { close(ready) }})
 	}()
 	select {
 	case <-ready:

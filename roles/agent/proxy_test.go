@@ -47,8 +47,8 @@ func TestForwardDropsOtherUpgrades(t *testing.T) {
 	r.Header.Set("Upgrade", "h2c")
 	r.Header.Set("HTTP2-Settings", "AAMAAABkAAQAoAAAAAIAAAAA")
 	w := httptest.NewRecorder()
-	if failed, _ := s.forward(w, r, "usr_bob", up.URL); failed || w.Code != http.StatusOK {
-		t.Fatalf("forward: failed %v, status %d", failed, w.Code)
+	if res := s.forward(w, r, "usr_bob", up.URL, false); res.failed || w.Code != http.StatusOK {
+		t.Fatalf("forward: %+v, status %d", res, w.Code)
 	}
 	for _, h := range []string{"Upgrade", "Connection", "Http2-Settings"} {
 		if v := got.Values(h); len(v) > 0 {
