@@ -255,8 +255,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, userID, endpoin
 // watchStall waits for the answer to a proxied request (answered closed)
 // and, every stallCheckAfter without one, asks the engine about the
 // container (refresh): a record that said running for a container paused
-// behind our back is corrected, and the container woken if onPaused says
-// so, so the request sitting in its socket gets answered.
+// behind our back is corrected, and a paused container is woken if
+// onPaused says so, so the request sitting in its socket gets answered.
 func (s *Server) watchStall(ctx context.Context, userID string, answered <-chan struct{}, onPaused func() (wake bool)) {
 	t := time.NewTimer(stallCheckAfter)
 	defer t.Stop()
@@ -268,15 +268,17 @@ func (s *Server) watchStall(ctx context.Context, userID string, answered <-chan 
 			return
 		case <-t.C:
 		}
-		if s.refresh(ctx, userID) {
-			rec, err := s.st.ContainerByUser(ctx, store.UserID(userID))
-			if err == nil && rec.State == store.StatePaused && onPaused() {
-				wctx, cancel := context.WithTimeout(ctx, s.opt.WakeTimeout)
-				if _, err := s.Wake(wctx, userID); err != nil {
-					s.log.Warn("wake of a container paused outside ocmt failed", "user", userID, "err", err)
-				}
-				cancel()
+		// The request went to a running container; a paused one now was
+		// paused behind our back (noticed here or by another check), or
+		// hibernated under a poll, which does not hold it awake.
+		s.refresh(ctx, userID)
+		rec, err := s.st.ContainerByUser(ctx, store.UserID(userID))
+		if err == nil && rec.State == store.StatePaused && onPaused() {
+			wctx, cancel := context.WithTimeout(ctx, s.opt.WakeTimeout)
+			if _, err := s.Wake(wctx, userID); err != nil {
+				s.log.Warn("wake of a container paused outside ocmt failed", "user", userID, "err", err)
 			}
+			cancel()
 		}
 		t.Reset(stallCheckAfter)
 	}
