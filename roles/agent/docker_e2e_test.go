@@ -298,7 +298,9 @@ func TestExternalPauseDocker(t *testing.T) {
 	if _, err := cli.ContainerPause(ctx, containerName(au.ID), client.ContainerPauseOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cli.ContainerUnpause(context.Background(), containerName(au.ID), client.ContainerUnpauseOptions{}) })
+	t.Cleanup(func() {
+		cli.ContainerUnpause(context.Background(), containerName(au.ID), client.ContainerUnpauseOptions{})
+	})
 	start := time.Now()
 	cc.send("l1", "sessions.list", map[string]any{})
 	cc.until("l1", testPing+testPong+10*time.Second)
