@@ -316,3 +316,52 @@ func TestPausedUpstreamProcess(t *testing.T) {
 		t.Fatalf("state %s after the wake", st.State)
 	}
 }
+
+// TestSleepingChatGetsTicks: while ocmt keeps a container asleep under an
+// open chat socket, the proxy sends the tick events the chat client's
+// watchdog waits for (else the browser redials, and the redial wakes the
+// container), and the container stays asleep.
+func TestSleepingChatGetsTicks(t *testing.T) {
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) {
+		c.IdlePauseAfter, c.PausedStopAfter = 1500*time.Millisecond, 0
+	}), xtest.WithSweep(100*time.Millisecond), xtest.WithProxyPing(testPing, testPong))
+	admin, _ := env.Admin("admin@example.org")
+	provision(t, admin)
+	cc := connectChat(t, env, admin)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	frames := make(chan map[string]any, 64)
+	go func() {
+		defer close(frames)
+		for {
+			f, err := cc.read(30 * time.Second)
+			if err != nil {
+				return
+			}
+			frames <- f
+		}
+	}()
+	if _, err := admin.WaitAgent(ctx, api.StatePaused); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	for {
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				t.Fatal("chat socket closed while the container sleeps")
+			}
+			p, _ := f["payload"].(map[string]any)
+			if f["event"] != "tick" || p["sleeping"] != true {
+				continue
+			}
+			t.Logf("sleeping tick %v after the pause", time.Since(paused).Round(time.Millisecond))
+			if st, _ := admin.Agent(context.Background()); st.State != api.StatePaused {
+				t.Fatalf("state %s: the socket woke the container", st.State)
+			}
+			return
+		case <-time.After(5 * time.Second):
+			t.Fatal("no tick for 5 s while the container sleeps under an open chat socket")
+		}
+	}
+}

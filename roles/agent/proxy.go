@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -423,12 +424,18 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 		}
 	}()
 	upDead := make(chan struct{}, 1)
+	chat := path.Clean("/"+r.URL.Path) == "/chat"
 	go pingLoop(rw, upstream, s.opt.PingInterval, s.opt.PongTimeout, func() bool {
-		if !s.upstreamSilent(life, userID, b.sentAt.Load() > b.heardAt.Load()) {
-			return false
+		switch s.upstreamSilent(life, userID, b.sentAt.Load() > b.heardAt.Load()) {
+		case upstreamDead:
+			upDead <- struct{}{}
+			return true
+		case upstreamAsleep:
+			if chat {
+				b.sleepingTick()
+			}
 		}
-		upDead <- struct{}{}
-		return true
+		return false
 	})
 
 	for {
@@ -478,6 +485,20 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 	}
 }
 
+// sleepingTick sends the browser a chat "tick" event (SPEC §5.5) on behalf
+// of a sleeping container, {"type":"event","event":"tick","payload":{"ts":
+// unix ms,"sleeping":true}}: a chat client's keep-alive watchdog expects a
+// tick every tickIntervalMs and would otherwise drop and redial the socket,
+// and every redial would wake the container it is watching sleep.
+func (b *wsBridge) sleepingTick() {
+	msg, _ := json.Marshal(map[string]any{"type": "event", "event": "tick", "payload": map[string]any{"ts": time.Now().UnixMilli(), "sleeping": true}})
+	ctx, cancel := context.WithTimeout(b.rw, b.s.writeTimeout())
+	defer cancel()
+	if err := b.client.Write(ctx, websocket.MessageText, msg); err != nil {
+		b.client.CloseNow()
+	}
+}
+
 // closeClient closes the browser's socket with code and reason, unless
 // life has ended with a websocket.CloseError as its cause (a session that
 // ended, see Proxy), whose code and reason win.
@@ -524,36 +545,47 @@ func pingLoop(ctx context.Context, c *websocket.Conn, interval, timeout time.Dur
 	}
 }
 
-// upstreamSilent decides what a container that missed a pong means, and
-// reports whether its socket is dead. A container that ocmt hibernated is
-// not (the next message wakes it); one paused behind ocmt's back is
-// recorded as paused and, if awaiting (a message waits for its answer),
+// What a container that missed a pong is (upstreamSilent).
+const (
+	upstreamAsleep = iota // paused (by ocmt, or behind its back); the next message wakes it
+	upstreamWoken         // was paused behind ocmt's back with a message waiting; woken
+	upstreamDead          // runs but does not answer, stopped, or could not be woken
+)
+
+// upstreamSilent decides what a container that missed a pong means. A
+// container that ocmt hibernated is asleep; one paused behind ocmt's back
+// is recorded as paused and, if awaiting (a message waits for its answer),
 // woken; one the engine says runs but that does not answer, or that
 // stopped, is dead.
-func (s *Server) upstreamSilent(ctx context.Context, userID string, awaiting bool) (dead bool) {
+func (s *Server) upstreamSilent(ctx context.Context, userID string, awaiting bool) int {
 	u := s.user(userID)
 	// Let a lifecycle operation under way (a hibernation) finish first.
 	u.op.Lock()
 	//lint:ignore SA2001 waiting for the lock is the point
 	u.op.Unlock()
 	rec, err := s.st.ContainerByUser(ctx, store.UserID(userID))
-	if err != nil || rec.State != store.StateRunning {
-		return false
+	if err != nil || rec.State == store.StatePaused {
+		return upstreamAsleep
+	}
+	if rec.State != store.StateRunning {
+		return upstreamDead
 	}
 	if !s.refresh(ctx, userID) {
-		return true // the engine says it runs: it is stuck
+		return upstreamDead // the engine says it runs: it is stuck
 	}
 	rec, err = s.st.ContainerByUser(ctx, store.UserID(userID))
 	if err != nil || rec.State != store.StatePaused {
-		return true // stopped or gone
+		return upstreamDead // stopped or gone
 	}
 	if !awaiting {
-		return false
+		return upstreamAsleep
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.opt.WakeTimeout)
 	defer cancel()
-	_, err = s.Wake(wctx, userID)
-	return err != nil
+	if _, err := s.Wake(wctx, userID); err != nil {
+		return upstreamDead
+	}
+	return upstreamWoken
 }
 
 // closeReason keeps WebSocket close reasons under the 123-byte limit.

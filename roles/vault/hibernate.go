@@ -33,10 +33,10 @@ import (
 // has forgotten the key, so the vault stays locked (the safe failure). A
 // lock, a password unlock or a passed deadline deletes the file.
 //
-// Both endpoints answer only requests that carry the container secret in
-// api.LifecycleHeader as well; the agent role's proxy strips that header
-// from every proxied request and refuses /internal/ paths, so a browser
-// can never reach them.
+// These endpoints (and GET /internal/work, work.go) answer only requests
+// that carry the container secret in api.LifecycleHeader as well; the
+// agent role's proxy strips that header from every proxied request and
+// refuses /internal/ paths, so a browser can never reach them.
 
 // hibernateFileName holds the DEK wrapped under a hibernation key.
 const hibernateFileName = "hibernate.json"
