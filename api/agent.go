@@ -27,6 +27,13 @@ type VaultWork struct {
 	YoungestMs int64 `json:"youngestMs"` // milliseconds since the youngest started; 0 when none
 }
 
+// CloseAgentAsleep is the WebSocket close code with which the agent
+// role's proxy closes a browser's socket when ocmt stopped the container
+// behind it for hibernation. A client should not redial by itself (the
+// redial would start the container again); its next request, or the user,
+// reconnects and wakes it.
+const CloseAgentAsleep = 4100
+
 // MaxWorkHold bounds how long one piece of work keeps a container awake
 // (SPEC §4): work that started longer ago than this no longer counts, so a
 // run stuck forever cannot hold a container awake forever. The container

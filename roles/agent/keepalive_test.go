@@ -365,3 +365,24 @@ func TestSleepingChatGetsTicks(t *testing.T) {
 		}
 	}
 }
+
+// TestStoppedForHibernationClosesAsleep: when ocmt stops a container under
+// an open chat socket, the browser is told that its agent sleeps
+// (api.CloseAgentAsleep), so the page does not redial and start it again.
+func TestStoppedForHibernationClosesAsleep(t *testing.T) {
+	env := xtest.NewEnv(t, xtest.WithConfig(hibernateConfig), xtest.WithSweep(100*time.Millisecond), xtest.WithProxyPing(testPing, testPong))
+	admin, _ := env.Admin("admin@example.org")
+	provision(t, admin)
+	cc := connectChat(t, env, admin)
+	var err error
+	for err == nil {
+		_, err = cc.read(30 * time.Second)
+	}
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != api.CloseAgentAsleep {
+		t.Fatalf("close after a hibernation stop: %v, want %d", err, api.CloseAgentAsleep)
+	}
+	if st, _ := admin.Agent(context.Background()); st.State != api.StateStopped {
+		t.Fatalf("state %s", st.State)
+	}
+}

@@ -64,7 +64,8 @@ var strippedHeaders = []string{"Cookie", "Authorization", "X-Csrf-Token", runtim
 // messages the client sends before the upstream connection is open are
 // queued (up to MaxQueuedFrames), not dropped. Both ends are pinged (see
 // DefaultPingInterval); a close code and reason from either end reach the
-// other. When r's context ends while the socket is open (the management
+// other, except when ocmt stopped the container for hibernation: then the
+// browser gets api.CloseAgentAsleep. When r's context ends while the socket is open (the management
 // role ends it when the session ends), the browser's socket is closed with
 // the code and reason of context.Cause(r.Context()) if that is a
 // websocket.CloseError, else with 1001. Other upgrades are not passed on:
@@ -466,7 +467,9 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 			}
 		case err := <-upDone: // the container's side ended: tell the browser how
 			var ce websocket.CloseError
-			if errors.As(err, &ce) {
+			if s.stoppedForHibernation(userID) {
+				b.closeClient(life, api.CloseAgentAsleep, "your agent is asleep; it wakes when you send a message")
+			} else if errors.As(err, &ce) {
 				b.closeClient(life, ce.Code, ce.Reason)
 			} else {
 				b.closeClient(life, websocket.StatusInternalError, "lost the connection to your agent")
@@ -543,6 +546,17 @@ func pingLoop(ctx context.Context, c *websocket.Conn, interval, timeout time.Dur
 			}
 		}
 	}
+}
+
+// stoppedForHibernation reports whether the record says ocmt stopped
+// the user's container (after waiting for a stop under way to be recorded).
+func (s *Server) stoppedForHibernation(userID string) bool {
+	u := s.user(userID)
+	u.op.Lock()
+	//lint:ignore SA2001 waiting for the lock is the point
+	u.op.Unlock()
+	rec, err := s.st.ContainerByUser(s.base, store.UserID(userID))
+	return err == nil && rec.State == store.StateStopped
 }
 
 // What a container that missed a pong is (upstreamSilent).

@@ -213,3 +213,18 @@ test('close() is final until the next request', async () => {
   ws().frame({ type: 'res', id: req.id, ok: true, payload: { sessions: [] } });
   assert.deepEqual(await p, { sessions: [] });
 });
+
+test('a socket closed because the agent sleeps (4100) is not redialed; the next request reconnects', async () => {
+  const { c, ws, timers, statuses } = setup();
+  c.connect();
+  handshake(ws());
+  ws().serverClose(4100, 'your agent is asleep; it wakes when you send a message');
+  const st = statuses[statuses.length - 1];
+  assert.equal(st.state, 'closed');
+  assert.equal(st.retryInMs, null);
+  assert.match(st.reason, /asleep/);
+  assert.ok(!timers.pending().includes(1000), 'no redial timer');
+  assert.equal(FakeSocket.all.length, 1);
+  c.request('sessions.list', {});
+  assert.equal(FakeSocket.all.length, 2, 'a request reopens');
+});
