@@ -35,7 +35,8 @@ const (
 	// relayPongTimeout (two, because a container paused in between
 	// misses one through no fault of the relay), the connection is dropped
 	// and redialed, so a relay that stalled or vanished without a close
-	// (a half-open TCP connection) is noticed within about 40 s.
+	// (a half-open TCP connection) is noticed within 2 × (interval +
+	// timeout) = 60 s at most.
 	relayPingInterval = 20 * time.Second
 	relayPongTimeout  = 10 * time.Second
 )
