@@ -305,6 +305,9 @@ type wsBridge struct {
 	// and read from the container: sentAt > heardAt means a message waits
 	// for its answer.
 	sentAt, heardAt atomic.Int64
+	// wokeFor is the sentAt of the message for which upstreamSilent last
+	// woke the container.
+	wokeFor atomic.Int64
 }
 
 func (s *Server) writeTimeout() time.Duration { return 2 * s.opt.PongTimeout }
@@ -427,10 +430,16 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 	upDead := make(chan struct{}, 1)
 	chat := path.Clean("/"+r.URL.Path) == "/chat"
 	go pingLoop(rw, upstream, s.opt.PingInterval, s.opt.PongTimeout, func() bool {
-		switch s.upstreamSilent(life, userID, b.sentAt.Load() > b.heardAt.Load()) {
+		// A message that waits for its answer wakes a paused container
+		// once (an upstream that never answers it must not keep waking it).
+		sent := b.sentAt.Load()
+		awaiting := sent > b.heardAt.Load() && sent != b.wokeFor.Load()
+		switch s.upstreamSilent(life, userID, awaiting) {
 		case upstreamDead:
 			upDead <- struct{}{}
 			return true
+		case upstreamWoken:
+			b.wokeFor.Store(sent)
 		case upstreamAsleep:
 			if chat {
 				b.sleepingTick()
@@ -566,11 +575,11 @@ const (
 	upstreamDead          // runs but does not answer, stopped, or could not be woken
 )
 
-// upstreamSilent decides what a container that missed a pong means. A
-// container that ocmt hibernated is asleep; one paused behind ocmt's back
-// is recorded as paused and, if awaiting (a message waits for its answer),
-// woken; one the engine says runs but that does not answer, or that
-// stopped, is dead.
+// upstreamSilent decides what a container that missed a pong means. One
+// paused behind ocmt's back is recorded as paused (if no sweep did so
+// already). A paused container is woken if awaiting (a message of the
+// browser waits for its answer), else it is asleep. One the engine says
+// runs but that does not answer, or that stopped, is dead.
 func (s *Server) upstreamSilent(ctx context.Context, userID string, awaiting bool) int {
 	u := s.user(userID)
 	// Let a lifecycle operation under way (a hibernation) finish first.
@@ -578,18 +587,19 @@ func (s *Server) upstreamSilent(ctx context.Context, userID string, awaiting boo
 	//lint:ignore SA2001 waiting for the lock is the point
 	u.op.Unlock()
 	rec, err := s.st.ContainerByUser(ctx, store.UserID(userID))
-	if err != nil || rec.State == store.StatePaused {
-		return upstreamAsleep
+	if err != nil {
+		return upstreamAsleep // cannot tell; ask again at the next ping
 	}
-	if rec.State != store.StateRunning {
-		return upstreamDead
+	if rec.State == store.StateRunning {
+		if !s.refresh(ctx, userID) {
+			return upstreamDead // the engine says it runs: it is stuck
+		}
+		if rec, err = s.st.ContainerByUser(ctx, store.UserID(userID)); err != nil {
+			return upstreamAsleep
+		}
 	}
-	if !s.refresh(ctx, userID) {
-		return upstreamDead // the engine says it runs: it is stuck
-	}
-	rec, err = s.st.ContainerByUser(ctx, store.UserID(userID))
-	if err != nil || rec.State != store.StatePaused {
-		return upstreamDead // stopped or gone
+	if rec.State != store.StatePaused {
+		return upstreamDead // stopped, gone, or moved
 	}
 	if !awaiting {
 		return upstreamAsleep

@@ -104,7 +104,6 @@ type chatHub struct {
 	observe func(name string, payload any)
 	idem    map[string]idemEntry
 	wg      sync.WaitGroup
-	connSeq atomic.Int64
 }
 
 type idemEntry struct {
