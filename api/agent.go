@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"time"
 )
 
 // ContainerSecretHeader carries the per-container secret from the agent
@@ -15,6 +16,29 @@ const ContainerSecretHeader = "X-Ocmt-Container-Secret"
 // /internal/resume). The agent role's proxy strips it from every proxied
 // request, so only the agent role itself can send it.
 const LifecycleHeader = "X-Ocmt-Lifecycle"
+
+// VaultWork is the vault's answer to GET /internal/work (LifecycleHeader
+// required): the work under way in the container, which the agent role's
+// hibernation sweep asks about before it pauses an idle container. Work is
+// a chat run (its model and tool calls included) or a capability call
+// being executed for a peer (a shared model key too).
+type VaultWork struct {
+	InFlight   int   `json:"inFlight"`   // pieces of work under way
+	YoungestMs int64 `json:"youngestMs"` // milliseconds since the youngest started; 0 when none
+}
+
+// CloseAgentAsleep is the WebSocket close code with which the agent
+// role's proxy closes a browser's socket when ocmt stopped the container
+// behind it for hibernation. A client should not redial by itself (the
+// redial would start the container again); its next request, or the user,
+// reconnects and wakes it.
+const CloseAgentAsleep = 4100
+
+// MaxWorkHold bounds how long one piece of work keeps a container awake
+// (SPEC §4): work that started longer ago than this no longer counts, so a
+// run stuck forever cannot hold a container awake forever. The container
+// is then paused after the usual idle time.
+const MaxWorkHold = time.Hour
 
 // Container actions accepted by Agent.Do and
 // POST /api/v1/admin/containers/{userID}/{action}.

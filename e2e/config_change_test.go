@@ -58,6 +58,7 @@ func TestConfigChangeDocker(t *testing.T) {
 	}
 	vaultStatus := func(v vaultAPI) status {
 		t.Helper()
+		v.wake() // a status poll alone does not wake a sleeping container
 		var st status
 		v.json("GET", "/status", nil, &st)
 		return st

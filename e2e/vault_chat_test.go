@@ -64,9 +64,19 @@ func (v vaultAPI) unlock(k crypto.KEK) {
 		"proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&k, chb))}, nil)
 }
 
-// locked reports whether the vault is locked.
+// wake wakes the container with a real request: a status poll does not
+// wake a sleeping container (it answers {"sleeping":true}).
+func (v vaultAPI) wake() {
+	v.t.Helper()
+	if r, err := v.c.Do(context.Background(), "GET", "/api/v1/me/agent/healthz", nil); err != nil || r.Status != 200 {
+		v.t.Fatalf("wake: %v %v", r, err)
+	}
+}
+
+// locked reports whether the vault is locked (waking the container first).
 func (v vaultAPI) locked() bool {
 	v.t.Helper()
+	v.wake()
 	var st struct {
 		Locked bool `json:"locked"`
 	}
@@ -227,11 +237,7 @@ func runVaultChat(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, contain
 	if err := admin.AdminAction(ctx, string(au.ID), api.ActionStop); err != nil {
 		t.Fatal(err)
 	}
-	var st struct {
-		Locked bool `json:"locked"`
-	}
-	v.json("GET", "/status", nil, &st)
-	if !st.Locked {
+	if !v.locked() {
 		t.Fatal("vault unlocked after a container restart")
 	}
 	v.unlock(k)

@@ -42,6 +42,9 @@ type Options struct {
 	Listener net.Listener
 	// SweepInterval overrides the agent's hibernation interval (tests).
 	SweepInterval time.Duration
+	// PingInterval and PongTimeout override the agent proxy's WebSocket
+	// keep-alive (agent.Options; tests); 0 = the defaults.
+	PingInterval, PongTimeout time.Duration
 	// Ready, if set, is called once the server accepts connections.
 	Ready func(addr string)
 	// WrapMailer, if set, wraps the configured mailer (tests: a mailer
@@ -105,6 +108,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			PidsLimit: cfg.PidsLimit, IdlePauseAfter: cfg.IdlePauseAfter, PausedStopAfter: cfg.PausedStopAfter,
 			WakeTimeout: cfg.WakeTimeout, SweepInterval: opt.SweepInterval, AllowPrivateTargets: cfg.AllowPrivateTargets,
 			HibernateUnlocked: cfg.HibernateUnlocked, VaultAutoLock: cfg.VaultAutoLock,
+			PingInterval: opt.PingInterval, PongTimeout: opt.PongTimeout,
 		})
 		if err != nil {
 			drv.Close()

@@ -116,6 +116,7 @@ type Env struct {
 	mailer  func(mail.Mailer) mail.Mailer
 	bodyDL  time.Duration
 	clock   func() time.Time
+	ping    [2]time.Duration // proxy ping interval, pong timeout
 	stopped bool
 }
 
@@ -141,6 +142,12 @@ func WithBodyDeadline(d time.Duration) Option { return func(e *Env) { e.bodyDL =
 // WithClock gives the management role the clock now (roles.Options.Clock),
 // so tests can move sessions past their expiry.
 func WithClock(now func() time.Time) Option { return func(e *Env) { e.clock = now } }
+
+// WithProxyPing sets the agent proxy's WebSocket ping interval and pong
+// timeout (roles.Options), so tests of silent peers run fast.
+func WithProxyPing(interval, timeout time.Duration) Option {
+	return func(e *Env) { e.ping = [2]time.Duration{interval, timeout} }
+}
 
 // NewEnv starts ocmt (role all) on a loopback port with a fresh data
 // directory; it is stopped when the test ends.
@@ -217,7 +224,8 @@ func (e *Env) start() {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() {
 		e.errc <- roles.Run(ctx, cfg, roles.Options{Log: log, Out: e.Out, Listener: ln, SweepInterval: e.sweep,
-			WrapMailer: e.mailer, BodyDeadline: e.bodyDL, Clock: e.clock, Ready: func(string) { close(ready) }})
+			WrapMailer: e.mailer, BodyDeadline: e.bodyDL, Clock: e.clock, PingInterval: e.ping[0], PongTimeout: e.ping[1],
+			Ready: func(string) { close(ready) }})
 	}()
 	select {
 	case <-ready:

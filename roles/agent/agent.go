@@ -56,6 +56,13 @@ type Options struct {
 	// vault's default.
 	VaultAutoLock time.Duration
 	HealthTimeout time.Duration // how long a started container may take to answer /healthz; 0 = 30 s
+	// PingInterval is how often the proxy pings both ends of a proxied
+	// WebSocket; 0 = DefaultPingInterval.
+	PingInterval time.Duration
+	// PongTimeout is how long a pong may take; a peer that misses it is
+	// closed (the browser) or checked with the engine (the container).
+	// A write to either end may take twice as long. 0 = DefaultPongTimeout.
+	PongTimeout time.Duration
 }
 
 // Server is the agent role.
@@ -115,6 +122,12 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	}
 	if opt.WakeTimeout <= 0 {
 		opt.WakeTimeout = 60 * time.Second
+	}
+	if opt.PingInterval <= 0 {
+		opt.PingInterval = DefaultPingInterval
+	}
+	if opt.PongTimeout <= 0 {
+		opt.PongTimeout = DefaultPongTimeout
 	}
 	key, err := opt.Store.GetOrCreateKV(ctx, secretKeyName, func() []byte {
 		b := make([]byte, 32)
@@ -534,11 +547,18 @@ func (s *Server) wake(ctx context.Context, userID string) (store.Container, erro
 		}
 	case store.StatePaused:
 		if err := s.drv.Unpause(ctx, rec.EngineID); err != nil {
-			if !errors.Is(err, runtime.ErrNotFound) {
+			// The record may be stale: ask the engine how it really is.
+			in, ierr := s.drv.Inspect(ctx, rec.EngineID)
+			switch {
+			case ierr == nil && in.State == runtime.EngineRunning && in.Endpoint != "":
+				rec.Endpoint = in.Endpoint // unpaused behind our back
+			case errors.Is(err, runtime.ErrNotFound) || errors.Is(ierr, runtime.ErrNotFound) ||
+				ierr == nil && in.State == runtime.EngineStopped:
+				if err := s.startOrRecreate(ctx, userID, &rec, u); err != nil {
+					return rec, err
+				}
+			default:
 				return rec, fmt.Errorf("unpause: %w", err)
-			}
-			if err := s.startOrRecreate(ctx, userID, &rec, u); err != nil {
-				return rec, err
 			}
 		}
 	case store.StateProvisioning:

@@ -284,3 +284,68 @@ func TestVanishedContainer(t *testing.T) {
 		t.Fatal("data lost when the vanished container was recreated by a wake")
 	}
 }
+
+// TestExternalPauseDocker: `docker pause` behind ocmt's back while chat is
+// open. A chat message gets its answer within the keep-alive bound (the
+// proxy notices the silent container, records it paused and wakes it), and
+// so does a plain HTTP request (checked with the engine after 3 s).
+func TestExternalPauseDocker(t *testing.T) {
+	env, cli := dockerEnv(t, xtest.WithProxyPing(testPing, testPong))
+	ctx := context.Background()
+	admin, au := env.Admin("admin@example.org")
+	provision(t, admin)
+	cc := connectChat(t, env, admin)
+	if _, err := cli.ContainerPause(ctx, containerName(au.ID), client.ContainerPauseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cli.ContainerUnpause(context.Background(), containerName(au.ID), client.ContainerUnpauseOptions{})
+	})
+	start := time.Now()
+	cc.send("l1", "sessions.list", map[string]any{})
+	cc.until("l1", testPing+testPong+10*time.Second)
+	t.Logf("chat answer from a container paused behind ocmt's back after %v (ping %v, pong timeout %v)",
+		time.Since(start).Round(time.Millisecond), testPing, testPong)
+
+	if _, err := cli.ContainerPause(ctx, containerName(au.ID), client.ContainerPauseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	r, err := admin.Do(hctx, "GET", "/api/v1/me/agent/healthz", nil)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("HTTP request to a container paused behind ocmt's back: %v %v after %v", r, err, time.Since(start))
+	}
+	t.Logf("HTTP answer from a container paused behind ocmt's back after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestExternalUnpauseDocker: a container that ocmt paused and someone
+// unpaused behind its back takes the next connect at once, not after the
+// next sweep.
+func TestExternalUnpauseDocker(t *testing.T) {
+	env, cli := dockerEnv(t) // sweeps every 15 s: the test must not need one
+	ctx := context.Background()
+	admin, au := env.Admin("admin@example.org")
+	provision(t, admin)
+	if err := admin.AdminAction(ctx, au.ID, api.ActionPause); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.ContainerUnpause(ctx, containerName(au.ID), client.ContainerUnpauseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	conn := dialEcho(t, env, admin)
+	echoRoundTrip(t, conn, "after an outside unpause")
+	if st, _ := admin.Agent(ctx); st.State != api.StateRunning {
+		t.Fatalf("state %s after the connect", st.State)
+	}
+	// The record says running now; pause behind ocmt's back and unpause
+	// again: an HTTP request is answered too.
+	if err := admin.AdminAction(ctx, au.ID, api.ActionPause); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.ContainerUnpause(ctx, containerName(au.ID), client.ContainerUnpauseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	healthz(t, admin)
+}

@@ -45,7 +45,9 @@ func (s *Server) flushActivity(ctx context.Context) {
 // Sweep flushes activity and applies the hibernation tiers once: a running
 // container idle for IdlePauseAfter is paused; a container paused for
 // PausedStopAfter is stopped. A container with a proxied HTTP request under
-// way is never paused. Open but idle WebSockets do not count as activity.
+// way, or whose vault reports work in flight (workInFlight), is not paused.
+// Open but idle WebSockets and polling (pollRequest) do not count as
+// activity.
 func (s *Server) Sweep(ctx context.Context) {
 	s.flushActivity(ctx)
 	s.syncEngine(ctx)
@@ -78,12 +80,51 @@ func (s *Server) hibernate(ctx context.Context, uid string, u *userState, want s
 	if err != nil || rec.State != want || u.inflight.Load() > 0 || u.activity.Load() > rec.LastActivityAt.UnixMilli() {
 		return // changed since the scan
 	}
+	if want == store.StateRunning && s.workInFlight(ctx, uid, rec.Endpoint) {
+		s.Touch(uid) // work is activity: the idle time starts again when it ends
+		return
+	}
 	if err := f(ctx, &rec); err != nil {
 		s.log.Error("hibernate", "user", uid, "action", action, "err", err)
 		return
 	}
 	s.log.Info("hibernated container", "user", uid, "state", rec.State)
 	s.audit(uid, action, nil)
+}
+
+// workInFlight asks the vault (GET /internal/work, api.VaultWork) whether
+// real work is under way that started less than api.MaxWorkHold ago: a
+// chat run or a capability call executed for a peer. Such work holds the
+// container awake even with no browser watching; a run stuck for longer
+// than the ceiling does not. A vault that does not answer (an operator's
+// own image, a hung process) holds nothing.
+func (s *Server) workInFlight(ctx context.Context, userID, endpoint string) bool {
+	if endpoint == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, hibernateCallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/internal/work", nil)
+	if err != nil {
+		return false
+	}
+	secret := s.ContainerSecret(userID)
+	req.Header.Set(runtime.SecretHeader, secret)
+	req.Header.Set(api.LifecycleHeader, secret)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var w api.VaultWork
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&w) != nil {
+		return false
+	}
+	if w.InFlight > 0 && time.Duration(w.YoungestMs)*time.Millisecond < api.MaxWorkHold {
+		s.log.Info("idle container not paused: work in flight", "user", userID, "inFlight", w.InFlight)
+		return true
+	}
+	return false
 }
 
 // syncEngine corrects records whose container changed behind our back (it
@@ -117,16 +158,18 @@ func (s *Server) syncEngine(ctx context.Context) {
 
 // refresh re-reads one user's container from the engine and fixes the
 // record: a vanished container becomes stopped with no engine id (the next
-// wake recreates it, keeping its data), an exited one stopped.
-func (s *Server) refresh(ctx context.Context, userID string) {
+// wake recreates it, keeping its data), an exited one stopped, one paused
+// or unpaused by someone else paused or running. It reports whether it
+// changed the record.
+func (s *Server) refresh(ctx context.Context, userID string) bool {
 	u := s.user(userID)
 	if !u.op.TryLock() {
-		return // a lifecycle operation is under way; it knows better
+		return false // a lifecycle operation is under way; it knows better
 	}
 	defer u.op.Unlock()
 	rec, err := s.st.ContainerByUser(ctx, store.UserID(userID))
 	if err != nil || rec.EngineID == "" || rec.State == store.StateProvisioning {
-		return
+		return false
 	}
 	in, err := s.drv.Inspect(ctx, rec.EngineID)
 	state, endpoint, engineID := "", "", rec.EngineID
@@ -134,20 +177,21 @@ func (s *Server) refresh(ctx context.Context, userID string) {
 	case errors.Is(err, runtime.ErrNotFound):
 		state, engineID = store.StateStopped, ""
 	case err != nil:
-		return
+		return false
 	default:
 		state, endpoint = engineToState(in.State), in.Endpoint
 	}
 	if state == rec.State && endpoint == rec.Endpoint && engineID == rec.EngineID {
-		return
+		return false
 	}
 	s.log.Warn("container changed outside ocmt", "user", userID, "was", rec.State, "now", state, "gone", engineID == "")
 	rec.State, rec.Endpoint, rec.EngineID, rec.StateSince = state, endpoint, engineID, s.now()
 	if err := s.st.PutContainer(ctx, rec); err != nil {
 		s.log.Error("refresh container record", "err", err)
-		return
+		return false
 	}
 	s.audit(userID, "agent.changed_outside", map[string]string{"state": state})
+	return true
 }
 
 // Keeping a vault unlocked across a stop (Options.HibernateUnlocked; the

@@ -94,6 +94,7 @@ func (c persistCounter) Use(jti capability.JTI, maxCalls int, rate capability.Ra
 // calls make this vault send on its own relay rate limit. Logs carry
 // metadata only.
 func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
+	defer s.inflight.begin()() // a peer waits for it: hold the container awake (work.go)
 	from, jti := env.Header.From, env.Header.JTI
 	k := s.keys
 	k.mu.Lock()

@@ -107,7 +107,6 @@ type chatHub struct {
 	observe func(name string, payload any)
 	idem    map[string]idemEntry
 	wg      sync.WaitGroup
-	connSeq atomic.Int64
 }
 
 // idemEntry is what chat.send remembers of an idempotency key for
@@ -471,6 +470,8 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	}
 	h.wg.Add(1)
 	h.mu.Unlock()
+	// The run holds the container awake while it lasts (work.go).
+	endWork := s.inflight.begin()
 	release := func() { // idempotent
 		h.mu.Lock()
 		delete(h.runs, r.id)
@@ -479,6 +480,7 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	}
 	go func() {
 		defer h.wg.Done()
+		defer endWork()
 		defer cancel()
 		defer release()
 		s.runChat(ctx, r, tkey, provider, release)

@@ -33,10 +33,10 @@ import (
 // has forgotten the key, so the vault stays locked (the safe failure). A
 // lock, a password unlock or a passed deadline deletes the file.
 //
-// Both endpoints answer only requests that carry the container secret in
-// api.LifecycleHeader as well; the agent role's proxy strips that header
-// from every proxied request and refuses /internal/ paths, so a browser
-// can never reach them.
+// These endpoints (and GET /internal/work, work.go) answer only requests
+// that carry the container secret in api.LifecycleHeader as well; the
+// agent role's proxy strips that header from every proxied request and
+// refuses /internal/ paths, so a browser can never reach them.
 
 // hibernateFileName holds the DEK wrapped under a hibernation key.
 const hibernateFileName = "hibernate.json"
@@ -81,6 +81,7 @@ func (s *Server) lifecycleRoutes(g *echo.Group) {
 	})
 	g.POST("/hibernate", s.hibernate)
 	g.POST("/resume", s.resume)
+	g.GET("/work", s.work)
 }
 
 func (s *Server) hibernatePath() string { return filepath.Join(s.dataDir, hibernateFileName) }

@@ -31,6 +31,15 @@ const (
 	relayReadLimit     = 1 << 20
 	relayDedupWindow   = 30 * time.Minute
 	relayMaxPayloadRaw = 64 << 10 // the relay's default MaxPayloadBytes
+	// relayPingInterval and relayPongTimeout: the vault pings the relay
+	// every relayPingInterval; when two pings in a row get no pong within
+	// relayPongTimeout (two, because a container paused in between
+	// misses one through no fault of the relay), the connection is dropped
+	// and redialed, so a relay that stalled or vanished without a close
+	// (a half-open TCP connection) is noticed within 2 × (interval +
+	// timeout) = 60 s at most.
+	relayPingInterval = 20 * time.Second
+	relayPongTimeout  = 10 * time.Second
 )
 
 // errRelayUnavailable means there is no relay connection right now.
@@ -57,11 +66,14 @@ type relayClient struct {
 	seen     map[string]time.Time           // delivered envelope ids (dedup)
 	revMu    sync.Mutex                     // one revoke frame in flight
 	unlocked chan struct{}                  // kicked when the vault unlocks (buffered 1)
+	// pingEvery and pongWait are relayPingInterval and relayPongTimeout
+	// (tests shorten them before Run).
+	pingEvery, pongWait time.Duration
 }
 
 func newRelayClient(s *Server, url string) *relayClient {
 	return &relayClient{s: s, url: url, waiters: map[string]chan api.RelayFrame{}, seen: map[string]time.Time{},
-		unlocked: make(chan struct{}, 1)}
+		unlocked: make(chan struct{}, 1), pingEvery: relayPingInterval, pongWait: relayPongTimeout}
 }
 
 // kick tells run that the vault has just unlocked, so it connects now
@@ -214,6 +226,7 @@ func (rc *relayClient) session(ctx context.Context) error {
 			}
 		}
 	}()
+	go rc.keepAlive(sctx, ws, cancel)
 	go rc.s.relayResync(sctx)
 	for {
 		f, err := readFrame(sctx, ws)
@@ -244,6 +257,37 @@ func (rc *relayClient) session(ctx context.Context) error {
 				rc.wake("rev", f)
 			default:
 				rc.s.log.Warn("relay error frame", "code", f.Code)
+			}
+		}
+	}
+}
+
+// keepAlive pings the relay until ctx ends; after two missed pongs in a
+// row it closes ws and calls cancel, so session returns and run redials.
+func (rc *relayClient) keepAlive(ctx context.Context, ws *websocket.Conn, cancel context.CancelFunc) {
+	t := time.NewTicker(rc.pingEvery)
+	defer t.Stop()
+	missed := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, pcancel := context.WithTimeout(ctx, rc.pongWait)
+		err := ws.Ping(pctx)
+		pcancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			missed = 0
+		default:
+			if missed++; missed >= 2 {
+				rc.s.log.Warn("relay stopped answering pings; reconnecting")
+				ws.CloseNow()
+				cancel()
+				return
 			}
 		}
 	}

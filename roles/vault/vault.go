@@ -17,6 +17,7 @@
 //	     /mcp                the agent tools over MCP (streamable HTTP)
 //	POST /internal/hibernate the agent role, before a stop (hibernate.go)
 //	POST /internal/resume    the agent role, after the next start
+//	GET  /internal/work      the agent role, before an idle pause (work.go)
 package vault
 
 import (
@@ -81,6 +82,8 @@ type Server struct {
 	rates        capability.Limiter
 	capSkew      atomic.Int64 // tests move the capability clock (ns)
 	allowPrivate bool
+	// inflight counts chat runs and capability calls under way (work.go).
+	inflight workTracker
 	// hibernateDeadline is the deadline of the hibernation file on the
 	// volume, unix ms; 0 = none (hibernate.go).
 	hibernateDeadline atomic.Int64

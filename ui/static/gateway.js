@@ -32,6 +32,11 @@ function sessionEndedMessage(reason) {
 // (unlock the vault, sign in again) and calls connect() or a request again.
 const noRetryCodes = new Set(['vault_locked', 'unauthorized', 'forbidden', 'protocol_unsupported', 'invalid_request']);
 
+// agentAsleep is the close code of a socket whose container ocmt stopped
+// for hibernation (api.CloseAgentAsleep): redialing by ourselves would
+// start it again, so the next request (or the user) reconnects instead.
+const agentAsleep = 4100;
+
 /**
  * GatewayClient keeps one WebSocket to url. Requests made before the socket
  * is ready are queued and sent after the handshake; requests in flight when
@@ -211,7 +216,7 @@ export class GatewayClient {
       this.clearTimer(p.timer);
       p.reject(new GatewayError('disconnected', reason || 'The connection to your agent was lost.'));
     }
-    const stop = this.ended || this.manual || !this.reconnect || (this.stopError && noRetryCodes.has(this.stopError.code));
+    const stop = this.ended || this.manual || !this.reconnect || code === agentAsleep || (this.stopError && noRetryCodes.has(this.stopError.code));
     let retryInMs = null;
     if (stop) {
       const err = this.stopError || new GatewayError('closed', reason || 'The connection is closed.');

@@ -53,6 +53,10 @@ function remaining() {
 
 function apply(s) {
   if (!s || typeof s !== 'object') return;
+  // A paused or stopped container is not woken by this poll: the agent
+  // role answers {sleeping: true, state} itself. Keep what we knew (a
+  // paused vault keeps its state; the countdown still runs).
+  if (s.sleeping === true) return;
   state.known = true;
   state.initialized = Boolean(s.initialized);
   state.locked = s.locked !== false;

@@ -10,6 +10,7 @@ package process
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,12 +95,27 @@ func (d *Driver) view(in *instance) runtime.Instance {
 	v := runtime.Instance{ID: in.id, UserID: in.spec.UserID, State: runtime.EngineStopped, Config: in.config}
 	if in.cmd != nil {
 		v.State = runtime.EngineRunning
-		if in.paused {
+		if in.paused || stoppedBySignal(in.cmd.Process.Pid) {
 			v.State = runtime.EnginePaused
 		}
 		v.Endpoint = "http://127.0.0.1:" + strconv.Itoa(in.port)
 	}
 	return v
+}
+
+// stoppedBySignal reports whether process pid is stopped (state "T" in
+// /proc/<pid>/stat), so a SIGSTOP sent behind the driver's back reads as
+// paused, like `docker pause` does in the docker driver. Without /proc it
+// reports false.
+func stoppedBySignal(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ...": comm may hold spaces and parentheses; the state
+	// follows the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't')
 }
 
 func (d *Driver) get(id string) (*instance, error) {

@@ -250,3 +250,18 @@ test('an expired session (4401 "session expired") says so', () => {
 test('CLOSE_SESSION_ENDED is the documented code', () => {
   assert.equal(CLOSE_SESSION_ENDED, 4401);
 });
+
+test('a socket closed because the agent sleeps (4100) is not redialed; the next request reconnects', async () => {
+  const { c, ws, timers, statuses } = setup();
+  c.connect();
+  handshake(ws());
+  ws().serverClose(4100, 'your agent is asleep; it wakes when you send a message');
+  const st = statuses[statuses.length - 1];
+  assert.equal(st.state, 'closed');
+  assert.equal(st.retryInMs, null);
+  assert.match(st.reason, /asleep/);
+  assert.ok(!timers.pending().includes(1000), 'no redial timer');
+  assert.equal(FakeSocket.all.length, 1);
+  c.request('sessions.list', {});
+  assert.equal(FakeSocket.all.length, 2, 'a request reopens');
+});
