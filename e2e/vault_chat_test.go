@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,14 +105,7 @@ type chatWS struct {
 
 func dialChat(t *testing.T, env *xtest.Env, c *api.Client) *chatWS {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, strings.Replace(env.URL, "http", "ws", 1)+"/api/v1/me/agent/chat",
-		&websocket.DialOptions{HTTPClient: c.HC, HTTPHeader: http.Header{"Origin": {env.URL}}})
-	if err != nil {
-		t.Fatalf("dial chat: %v %v", err, resp)
-	}
-	t.Cleanup(func() { ws.CloseNow() })
+	ws := env.DialChat(c)
 	cw := &chatWS{t: t, ws: ws}
 	cw.next() // connect.challenge
 	cw.send("c1", "connect", map[string]any{"minProtocol": 3, "maxProtocol": 3,

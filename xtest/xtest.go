@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/moby/moby/client"
 
 	"github.com/ocmt/ocmt/api"
@@ -522,4 +524,24 @@ func (e *Env) PublishKeys(userID string, id *crypto.Identity) {
 // with the process runtime (the main listener's /relay/v1/connect).
 func (e *Env) RelayURL() string {
 	return "ws" + strings.TrimPrefix(e.URL, "http") + "/relay/v1/connect"
+}
+
+// DialChat opens the chat WebSocket (SPEC §5.5) of c's container through
+// the management role, with this deployment's Origin, and closes it when
+// the test ends. The caller does the protocol's handshake.
+func (e *Env) DialChat(c *api.Client) *websocket.Conn {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, strings.Replace(e.URL, "http", "ws", 1)+"/api/v1/me/agent/chat",
+		&websocket.DialOptions{HTTPClient: c.HC, HTTPHeader: http.Header{"Origin": {e.URL}}})
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		e.t.Fatalf("dial chat: %v (status %d)", err, status)
+	}
+	e.t.Cleanup(func() { ws.CloseNow() })
+	return ws
 }

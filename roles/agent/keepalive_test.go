@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,14 +41,7 @@ type chatClient struct {
 
 func dialChatWS(t *testing.T, env *xtest.Env, c *api.Client) *websocket.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, strings.Replace(env.URL, "http", "ws", 1)+"/api/v1/me/agent/chat",
-		&websocket.DialOptions{HTTPClient: c.HC, HTTPHeader: http.Header{"Origin": {env.URL}}})
-	if err != nil {
-		t.Fatalf("dial chat: %v %v", err, resp)
-	}
-	t.Cleanup(func() { ws.CloseNow() })
+	ws := env.DialChat(c)
 	return ws
 }
 

@@ -33,14 +33,7 @@ type chatSocket struct {
 
 func openChat(t *testing.T, env *xtest.Env, c *api.Client) *chatSocket {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, strings.Replace(env.URL, "http", "ws", 1)+"/api/v1/me/agent/chat",
-		&websocket.DialOptions{HTTPClient: c.HC, HTTPHeader: http.Header{"Origin": {env.URL}}})
-	if err != nil {
-		t.Fatalf("dial chat: %v %v", err, resp)
-	}
-	t.Cleanup(func() { ws.CloseNow() })
+	ws := env.DialChat(c)
 	s := &chatSocket{t: t, ws: ws}
 	if err := s.call("connect", map[string]any{"minProtocol": 3, "maxProtocol": 3,
 		"client": map[string]any{"id": "test", "version": "1", "platform": "go", "mode": "test"}, "role": "operator", "scopes": []string{}}); err != nil {
