@@ -490,8 +490,10 @@ func (s *Server) proxyWebSocket(w http.ResponseWriter, r *http.Request, userID s
 			b.closeClient(life, websocket.StatusInternalError, "your agent stopped answering")
 			return
 		case <-life.Done():
-			b.closeUpstream(websocket.StatusGoingAway, "")
+			// The browser first: a paused container cannot answer a close
+			// handshake, and closeUpstream waits for one (up to 5 s).
 			b.closeClient(life, websocket.StatusGoingAway, "the server is going away")
+			b.closeUpstream(websocket.StatusGoingAway, "")
 			return
 		}
 	}

@@ -166,3 +166,43 @@ func TestSocketsEndWithSession(t *testing.T) {
 		})
 	}
 }
+
+// TestSocketEndsWithSessionWhileAgentPaused: logout closes a chat socket
+// at once also while its container is paused (a paused container cannot
+// answer a close handshake, which must not delay the browser's close).
+func TestSocketEndsWithSessionWhileAgentPaused(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		new  func(testing.TB, ...xtest.Option) *xtest.Env
+	}{{"all", xtest.NewEnv}, {"split", xtest.NewSplitEnv}} {
+		t.Run(mode.name, func(t *testing.T) {
+			env := mode.new(t)
+			ctx := context.Background()
+			a := provisioned(t, env)
+			me, err := a.Me(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chat := openChat(t, env, a)
+			if err := chat.call("chat.history", map[string]any{"sessionKey": "main", "limit": 10}); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.AdminAction(ctx, me.ID, "pause"); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Logout(ctx); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			err = chat.closed(10 * time.Second)
+			took := time.Since(start)
+			if st := websocket.CloseStatus(err); st != api.StatusSessionEnded {
+				t.Fatalf("after logout: %v (status %d), want %d", err, st, api.StatusSessionEnded)
+			}
+			t.Logf("closed %s after logout with the container paused", took.Round(time.Millisecond))
+			if took > 2*time.Second {
+				t.Fatalf("the socket closed %s after logout, want at once", took.Round(time.Millisecond))
+			}
+		})
+	}
+}
