@@ -466,10 +466,6 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 			return nil, ferr("shared_provider_unavailable", "%s", msg)
 		}
 	}
-	if err := s.transcripts.Append(&tkey, p.SessionKey, Message{Role: "user", Text: p.Message, Timestamp: time.Now().UnixMilli()}); err != nil {
-		s.log.Error("append transcript", "err", err)
-		return nil, ferr("internal", "could not store your message")
-	}
 	ctx, cancel := context.WithCancel(s.base)
 	r := &run{id: "run_" + randHex(8), sessionKey: p.SessionKey, cancel: cancel}
 	h.mu.Lock()
@@ -485,6 +481,8 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 		cancel()
 		return nil, ferr("busy", "a reply is still being written in this session")
 	}
+	// Registered before the message is stored, so a send that loses a
+	// race (same key, busy session) stores nothing.
 	h.runs[r.id], h.bySess[p.SessionKey] = r, r.id
 	if p.IdempotencyKey != "" {
 		h.idem[p.IdempotencyKey] = idemEntry{runID: r.id, fp: fp, state: idemRunning, expires: now.Add(idempotencyTTL)}
@@ -492,6 +490,25 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	}
 	h.wg.Add(1)
 	h.mu.Unlock()
+	release := func() { // idempotent
+		h.mu.Lock()
+		delete(h.runs, r.id)
+		delete(h.bySess, r.sessionKey)
+		h.mu.Unlock()
+	}
+	if err := s.transcripts.Append(&tkey, p.SessionKey, Message{Role: "user", Text: p.Message, Timestamp: time.Now().UnixMilli()}); err != nil {
+		s.log.Error("append transcript", "err", err)
+		h.mu.Lock()
+		if e, ok := h.idem[r.idemKey]; ok && e.runID == r.id {
+			delete(h.idem, r.idemKey) // nothing was done; the key may be retried
+		}
+		h.mu.Unlock()
+		release()
+		cancel()
+		h.wg.Done()
+		clear(tkey[:])
+		return nil, ferr("internal", "could not store your message")
+	}
 	if r.idemKey != "" { // before the model is asked, so a stop cannot lose it
 		if err := s.idemSave(&tkey); err != nil {
 			s.log.Error("save idempotency records", "err", err)
@@ -499,12 +516,6 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	}
 	// The run holds the container awake while it lasts (work.go).
 	endWork := s.inflight.begin()
-	release := func() { // idempotent
-		h.mu.Lock()
-		delete(h.runs, r.id)
-		delete(h.bySess, r.sessionKey)
-		h.mu.Unlock()
-	}
 	go func() {
 		defer h.wg.Done()
 		defer endWork()

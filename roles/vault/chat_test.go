@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -487,5 +488,66 @@ func TestChatIdempotencyInterruptedRun(t *testing.T) {
 	}
 	if n := len(fp.Requests()); n != 1 {
 		t.Fatalf("%d model calls, want 1", n)
+	}
+}
+
+// TestChatConcurrentSendsStoreOneMessage: sends that lose a race (the same
+// idempotency key, or the same session while it is busy) are refused or
+// answered as duplicates without storing their message: the transcript
+// has the user message once and the model is asked once.
+func TestChatConcurrentSendsStoreOneMessage(t *testing.T) {
+	v, fp := setupChat(t)
+	for round, sameKey := range []bool{true, false} {
+		fp.Script(fakeprovider.Reply{Text: "ok"})
+		session := fmt.Sprintf("s%d", round)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		runs := map[string]bool{}
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				key := "same"
+				if !sameKey {
+					key = fmt.Sprint("k", i)
+				}
+				b, _ := json.Marshal(map[string]any{"sessionKey": session, "message": "hi", "idempotencyKey": fmt.Sprint(round, key)})
+				res, fe := v.s.chatSend(b)
+				if fe != nil {
+					if fe.Code != "busy" || sameKey {
+						t.Errorf("round %d: %v", round, fe)
+					}
+					return
+				}
+				mu.Lock()
+				runs[res.(map[string]any)["runId"].(string)] = true
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		v.s.hub.wg.Wait()
+		if len(runs) != 1 {
+			t.Fatalf("round %d: %d runs started, want 1", round, len(runs))
+		}
+		tkey, _, fe := v.s.unlocked()
+		if fe != nil {
+			t.Fatal(fe)
+		}
+		msgs, err := v.s.transcripts.Read(&tkey, session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users := 0
+		for _, m := range msgs {
+			if m.Role == "user" {
+				users++
+			}
+		}
+		if users != 1 {
+			t.Fatalf("round %d (same key %v): %d user messages stored, want 1", round, sameKey, users)
+		}
+	}
+	if n := len(fp.Requests()); n != 2 {
+		t.Fatalf("%d model calls, want 2", n)
 	}
 }
