@@ -106,7 +106,11 @@ type chatHub struct {
 	// set before the first connection).
 	observe func(name string, payload any)
 	idem    map[string]idemEntry
-	wg      sync.WaitGroup
+	// idemLoaded: the sealed records (idempotency.go) were merged into
+	// idem. persistMu serializes loading and writing them.
+	idemLoaded bool
+	persistMu  sync.Mutex
+	wg         sync.WaitGroup
 }
 
 // idemEntry is what chat.send remembers of an idempotency key for
@@ -116,6 +120,7 @@ type chatHub struct {
 type idemEntry struct {
 	runID   string
 	fp      [sha256.Size]byte
+	state   string // idemRunning, a terminal chat state, or idemInterrupted
 	expires time.Time
 }
 
@@ -136,8 +141,9 @@ func idemFingerprint(sessionKey, message string) [sha256.Size]byte {
 }
 
 // idemLookupLocked answers a chat.send whose idempotency key is already
-// known: the original run for the same payload, idempotency_conflict for
-// another one. ok is false when the key is unknown. h.mu held.
+// known: the original run for the same payload ({runId, status:"started",
+// duplicate:true, state}, state as in idempotency.go), idempotency_conflict
+// for another one. ok is false when the key is unknown. h.mu held.
 func (h *chatHub) idemLookupLocked(key string, fp [sha256.Size]byte) (res any, fe *FrameError, ok bool) {
 	e, found := h.idem[key]
 	if !found {
@@ -146,11 +152,16 @@ func (h *chatHub) idemLookupLocked(key string, fp [sha256.Size]byte) (res any, f
 	if subtle.ConstantTimeCompare(e.fp[:], fp[:]) != 1 {
 		return nil, ferr("idempotency_conflict", "this idempotencyKey was already used for a different message or session; use a new key"), true
 	}
-	return map[string]any{"runId": e.runID, "status": "started", "duplicate": true}, nil, true
+	state := e.state
+	if _, live := h.runs[e.runID]; live {
+		state = idemRunning
+	}
+	return map[string]any{"runId": e.runID, "status": "started", "duplicate": true, "state": state}, nil, true
 }
 
 type run struct {
 	id, sessionKey string
+	idemKey        string // "" when sent without one
 	cancel         context.CancelFunc
 	aborted        atomic.Bool
 }
@@ -436,6 +447,16 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 	if fe != nil {
 		return nil, fe
 	}
+	if p.IdempotencyKey != "" { // the key may predate this process
+		s.idemLoad(&tkey)
+		h.mu.Lock()
+		res, fe, ok := h.idemLookupLocked(p.IdempotencyKey, fp)
+		h.mu.Unlock()
+		if ok {
+			clear(tkey[:])
+			return res, fe
+		}
+	}
 	if provider == nil {
 		return nil, ferr("no_provider", "add a model provider API key first")
 	}
@@ -444,10 +465,6 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 			clear(tkey[:])
 			return nil, ferr("shared_provider_unavailable", "%s", msg)
 		}
-	}
-	if err := s.transcripts.Append(&tkey, p.SessionKey, Message{Role: "user", Text: p.Message, Timestamp: time.Now().UnixMilli()}); err != nil {
-		s.log.Error("append transcript", "err", err)
-		return nil, ferr("internal", "could not store your message")
 	}
 	ctx, cancel := context.WithCancel(s.base)
 	r := &run{id: "run_" + randHex(8), sessionKey: p.SessionKey, cancel: cancel}
@@ -464,20 +481,41 @@ func (s *Server) chatSend(params json.RawMessage) (any, *FrameError) {
 		cancel()
 		return nil, ferr("busy", "a reply is still being written in this session")
 	}
+	// Registered before the message is stored, so a send that loses a
+	// race (same key, busy session) stores nothing.
 	h.runs[r.id], h.bySess[p.SessionKey] = r, r.id
 	if p.IdempotencyKey != "" {
-		h.idem[p.IdempotencyKey] = idemEntry{runID: r.id, fp: fp, expires: now.Add(idempotencyTTL)}
+		h.idem[p.IdempotencyKey] = idemEntry{runID: r.id, fp: fp, state: idemRunning, expires: now.Add(idempotencyTTL)}
+		r.idemKey = p.IdempotencyKey
 	}
 	h.wg.Add(1)
 	h.mu.Unlock()
-	// The run holds the container awake while it lasts (work.go).
-	endWork := s.inflight.begin()
 	release := func() { // idempotent
 		h.mu.Lock()
 		delete(h.runs, r.id)
 		delete(h.bySess, r.sessionKey)
 		h.mu.Unlock()
 	}
+	if err := s.transcripts.Append(&tkey, p.SessionKey, Message{Role: "user", Text: p.Message, Timestamp: time.Now().UnixMilli()}); err != nil {
+		s.log.Error("append transcript", "err", err)
+		h.mu.Lock()
+		if e, ok := h.idem[r.idemKey]; ok && e.runID == r.id {
+			delete(h.idem, r.idemKey) // nothing was done; the key may be retried
+		}
+		h.mu.Unlock()
+		release()
+		cancel()
+		h.wg.Done()
+		clear(tkey[:])
+		return nil, ferr("internal", "could not store your message")
+	}
+	if r.idemKey != "" { // before the model is asked, so a stop cannot lose it
+		if err := s.idemSave(&tkey); err != nil {
+			s.log.Error("save idempotency records", "err", err)
+		}
+	}
+	// The run holds the container awake while it lasts (work.go).
+	endWork := s.inflight.begin()
 	go func() {
 		defer h.wg.Done()
 		defer endWork()
@@ -511,6 +549,9 @@ func (s *Server) runChat(ctx context.Context, r *run, tkey crypto.SubKey, provid
 			p["errorMessage"] = errMsg
 		}
 		if state != "delta" {
+			if r.idemKey != "" {
+				s.idemFinish(&tkey, r.idemKey, r.id, state)
+			}
 			release()
 		}
 		s.broadcast("chat", p)

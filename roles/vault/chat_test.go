@@ -1,9 +1,14 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -382,5 +387,167 @@ func TestChatIdempotencyConflict(t *testing.T) {
 	r := c.call("chat.send", map[string]any{"sessionKey": "main", "message": "delete all my files", "idempotencyKey": "idem-2"})
 	if r["ok"] != true || r["payload"].(map[string]any)["runId"] == runID {
 		t.Fatalf("fresh key: %v", r)
+	}
+}
+
+// TestChatIdempotencySurvivesRestart: an idempotency key outlives a stop
+// of the container (a new vault server on the same data directory) and a
+// relock→unlock within its window: the same payload is answered as a
+// duplicate of the original run with no second model call, another
+// payload with idempotency_conflict.
+func TestChatIdempotencySurvivesRestart(t *testing.T) {
+	v, fp := setupChat(t)
+	fp.Script(fakeprovider.Reply{Text: "race A answer"})
+	c := v.dialChat()
+	c.connect()
+	send := map[string]any{"sessionKey": "main", "message": "race A", "idempotencyKey": "K"}
+	res := c.call("chat.send", send)
+	if res["ok"] != true {
+		t.Fatalf("chat.send: %v", res)
+	}
+	runID := res["payload"].(map[string]any)["runId"].(string)
+	c.events(runID)
+
+	v.do("POST", "/vault/lock", nil)
+	w := v.restart()
+	w.unlockWith(w.derive("correct horse battery staple"))
+	check := func(w *tv) {
+		t.Helper()
+		c := w.dialChat()
+		c.connect()
+		dup := c.call("chat.send", send)
+		p, _ := dup["payload"].(map[string]any)
+		if dup["ok"] != true || p["runId"] != runID || p["duplicate"] != true || p["state"] != "final" {
+			t.Fatalf("same key, same payload after restart: %v (want runId %s, duplicate, state final)", dup, runID)
+		}
+		r := c.call("chat.send", map[string]any{"sessionKey": "main", "message": "race B", "idempotencyKey": "K"})
+		if e, _ := r["error"].(map[string]any); r["ok"] != false || e["code"] != "idempotency_conflict" {
+			t.Fatalf("other payload after restart: %v, want idempotency_conflict", r)
+		}
+		if n := len(fp.Requests()); n != 1 {
+			t.Fatalf("%d model calls, want 1", n)
+		}
+		h := c.call("chat.history", map[string]any{"sessionKey": "main"})
+		if msgs := h["payload"].(map[string]any)["messages"].([]any); len(msgs) != 2 {
+			t.Fatalf("history has %d messages, want 2: %v", len(msgs), msgs)
+		}
+	}
+	check(w)
+	// Relock → unlock on the same server, then another restart.
+	w.do("POST", "/vault/lock", nil)
+	w.unlockWith(w.derive("correct horse battery staple"))
+	check(w)
+	w.do("POST", "/vault/lock", nil)
+	x := w.restart()
+	x.unlockWith(x.derive("correct horse battery staple"))
+	check(x)
+	// No key text or run id lies in the data directory in the clear.
+	filepath.WalkDir(v.dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := os.ReadFile(p)
+			if bytes.Contains(b, []byte(runID)) || bytes.Contains(b, []byte("race A")) {
+				t.Errorf("%s holds the run id or message in the clear", p)
+			}
+		}
+		return nil
+	})
+}
+
+// TestChatIdempotencyInterruptedRun: a run the vault did not see end (the
+// container crashed mid-reply; simulated by putting back the records file
+// as it was during the run) is answered after the restart as a duplicate
+// with state "interrupted" and not run again.
+func TestChatIdempotencyInterruptedRun(t *testing.T) {
+	v, fp := setupChat(t)
+	fp.Script(fakeprovider.Reply{Text: strings.Repeat("word ", 50), ChunkDelay: 5 * time.Millisecond})
+	c := v.dialChat()
+	c.connect()
+	send := map[string]any{"sessionKey": "main", "message": "long please", "idempotencyKey": "K2"}
+	res := c.call("chat.send", send)
+	runID := res["payload"].(map[string]any)["runId"].(string)
+	mid, err := os.ReadFile(filepath.Join(v.dir, idemFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dup := c.call("chat.send", send); dup["payload"].(map[string]any)["state"] != "running" {
+		t.Fatalf("duplicate of a live run: %v", dup)
+	}
+	c.events(runID)
+	v.do("POST", "/vault/lock", nil)
+	if err := os.WriteFile(filepath.Join(v.dir, idemFileName), mid, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := v.restart()
+	w.unlockWith(w.derive("correct horse battery staple"))
+	c2 := w.dialChat()
+	c2.connect()
+	dup := c2.call("chat.send", send)
+	p, _ := dup["payload"].(map[string]any)
+	if p["runId"] != runID || p["duplicate"] != true || p["state"] != "interrupted" {
+		t.Fatalf("duplicate of an interrupted run: %v", dup)
+	}
+	if n := len(fp.Requests()); n != 1 {
+		t.Fatalf("%d model calls, want 1", n)
+	}
+}
+
+// TestChatConcurrentSendsStoreOneMessage: sends that lose a race (the same
+// idempotency key, or the same session while it is busy) are refused or
+// answered as duplicates without storing their message: the transcript
+// has the user message once and the model is asked once.
+func TestChatConcurrentSendsStoreOneMessage(t *testing.T) {
+	v, fp := setupChat(t)
+	for round, sameKey := range []bool{true, false} {
+		fp.Script(fakeprovider.Reply{Text: "ok"})
+		session := fmt.Sprintf("s%d", round)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		runs := map[string]bool{}
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				key := "same"
+				if !sameKey {
+					key = fmt.Sprint("k", i)
+				}
+				b, _ := json.Marshal(map[string]any{"sessionKey": session, "message": "hi", "idempotencyKey": fmt.Sprint(round, key)})
+				res, fe := v.s.chatSend(b)
+				if fe != nil {
+					if fe.Code != "busy" || sameKey {
+						t.Errorf("round %d: %v", round, fe)
+					}
+					return
+				}
+				mu.Lock()
+				runs[res.(map[string]any)["runId"].(string)] = true
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		v.s.hub.wg.Wait()
+		if len(runs) != 1 {
+			t.Fatalf("round %d: %d runs started, want 1", round, len(runs))
+		}
+		tkey, _, fe := v.s.unlocked()
+		if fe != nil {
+			t.Fatal(fe)
+		}
+		msgs, err := v.s.transcripts.Read(&tkey, session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users := 0
+		for _, m := range msgs {
+			if m.Role == "user" {
+				users++
+			}
+		}
+		if users != 1 {
+			t.Fatalf("round %d (same key %v): %d user messages stored, want 1", round, sameKey, users)
+		}
+	}
+	if n := len(fp.Requests()); n != 2 {
+		t.Fatalf("%d model calls, want 2", n)
 	}
 }

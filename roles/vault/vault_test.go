@@ -56,6 +56,8 @@ func newTestVault(t *testing.T, dir string) *tv {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
+	// Runs still going end before the data directory is removed.
+	t.Cleanup(func() { s.cancel(); s.hub.wg.Wait() })
 	return &tv{t: t, s: s, srv: srv, clk: clk, dir: dir}
 }
 
