@@ -535,6 +535,7 @@ func (s *Server) wake(ctx context.Context, userID string) (store.Container, erro
 	}
 	from := rec.State
 	start := time.Now()
+	recorded := false // the running record below is written already
 	switch rec.State {
 	case store.StateRunning:
 		if rec.Endpoint != "" {
@@ -546,7 +547,22 @@ func (s *Server) wake(ctx context.Context, userID string) (store.Container, erro
 			return rec, err
 		}
 	case store.StatePaused:
+		// A paused container answers the messages waiting in its sockets
+		// the moment it resumes, so the record says running first: a
+		// client that got its answer must not read "paused" afterwards.
+		// A failed unpause puts the paused record back.
+		paused := rec
+		rec.State, rec.LastError, rec.StateSince, rec.LastActivityAt = store.StateRunning, "", s.now(), s.now()
+		if err := s.st.PutContainer(ctx, rec); err != nil {
+			return paused, err
+		}
+		recorded = true
 		if err := s.drv.Unpause(ctx, rec.EngineID); err != nil {
+			recorded = false
+			rec = paused
+			if perr := s.st.PutContainer(context.WithoutCancel(ctx), rec); perr != nil {
+				s.log.Error("restore the paused record after a failed unpause", "user", userID, "err", perr)
+			}
 			// The record may be stale: ask the engine how it really is.
 			in, ierr := s.drv.Inspect(ctx, rec.EngineID)
 			switch {
@@ -564,9 +580,11 @@ func (s *Server) wake(ctx context.Context, userID string) (store.Container, erro
 	case store.StateProvisioning:
 		return rec, api.E(http.StatusServiceUnavailable, "agent_provisioning", "your agent is still being set up")
 	}
-	rec.State, rec.LastError, rec.StateSince, rec.LastActivityAt = store.StateRunning, "", s.now(), s.now()
-	if err := s.st.PutContainer(ctx, rec); err != nil {
-		return rec, err
+	if !recorded {
+		rec.State, rec.LastError, rec.StateSince, rec.LastActivityAt = store.StateRunning, "", s.now(), s.now()
+		if err := s.st.PutContainer(ctx, rec); err != nil {
+			return rec, err
+		}
 	}
 	s.log.Info("woke container", "user", userID, "from", from, "ms", time.Since(start).Milliseconds())
 	s.audit(userID, "agent.wake", map[string]string{"from": from})

@@ -306,6 +306,10 @@ func TestExternalPauseDocker(t *testing.T) {
 	cc.until("l1", testPing+testPong+10*time.Second)
 	t.Logf("chat answer from a container paused behind ocmt's back after %v (ping %v, pong timeout %v)",
 		time.Since(start).Round(time.Millisecond), testPing, testPong)
+	// The answer came after the unpause, so the record says running already.
+	if st, _ := admin.Agent(ctx); st.State != api.StateRunning {
+		t.Fatalf("state %s after the answer of the woken container", st.State)
+	}
 
 	if _, err := cli.ContainerPause(ctx, containerName(au.ID), client.ContainerPauseOptions{}); err != nil {
 		t.Fatal(err)
