@@ -706,5 +706,17 @@ func TestBrowserOriginRefused(t *testing.T) {
 	if n := strings.Count(e.logs.String(), "origin refused"); n != 4 {
 		t.Errorf("%d refusals logged, want 4:\n%s", n, e.logs.String())
 	}
+	// Same fields as the management role's line (README "Origins"):
+	// kind, method, path, origin, ip, request_id.
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		if !strings.Contains(l, "origin refused") {
+			continue
+		}
+		for _, f := range []string{"kind=relay", "method=GET", "path=/relay/v1/connect", "origin=", "ip=", "request_id="} {
+			if !strings.Contains(l, f) {
+				t.Errorf("refusal line lacks %s: %s", f, l)
+			}
+		}
+	}
 	e.dial().ws.CloseNow() // a vault (no Origin) still connects
 }
