@@ -60,6 +60,11 @@ func Forbidden(code, msg string) *Error  { return E(http.StatusForbidden, code, 
 func NotFound(msg string) *Error         { return E(http.StatusNotFound, "not_found", msg) }
 func Conflict(code, msg string) *Error   { return E(http.StatusConflict, code, msg) }
 func TooMany(msg string) *Error          { return E(http.StatusTooManyRequests, "rate_limited", msg) }
+
+// InvalidUserID is the 400 answer, code "invalid_user_id", for a user id
+// (in a path or body) that store.ParseUserID refuses.
+func InvalidUserID() *Error { return BadRequest("invalid_user_id", "invalid user id") }
+
 func Unavailable(code, msg string, err error) *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Code: code, Msg: msg, Err: err}
 }

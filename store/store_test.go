@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -100,5 +102,28 @@ func TestAuditChainNeedsKey(t *testing.T) {
 	st.w.ExecContext(ctx, `UPDATE kv SET v = ? WHERE k = ?`, []byte("3:"+prev), auditHeadKey)
 	if _, err := st.VerifyAudit(ctx); err == nil {
 		t.Fatal("a chain rewritten without the audit key verified")
+	}
+}
+
+// TestParseUserID: only the shape NewID("usr") makes is a user id.
+func TestParseUserID(t *testing.T) {
+	for i := 0; i < 100; i++ {
+		id := NewID("usr")
+		if got, err := ParseUserID(id); err != nil || string(got) != id {
+			t.Fatalf("ParseUserID(%q) = %q, %v", id, got, err)
+		}
+	}
+	for _, bad := range []string{
+		"", "usr_", "usr_bob", "..%2f..%2fetc", "../../etc", "ocmt-agents",
+		"usr_" + strings.Repeat("a", 25), "usr_" + strings.Repeat("a", 27),
+		"usr_" + strings.Repeat("A", 26), "USR_" + strings.Repeat("a", 26),
+		"usr_" + strings.Repeat("1", 26), "usr_" + strings.Repeat("8", 26),
+		"ses_" + strings.Repeat("a", 26), "usr-" + strings.Repeat("a", 26),
+		"usr_" + strings.Repeat("a", 25) + "/", "usr_" + strings.Repeat("a", 25) + "\x00",
+		"usr_" + strings.Repeat("a", 24) + "é",
+	} {
+		if _, err := ParseUserID(bad); !errors.Is(err, ErrInvalidUserID) {
+			t.Errorf("ParseUserID(%q): %v, want ErrInvalidUserID", bad, err)
+		}
 	}
 }

@@ -9,8 +9,36 @@ import (
 	"time"
 )
 
-// UserID identifies a user: "usr_" and 26 base32 characters.
+// UserID identifies a user: "usr_" and 26 characters of lower-case base32
+// ([a-z2-7]), as NewID("usr") makes them. It is the only shape of user id:
+// ids from outside (URL paths, frames) go through ParseUserID first.
 type UserID string
+
+// userIDPrefix and userIDLen give the shape of a UserID: the prefix and the
+// total length in bytes.
+const (
+	userIDPrefix = "usr_"
+	userIDLen    = len(userIDPrefix) + 26
+)
+
+// ErrInvalidUserID is returned by ParseUserID for a string that is not a
+// user id.
+var ErrInvalidUserID = errors.New("invalid user id")
+
+// ParseUserID returns s as a UserID if it has the shape of one (see UserID),
+// else ErrInvalidUserID. It does not look the user up. Ids that pass are
+// safe in container names, file paths and URL paths.
+func ParseUserID(s string) (UserID, error) {
+	if len(s) != userIDLen || !strings.HasPrefix(s, userIDPrefix) {
+		return "", ErrInvalidUserID
+	}
+	for i := len(userIDPrefix); i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return "", ErrInvalidUserID
+		}
+	}
+	return UserID(s), nil
+}
 
 // User is an account. Email is stored lower-cased.
 type User struct {

@@ -264,6 +264,9 @@ func engineToState(s string) string {
 
 // Status implements api.Agent.
 func (s *Server) Status(ctx context.Context, userID string) (api.AgentStatus, error) {
+	if !validUserID(userID) {
+		return api.AgentStatus{}, api.InvalidUserID()
+	}
 	rec, err := s.st.ContainerByUser(ctx, store.UserID(userID))
 	if errors.Is(err, store.ErrNotFound) {
 		return api.AgentStatus{UserID: userID, State: api.StateNone, Runtime: s.drv.Name()}, nil
@@ -309,7 +312,7 @@ func (s *Server) List(ctx context.Context) ([]api.AgentStatus, error) {
 // for a user without a container (or one in error), and wakes an existing one.
 func (s *Server) Provision(ctx context.Context, userID string) error {
 	if !validUserID(userID) {
-		return api.BadRequest("invalid_user", "invalid user id")
+		return api.InvalidUserID()
 	}
 	rec, err := s.st.ContainerByUser(ctx, store.UserID(userID))
 	switch {
@@ -634,7 +637,7 @@ func (s *Server) startOrRecreate(ctx context.Context, userID string, rec *store.
 // Do implements api.Agent.
 func (s *Server) Do(ctx context.Context, userID, action string) error {
 	if !validUserID(userID) {
-		return api.BadRequest("invalid_user", "invalid user id")
+		return api.InvalidUserID()
 	}
 	switch action {
 	case api.ActionWake:
@@ -750,16 +753,9 @@ func (s *Server) Close() error {
 	return s.drv.Close()
 }
 
-// validUserID accepts the store's id shape: a short prefix, "_", then
-// lower-case base32. It keeps ids safe in container names and paths.
+// validUserID reports whether id has the shape of a user id
+// (store.ParseUserID). It keeps ids safe in container names and paths.
 func validUserID(id string) bool {
-	if len(id) < 5 || len(id) > 64 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
+	_, err := store.ParseUserID(id)
+	return err == nil
 }

@@ -162,7 +162,7 @@ func TestConfigChangeProcess(t *testing.T) {
 	}
 
 	s1 := start(30 * time.Minute)
-	users := []string{"usr_running", "usr_paused", "usr_stopped"}
+	users := []string{"usr_runningaaaaaaaaaaaaaaaaaaa", "usr_pausedaaaaaaaaaaaaaaaaaaaa", "usr_stoppedaaaaaaaaaaaaaaaaaaa"}
 	keys := map[string]crypto.KEK{}
 	for _, uid := range users {
 		if err := s1.Provision(ctx, uid); err != nil {
@@ -178,42 +178,42 @@ func TestConfigChangeProcess(t *testing.T) {
 		})
 		keys[uid] = directVault{t, s1, uid}.create("password of " + uid)
 	}
-	if st := (directVault{t, s1, "usr_running"}).status(); st.ExpiresIn <= int64(newAutoLock.Seconds()) {
+	if st := (directVault{t, s1, "usr_runningaaaaaaaaaaaaaaaaaaa"}).status(); st.ExpiresIn <= int64(newAutoLock.Seconds()) {
 		t.Fatalf("vault before the change: %+v, want the 30 min auto-lock", st)
 	}
-	if err := s1.Do(ctx, "usr_paused", api.ActionPause); err != nil {
+	if err := s1.Do(ctx, "usr_pausedaaaaaaaaaaaaaaaaaaaa", api.ActionPause); err != nil {
 		t.Fatal(err)
 	}
-	if err := s1.Do(ctx, "usr_stopped", api.ActionStop); err != nil {
+	if err := s1.Do(ctx, "usr_stoppedaaaaaaaaaaaaaaaaaaa", api.ActionStop); err != nil {
 		t.Fatal(err)
 	}
 	s1.Close()
 
 	// ocmt starts again with a shorter auto-lock.
 	s2 := start(newAutoLock)
-	if got := state(s2, "usr_running"); got != api.StateRunning {
+	if got := state(s2, "usr_runningaaaaaaaaaaaaaaaaaaa"); got != api.StateRunning {
 		t.Fatalf("running container is %s after the update", got)
 	}
-	unlockedFor(directVault{t, s2, "usr_running"}, "running container")
-	if got := state(s2, "usr_paused"); got != api.StatePaused {
+	unlockedFor(directVault{t, s2, "usr_runningaaaaaaaaaaaaaaaaaaa"}, "running container")
+	if got := state(s2, "usr_pausedaaaaaaaaaaaaaaaaaaaa"); got != api.StatePaused {
 		t.Fatalf("paused container is %s after the update, want paused again", got)
 	}
-	unlockedFor(directVault{t, s2, "usr_paused"}, "paused container")
+	unlockedFor(directVault{t, s2, "usr_pausedaaaaaaaaaaaaaaaaaaaa"}, "paused container")
 	if !strings.Contains(logs.String(), "containers updated to the current configuration") {
 		t.Fatal("no summary line for the updated containers")
 	}
 
 	// The stopped one is recreated at its next start. Its resume key went
 	// with the previous server, so its vault starts locked, data intact.
-	if got := state(s2, "usr_stopped"); got != api.StateStopped {
+	if got := state(s2, "usr_stoppedaaaaaaaaaaaaaaaaaaa"); got != api.StateStopped {
 		t.Fatalf("stopped container is %s after the update, want left stopped", got)
 	}
 	before := strings.Count(logs.String(), "configuration changed")
-	sv := directVault{t, s2, "usr_stopped"}
+	sv := directVault{t, s2, "usr_stoppedaaaaaaaaaaaaaaaaaaa"}
 	if st := sv.status(); !st.Initialized || !st.Locked {
 		t.Fatalf("stopped container's vault after wake: %+v, want initialized and locked", st)
 	}
-	sv.unlock(keys["usr_stopped"])
+	sv.unlock(keys["usr_stoppedaaaaaaaaaaaaaaaaaaa"])
 	unlockedFor(sv, "stopped container after its next start")
 	if strings.Count(logs.String(), "configuration changed") != before+1 {
 		t.Fatal("waking the stopped container did not recreate it")
@@ -227,18 +227,18 @@ func TestConfigChangeProcess(t *testing.T) {
 		}
 		return rec.Endpoint
 	}
-	was := endpoint(s2, "usr_running")
+	was := endpoint(s2, "usr_runningaaaaaaaaaaaaaaaaaaa")
 	s2.Close()
 	changes := strings.Count(logs.String(), "configuration changed")
 	s3 := start(newAutoLock)
-	if got := endpoint(s3, "usr_running"); got != was {
+	if got := endpoint(s3, "usr_runningaaaaaaaaaaaaaaaaaaa"); got != was {
 		t.Fatalf("running container restarted (endpoint %s, was %s) with its configuration unchanged", got, was)
 	}
-	unlockedFor(directVault{t, s3, "usr_running"}, "unchanged configuration")
-	if err := s3.Do(ctx, "usr_running", api.ActionStop); err != nil {
+	unlockedFor(directVault{t, s3, "usr_runningaaaaaaaaaaaaaaaaaaa"}, "unchanged configuration")
+	if err := s3.Do(ctx, "usr_runningaaaaaaaaaaaaaaaaaaa", api.ActionStop); err != nil {
 		t.Fatal(err)
 	}
-	unlockedFor(directVault{t, s3, "usr_running"}, "stop and wake with the configuration unchanged")
+	unlockedFor(directVault{t, s3, "usr_runningaaaaaaaaaaaaaaaaaaa"}, "stop and wake with the configuration unchanged")
 	if n := strings.Count(logs.String(), "configuration changed"); n != changes {
 		t.Fatalf("%d containers recreated with the configuration unchanged", n-changes)
 	}

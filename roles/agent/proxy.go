@@ -73,7 +73,7 @@ var strippedHeaders = []string{"Cookie", "Authorization", "X-Csrf-Token", runtim
 func (s *Server) Proxy(userID string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !validUserID(userID) {
-			writeErr(w, api.BadRequest("invalid_user", "invalid user id"))
+			writeErr(w, api.InvalidUserID())
 			return
 		}
 		if internalPath(r.URL) {

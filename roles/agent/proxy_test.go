@@ -52,7 +52,7 @@ func TestForwardDropsOtherUpgrades(t *testing.T) {
 	r.Header.Set("Upgrade", "h2c")
 	r.Header.Set("HTTP2-Settings", "AAMAAABkAAQAoAAAAAIAAAAA")
 	w := httptest.NewRecorder()
-	if res := s.forward(w, r, "usr_bob", up.URL, false); res.failed || w.Code != http.StatusOK {
+	if res := s.forward(w, r, "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", up.URL, false); res.failed || w.Code != http.StatusOK {
 		t.Fatalf("forward: %+v, status %d", res, w.Code)
 	}
 	for _, h := range []string{"Upgrade", "Connection", "Http2-Settings"} {
@@ -92,14 +92,14 @@ func TestWebSocketCloseCodes(t *testing.T) {
 	}))
 	defer up.Close()
 	ctx := context.Background()
-	if err := s.st.PutContainer(ctx, store.Container{UserID: "usr_bob", Runtime: "process", State: store.StateRunning, Endpoint: up.URL}); err != nil {
+	if err := s.st.PutContainer(ctx, store.Container{UserID: "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", Runtime: "process", State: store.StateRunning, Endpoint: up.URL}); err != nil {
 		t.Fatal(err)
 	}
 	end := make(chan context.CancelCauseFunc, 1)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rctx, cancel := context.WithCancelCause(r.Context())
 		end <- cancel
-		s.Proxy("usr_bob").ServeHTTP(w, r.WithContext(rctx))
+		s.Proxy("usr_bobaaaaaaaaaaaaaaaaaaaaaaa").ServeHTTP(w, r.WithContext(rctx))
 	}))
 	defer front.Close()
 	dial := func() *websocket.Conn {

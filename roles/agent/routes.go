@@ -21,7 +21,9 @@ const ServiceHeader = api.AgentServiceHeader
 func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
 
 // Routes mounts the agent role's service API on g (conventionally
-// "/internal/v1/agent"), every route guarded by the service secret:
+// "/internal/v1/agent"), every route guarded by the service secret; a
+// :user that store.ParseUserID refuses is answered with 400
+// invalid_user_id (any method) before the handler runs:
 //
 //	GET  /containers                         → {"containers":[AgentStatus]}
 //	GET  /containers/:user                   → AgentStatus
@@ -39,6 +41,7 @@ func (s *Server) Routes(g *echo.Group, serviceSecret string) {
 			return next(c)
 		}
 	})
+	g.Use(web.CheckUserParam) // every :user route: 400 invalid_user_id first
 	g.GET("/containers", func(c echo.Context) error {
 		l, err := s.List(c.Request().Context())
 		if err != nil {
@@ -60,9 +63,6 @@ func (s *Server) Routes(g *echo.Group, serviceSecret string) {
 		return c.NoContent(http.StatusAccepted)
 	})
 	g.POST("/containers/:user/activity", func(c echo.Context) error {
-		if !validUserID(c.Param("user")) {
-			return api.BadRequest("invalid_user", "invalid user id")
-		}
 		s.Touch(c.Param("user"))
 		return c.NoContent(http.StatusNoContent)
 	})

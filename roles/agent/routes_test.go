@@ -33,7 +33,7 @@ func TestServiceActivityRoute(t *testing.T) {
 	}
 	defer s.Close()
 	old := time.Now().Add(-time.Hour)
-	if err := st.PutContainer(ctx, store.Container{UserID: "usr_bob", Runtime: "process", State: store.StateStopped, LastActivityAt: old}); err != nil {
+	if err := st.PutContainer(ctx, store.Container{UserID: "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", Runtime: "process", State: store.StateStopped, LastActivityAt: old}); err != nil {
 		t.Fatal(err)
 	}
 	e := web.New(log, false)
@@ -47,10 +47,10 @@ func TestServiceActivityRoute(t *testing.T) {
 		t.Fatalf("without secret: %v %v", resp, err)
 	}
 	ac, _ := api.NewAgentClient(srv.URL, secret)
-	if err := ac.Touch(ctx, "usr_bob"); err != nil {
+	if err := ac.Touch(ctx, "usr_bobaaaaaaaaaaaaaaaaaaaaaaa"); err != nil {
 		t.Fatal(err)
 	}
-	stt, err := s.Status(ctx, "usr_bob")
+	stt, err := s.Status(ctx, "usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	if err != nil || !stt.LastActivityAt.After(old.Add(30*time.Minute)) {
 		t.Fatalf("activity not recorded: %+v %v", stt, err)
 	}
@@ -113,4 +113,91 @@ func TestStreamCloseRoute(t *testing.T) {
 	if e, ok := api.SessionEndedCause(sctx); !ok || e.Reason != api.CloseReasonSignedOut {
 		t.Fatalf("cause %v", context.Cause(sctx))
 	}
+}
+
+// TestInternalRoutesRefuseBadUserIDs: every service route that takes a user
+// id answers 400 invalid_user_id, for every method, unless the id has the
+// shape store.ParseUserID accepts; nothing is provisioned or echoed.
+func TestInternalRoutesRefuseBadUserIDs(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), store.FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := New(ctx, Options{Driver: process.New(log), Store: st, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e := web.New(log, false)
+	const secret = "0123456789abcdef0123"
+	s.Routes(e.Group("/internal/v1/agent"), secret)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+
+	ids := map[string]string{
+		"escaped traversal":   "..%2f..%2fetc",
+		"dot dot":             "..",
+		"network name":        "ocmt-agents",
+		"empty":               "",
+		"too long":            "usr_" + strings.Repeat("a", 200),
+		"short name":          "usr_bob",
+		"one short":           "usr_" + strings.Repeat("a", 25),
+		"one long":            "usr_" + strings.Repeat("a", 27),
+		"upper case":          "usr_" + strings.Repeat("A", 26),
+		"not base32":          "usr_" + strings.Repeat("1", 26),
+		"wrong prefix":        "ses_" + strings.Repeat("a", 26),
+		"escaped slash":       "usr_" + strings.Repeat("a", 24) + "%2f",
+		"trailing dash":       "usr_" + strings.Repeat("a", 26) + "-",
+		"underscore in body":  "usr_" + strings.Repeat("a", 25) + "_",
+		"percent-encoded dot": "%2e%2e",
+	}
+	routes := []struct{ method, path string }{
+		{"GET", "/containers/%s"},
+		{"POST", "/containers/%s"},
+		{"PUT", "/containers/%s"},
+		{"DELETE", "/containers/%s"},
+		{"POST", "/containers/%s/activity"},
+		{"POST", "/containers/%s/actions/wake"},
+		{"POST", "/containers/%s/actions/remove"},
+		{"GET", "/containers/%s/proxy/healthz"},
+		{"POST", "/containers/%s/proxy/x"},
+		{"DELETE", "/containers/%s/proxy/"},
+	}
+	for name, id := range ids {
+		for _, rt := range routes {
+			path := "/internal/v1/agent" + strings.Replace(rt.path, "%s", id, 1)
+			t.Run(name+" "+rt.method+" "+rt.path, func(t *testing.T) {
+				req, _ := http.NewRequest(rt.method, srv.URL+path, nil)
+				req.Header.Set(ServiceHeader, secret)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				unrouted := rt.path == "/containers/%s" && (rt.method == "PUT" || rt.method == "DELETE" || id == "")
+				if unrouted && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed) {
+					return // no handler for this method/path; nothing ran
+				}
+				if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `"invalid_user_id"`) {
+					t.Fatalf("%s %s: %d %s, want 400 invalid_user_id", rt.method, path, resp.StatusCode, b)
+				}
+			})
+		}
+	}
+	if l, err := st.Containers(ctx); err != nil || len(l) != 0 {
+		t.Fatalf("containers recorded for bad ids: %+v %v", l, err)
+	}
+	// A well-formed id still gets through.
+	good := store.NewID("usr")
+	req, _ := http.NewRequest("GET", srv.URL+"/internal/v1/agent/containers/"+good, nil)
+	req.Header.Set(ServiceHeader, secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("good id: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }

@@ -133,10 +133,10 @@ func (s *Server) Routes(e *echo.Echo) {
 	e.GET("/api/v1/directory", s.directoryLookup, s.requireUser)
 
 	if s.opt.ServiceSecret != "" { // split deployment: a relay role reads the directory
-		e.GET("/internal/v1/directory/:user", s.internalDirectory)
+		e.GET("/internal/v1/directory/:user", s.internalDirectory, web.CheckUserParam)
 	}
 
-	admin := e.Group("/api/v1/admin", s.requireUser, s.requireAdmin)
+	admin := e.Group("/api/v1/admin", s.requireUser, s.requireAdmin, web.CheckUserParam)
 	admin.GET("/users", s.adminUsers)
 	admin.POST("/users", s.adminInvite)
 	admin.GET("/containers", s.adminContainers)

@@ -49,7 +49,8 @@ func (s *Server) handleConnect(ec echo.Context) error {
 		if len(o) > 100 {
 			o = o[:100]
 		}
-		s.log.Warn("origin refused", "kind", "relay", "origin", o, "ip", ec.RealIP(),
+		r := ec.Request()
+		s.log.Warn("origin refused", "kind", "relay", "method", r.Method, "path", r.URL.Path, "origin", o, "ip", ec.RealIP(),
 			"request_id", ec.Response().Header().Get(echo.HeaderXRequestID))
 		return api.Forbidden("origin_refused", "the relay takes connections from vaults, not from web pages")
 	}

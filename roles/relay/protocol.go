@@ -5,6 +5,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/capability"
+	"github.com/ocmt/ocmt/store"
 )
 
 // Signature domains (each ends in 0x00; see the package documentation).
@@ -21,8 +22,6 @@ const (
 	NonceSize = 32
 	// IDSize is the length of an envelope id (and of a capability jti).
 	IDSize = 16
-	// maxUserIDSize bounds user ids in frames.
-	maxUserIDSize = 128
 	// maxTypeSize bounds header.type.
 	maxTypeSize = 64
 )
@@ -104,18 +103,11 @@ func validID(s string) bool {
 	return err == nil
 }
 
-// validUserID accepts 1..128 bytes of [A-Za-z0-9_.:-].
+// validUserID reports whether s has the shape of a user id
+// (store.ParseUserID); the relay knows no other.
 func validUserID(s string) bool {
-	if len(s) == 0 || len(s) > maxUserIDSize {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
-			return false
-		}
-	}
-	return true
+	_, err := store.ParseUserID(s)
+	return err == nil
 }
 
 // validType accepts 1..64 bytes of [a-z0-9._-].

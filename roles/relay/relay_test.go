@@ -22,7 +22,7 @@ import (
 // opens it and acks it; then it is gone from the store.
 func TestSendDeliverAck(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	ca, cb := e.connect(alice), e.connect(bob)
 
 	env := seal(t, alice, bob, []byte("hello bob"), e.clock.Now())
@@ -66,7 +66,8 @@ func TestSendDeliverAck(t *testing.T) {
 // user and other bad first frames get auth_failed and close 1008.
 func TestAuthRefused(t *testing.T) {
 	e := newEnv(t, nil)
-	alice := e.newUser("usr_alice")
+	alice := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa")
+	eve := e.newUser("usr_eve") // in the directory, but not a user id's shape
 	mallory, _ := crypto.NewIdentity()
 	otherNonce := make([]byte, NonceSize)
 	sign := func(k *crypto.Identity, nonce []byte, u string) string {
@@ -80,10 +81,13 @@ func TestAuthRefused(t *testing.T) {
 		{"other nonce", func(n []byte) any {
 			return Frame{Type: FrameAuth, User: alice.id, Sig: sign(alice.key, otherNonce, alice.id)}
 		}},
-		{"other user in message", func(n []byte) any { return Frame{Type: FrameAuth, User: alice.id, Sig: sign(alice.key, n, "usr_bob")} }},
-		{"unknown user", func(n []byte) any {
-			return Frame{Type: FrameAuth, User: "usr_nobody", Sig: sign(alice.key, n, "usr_nobody")}
+		{"other user in message", func(n []byte) any {
+			return Frame{Type: FrameAuth, User: alice.id, Sig: sign(alice.key, n, "usr_bobaaaaaaaaaaaaaaaaaaaaaaa")}
 		}},
+		{"unknown user", func(n []byte) any {
+			return Frame{Type: FrameAuth, User: "usr_nobodyaaaaaaaaaaaaaaaaaaaa", Sig: sign(alice.key, n, "usr_nobodyaaaaaaaaaaaaaaaaaaaa")}
+		}},
+		{"user id of the wrong shape", func(n []byte) any { return Frame{Type: FrameAuth, User: eve.id, Sig: sign(eve.key, n, eve.id)} }},
 		{"bad sig encoding", func(n []byte) any { return Frame{Type: FrameAuth, User: alice.id, Sig: "!!"} }},
 		{"no sig", func(n []byte) any { return Frame{Type: FrameAuth, User: alice.id} }},
 		{"send before auth", func(n []byte) any { return Frame{Type: FrameSend} }},
@@ -110,7 +114,7 @@ func TestAuthRefused(t *testing.T) {
 // connection, across a relay restart.
 func TestOfflineQueueWakeRedeliver(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	ca := e.connect(alice)
 	e1 := seal(t, alice, bob, []byte("one"), e.clock.Now())
 	e2 := seal(t, alice, bob, []byte("two"), e.clock.Now())
@@ -158,7 +162,7 @@ func TestOfflineQueueWakeRedeliver(t *testing.T) {
 // with 4000 and receives the deliveries.
 func TestReplaced(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	first := e.connect(bob)
 	second := e.connect(bob)
 	_, err := first.tryRead(5 * time.Second)
@@ -176,8 +180,8 @@ func TestReplaced(t *testing.T) {
 // the envelope id, and nothing is stored.
 func TestSendRefused(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.MaxPayloadBytes = 1024 })
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
-	carol := e.newUser("usr_carol")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
+	carol := e.newUser("usr_carolaaaaaaaaaaaaaaaaaaaaa")
 	ca := e.connect(alice)
 	dup := seal(t, alice, bob, []byte("dup"), e.clock.Now())
 	ca.send(dup)
@@ -196,9 +200,13 @@ func TestSendRefused(t *testing.T) {
 		{"short id", func(v *Envelope) { v.Header.ID = "abc" }, CodeBadEnvelope, false},
 		{"padded id", func(v *Envelope) { v.Header.ID = v.Header.ID[:20] + "==" }, CodeBadEnvelope, false},
 		{"bad to", func(v *Envelope) { v.Header.To = "usr bob" }, CodeBadEnvelope, true},
+		{"to not a user id shape", func(v *Envelope) { v.Header.To = "usr_bob" }, CodeBadEnvelope, true},
+		{"to traversal", func(v *Envelope) { v.Header.To = "..%2f..%2fetc" }, CodeBadEnvelope, true},
+		{"to network name", func(v *Envelope) { v.Header.To = "ocmt-agents" }, CodeBadEnvelope, true},
+		{"to upper case", func(v *Envelope) { v.Header.To = "usr_" + strings.Repeat("A", 26) }, CodeBadEnvelope, true},
 		{"bad type", func(v *Envelope) { v.Header.Type = "Capability Request" }, CodeBadEnvelope, true},
 		{"bad jti", func(v *Envelope) { v.Header.JTI = "nope" }, CodeBadEnvelope, true},
-		{"unknown recipient", func(v *Envelope) { v.Header.To = "usr_nobody" }, CodeUnknownRecipient, true},
+		{"unknown recipient", func(v *Envelope) { v.Header.To = "usr_nobodyaaaaaaaaaaaaaaaaaaaa" }, CodeUnknownRecipient, true},
 		{"duplicate id", func(v *Envelope) { v.Header.ID = dup.Header.ID }, CodeDuplicateID, true},
 	}
 	for _, tc := range cases {
@@ -223,7 +231,7 @@ func TestSendRefused(t *testing.T) {
 // retryAfterMs; after that wait a token is back.
 func TestRateLimit(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	ca := e.connect(alice)
 	for i := 0; i < DefaultRatePerHour; i++ {
 		ca.send(seal(t, alice, bob, []byte("m"), e.clock.Now()))
@@ -236,7 +244,7 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("rate_limited frame %+v, want id and 0 < retryAfterMs ≤ 36000", f)
 	}
 	// Carol is not limited by Alice's use.
-	carol := e.newUser("usr_carol")
+	carol := e.newUser("usr_carolaaaaaaaaaaaaaaaaaaaaa")
 	e.connect(carol).send(seal(t, carol, bob, []byte("m"), e.clock.Now()))
 	e.clock.Advance(time.Duration(f.RetryAfterMs) * time.Millisecond)
 	ca.send(seal(t, alice, bob, []byte("m"), e.clock.Now()))
@@ -249,7 +257,7 @@ func TestRateLimit(t *testing.T) {
 // metadata log line; expired envelopes are not delivered and are swept.
 func TestQueueCap(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.MaxQueuedPerRecipient = 3; o.EnvelopeTTL = time.Hour })
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	ca := e.connect(alice)
 	var sent []Envelope
 	for i := 0; i < 5; i++ {
@@ -284,7 +292,7 @@ func TestQueueCap(t *testing.T) {
 // filter rebuilt from the table); bad revocations get distinct codes.
 func TestRevocation(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	ca, cb := e.connect(alice), e.connect(bob)
 	jti, _ := capability.NewJTI()
 	now := e.clock.Now()
@@ -358,7 +366,7 @@ func TestBlocklistGrow(t *testing.T) {
 	for i := 0; i < 25; i++ {
 		j := newID()
 		jtis = append(jtis, j)
-		if _, err := e.st.PutRevocation(ctx, store.RelayRevocation{JTI: j, IssuerUser: "usr_x", Issuer: "ed25519:x"}); err != nil {
+		if _, err := e.st.PutRevocation(ctx, store.RelayRevocation{JTI: j, IssuerUser: "usr_xaaaaaaaaaaaaaaaaaaaaaaaaa", Issuer: "ed25519:x"}); err != nil {
 			t.Fatal(err)
 		}
 		if b.add(j) {
@@ -374,11 +382,11 @@ func TestBlocklistGrow(t *testing.T) {
 		t.Fatalf("capacity %d after 25 entries", capacity)
 	}
 	for _, j := range jtis {
-		if r, err := e.srv.revocationFor(ctx, j, "usr_y", "usr_x"); err != nil || r == nil {
+		if r, err := e.srv.revocationFor(ctx, j, "usr_yaaaaaaaaaaaaaaaaaaaaaaaaa", "usr_xaaaaaaaaaaaaaaaaaaaaaaaaa"); err != nil || r == nil {
 			t.Fatalf("%s not revoked: %v", j, err)
 		}
 	}
-	if r, _ := e.srv.revocationFor(ctx, newID(), "usr_x"); r != nil {
+	if r, _ := e.srv.revocationFor(ctx, newID(), "usr_xaaaaaaaaaaaaaaaaaaaaaaaaa"); r != nil {
 		t.Fatal("fresh jti reported revoked")
 	}
 }
@@ -387,7 +395,7 @@ func TestBlocklistGrow(t *testing.T) {
 // a payload's plaintext or its base64.
 func TestNoPlaintextAtRest(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	marker := []byte("MARKER-7f3a9c-the-secret-plaintext-MARKER")
 	ca := e.connect(alice)
 	ca.send(seal(t, alice, bob, marker, e.clock.Now()))
@@ -431,17 +439,17 @@ func TestNoPlaintextAtRest(t *testing.T) {
 // connection; each frame gets exactly one error frame.
 func TestMalformedFrames(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	ca := e.connect(alice)
 	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
 	frames := []string{
 		``, `{`, `null`, `[]`, `42`, `"send"`, `{}`, `{"type":5}`, `{"type":"nope"}`, `{"type":"ready"}`,
-		`{"type":"auth","user":"usr_alice","sig":"x"}`,
+		`{"type":"auth","user":"usr_aliceaaaaaaaaaaaaaaaaaaaaa","sig":"x"}`,
 		`{"type":"send"}`, `{"type":"send","envelope":null}`, `{"type":"send","envelope":{}}`,
 		`{"type":"send","envelope":{"header":1}}`, `{"type":"send","envelope":{"header":{},"payload":"!!!"}}`,
-		`{"type":"send","envelope":{"header":{"id":"AAAAAAAAAAAAAAAAAAAAAA","from":"usr_alice","to":"usr_bob","ts":1e300,"type":"x"},"payload":"AAAA"}}`,
-		`{"type":"send","envelope":{"header":{"id":"AAAAAAAAAAAAAAAAAAAAAA","from":"usr_alice","to":"usr_bob","ts":-1,"type":"x"},"payload":"AAAA"}}`,
-		`{"type":"send","envelope":{"header":{"id":"AAAAAAAAAAAAAAAAAAAAAA","from":"usr_alice","to":"usr_bob","ts":1,"type":"x"},"payload":null}}`,
+		`{"type":"send","envelope":{"header":{"id":"AAAAAAAAAAAAAAAAAAAAAA","from":"usr_aliceaaaaaaaaaaaaaaaaaaaaa","to":"usr_bobaaaaaaaaaaaaaaaaaaaaaaa","ts":1e300,"type":"x"},"payload":"AAAA"}}`,
+		`{"type":"send","envelope":{"header":{"id":"AAAAAAAAAAAAAAAAAAAAAA","from":"usr_aliceaaaaaaaaaaaaaaaaaaaaa","to":"usr_bobaaaaaaaaaaaaaaaaaaaaaaa","ts":-1,"type":"x"},"payload":"AAAA"}}`,
+		`{"type":"send","envelope":{"header":{"id":"AAAAAAAAAAAAAAAAAAAAAA","from":"usr_aliceaaaaaaaaaaaaaaaaaaaaa","to":"usr_bobaaaaaaaaaaaaaaaaaaaaaaa","ts":1,"type":"x"},"payload":null}}`,
 		`{"type":"ack"}`, `{"type":"ack","id":"AAAAAAAAAAAAAAAAAAAAAA"}`, `{"type":"ack","id":["x"]}`,
 		`{"type":"revoke"}`, `{"type":"revoke","revocation":{"revocation":"x","sig":"y"},"issuer":"ed25519:x"}`,
 		`{"type":"revoke","revocation":"x","issuer":"x"}`,
@@ -475,7 +483,7 @@ func TestMalformedFrames(t *testing.T) {
 // and revocation deletes it.
 func TestSnapshot(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob, carol := e.newUser("usr_alice"), e.newUser("usr_bob"), e.newUser("usr_carol")
+	alice, bob, carol := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_carolaaaaaaaaaaaaaaaaaaaaa")
 	ca, cb, cc := e.connect(alice), e.connect(bob), e.connect(carol)
 	now := e.clock.Now()
 	issue := func(tier capability.Tier) (string, capability.JTI) {
@@ -547,7 +555,7 @@ func TestSnapshot(t *testing.T) {
 // in order.
 func TestBacklogPaging(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	ca := e.connect(alice)
 	var ids []string
 	for i := 0; i < 2*backlogPage+5; i++ {
@@ -568,7 +576,7 @@ func TestBacklogPaging(t *testing.T) {
 // keeps their queues.
 func TestCloseGoingAway(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	ca := e.connect(alice)
 	ca.send(seal(t, alice, bob, []byte("m"), e.clock.Now()))
 	e.stop()
@@ -588,7 +596,7 @@ func TestCloseGoingAway(t *testing.T) {
 // the recipient connects.
 func TestCallsToUnavailableRecipientFailFast(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.ConnectGrace = 200 * time.Millisecond })
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	bc := e.connect(bob)
 
 	call := seal(t, bob, alice, []byte("call"), e.clock.Now())
@@ -608,8 +616,8 @@ func TestCallsToUnavailableRecipientFailFast(t *testing.T) {
 	if n := e.queued(alice); n != 1 {
 		t.Fatalf("queued for alice: %d, want the grant only", n)
 	}
-	if e.waker.count("usr_alice") != 1 {
-		t.Fatalf("wakes: %d", e.waker.count("usr_alice"))
+	if e.waker.count("usr_aliceaaaaaaaaaaaaaaaaaaaaa") != 1 {
+		t.Fatalf("wakes: %d", e.waker.count("usr_aliceaaaaaaaaaaaaaaaaaaaaa"))
 	}
 
 	// The next call is refused at once, without being stored.
@@ -640,7 +648,7 @@ func TestCallsToUnavailableRecipientFailFast(t *testing.T) {
 // recipient_unavailable or waiting for nothing.
 func TestWakeAgainAfterQuickStop(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.ConnectGrace = 300 * time.Millisecond })
-	alice, bob := e.newUser("usr_alice"), e.newUser("usr_bob")
+	alice, bob := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa")
 	bc := e.connect(bob)
 	second := seal(t, bob, alice, []byte("call 2"), e.clock.Now())
 	second.Header.Type = api.RelayTypeCall
@@ -705,6 +713,18 @@ func TestBrowserOriginRefused(t *testing.T) {
 	}
 	if n := strings.Count(e.logs.String(), "origin refused"); n != 4 {
 		t.Errorf("%d refusals logged, want 4:\n%s", n, e.logs.String())
+	}
+	// Same fields as the management role's line (README "Origins"):
+	// kind, method, path, origin, ip, request_id.
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		if !strings.Contains(l, "origin refused") {
+			continue
+		}
+		for _, f := range []string{"kind=relay", "method=GET", "path=/relay/v1/connect", "origin=", "ip=", "request_id="} {
+			if !strings.Contains(l, f) {
+				t.Errorf("refusal line lacks %s: %s", f, l)
+			}
+		}
 	}
 	e.dial().ws.CloseNow() // a vault (no Origin) still connects
 }

@@ -46,7 +46,7 @@ func revokeFrame(t testing.TB, signer *user, jti capability.JTI, ts time.Time) F
 // signed revocation so that Bob's vault can check it itself.
 func TestRevokeOnlyByIssuer(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob, carol := e.newUser("usr_alice"), e.newUser("usr_bob"), e.newUser("usr_carol")
+	alice, bob, carol := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_carolaaaaaaaaaaaaaaaaaaaaa")
 	ca, cb, cc := e.connect(alice), e.connect(bob), e.connect(carol)
 	jti, _ := capability.NewJTI()
 	ca.send(capEnvelope(t, alice, bob, "capability.grant", jti, e.clock.Now()))
@@ -100,7 +100,7 @@ func TestRevokeOnlyByIssuer(t *testing.T) {
 // still pass, and Alice can still revoke it herself.
 func TestRevokeScopedToSigner(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob, carol := e.newUser("usr_alice"), e.newUser("usr_bob"), e.newUser("usr_carol")
+	alice, bob, carol := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_carolaaaaaaaaaaaaaaaaaaaaa")
 	ca, cb, cc := e.connect(alice), e.connect(bob), e.connect(carol)
 	jti, _ := capability.NewJTI()
 	cc.write(revokeFrame(t, carol, jti, e.clock.Now()))
@@ -144,7 +144,7 @@ func TestRevokeScopedToSigner(t *testing.T) {
 // retryAfterMs; another user is not affected.
 func TestRevokeRateLimited(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, carol := e.newUser("usr_alice"), e.newUser("usr_carol")
+	alice, carol := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_carolaaaaaaaaaaaaaaaaaaaaa")
 	ca := e.connect(alice)
 	limited := 0
 	for i := 0; i < DefaultRevocationsPerHour+1; i++ {
@@ -176,7 +176,7 @@ func TestRevokeRateLimited(t *testing.T) {
 // the jti does not delete Alice's snapshot.
 func TestSnapshotSlotPerIssuer(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob, carol := e.newUser("usr_alice"), e.newUser("usr_bob"), e.newUser("usr_carol")
+	alice, bob, carol := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_carolaaaaaaaaaaaaaaaaaaaaa")
 	ca, cb, cc := e.connect(alice), e.connect(bob), e.connect(carol)
 	now := e.clock.Now()
 	jti, _ := capability.NewJTI()
@@ -215,7 +215,7 @@ func TestSnapshotSlotPerIssuer(t *testing.T) {
 // key signed it, and only that.
 func TestRevokeLegacyRecord(t *testing.T) {
 	e := newEnv(t, nil)
-	alice, bob, carol := e.newUser("usr_alice"), e.newUser("usr_bob"), e.newUser("usr_carol")
+	alice, bob, carol := e.newUser("usr_aliceaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_bobaaaaaaaaaaaaaaaaaaaaaaa"), e.newUser("usr_carolaaaaaaaaaaaaaaaaaaaaa")
 	jti, _ := capability.NewJTI()
 	r, _ := capability.SignRevocation(alice.key, jti, "", e.clock.Now())
 	if _, err := e.st.PutRevocation(context.Background(), store.RelayRevocation{JTI: jti.String(), Issuer: alice.key.Public().Ed25519Text(),

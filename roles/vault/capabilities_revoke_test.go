@@ -95,14 +95,14 @@ func TestRelayRevocationMustVerify(t *testing.T) {
 	lr := &lyingRelay{}
 	url := lr.start(t)
 	dir := &mapDir{keys: map[string]ed25519.PublicKey{}}
-	bob := newSharingVault(t, "usr_bob", url, dir, &syncBuf{})
+	bob := newSharingVault(t, "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", url, dir, &syncBuf{})
 	waitFor(t, "relay connection", 5*time.Second, bob.s.relay.connected)
 
 	alice, _ := crypto.NewIdentity()
 	carol, _ := crypto.NewIdentity()
 	jti, _ := capability.NewJTI()
 	now := time.Now()
-	tok, err := capability.Issue(alice, capability.Claims{JTI: jti, Subject: bob.s.keys.id.Public().Ed25519, Audience: "usr_alice",
+	tok, err := capability.Issue(alice, capability.Claims{JTI: jti, Subject: bob.s.keys.id.Public().Ed25519, Audience: "usr_aliceaaaaaaaaaaaaaaaaaaaaa",
 		Resource: "calendar", Scope: []capability.Op{capability.OpRead}, IssuedAt: now, Expires: now.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func TestRelayRevocationMustVerify(t *testing.T) {
 	k := bob.s.keys
 	k.mu.Lock()
 	cs := bob.s.loadCapsLocked()
-	cs.Received[jti.String()] = &receivedCap{JTI: jti.String(), Token: tok, IssuerUserID: "usr_alice",
+	cs.Received[jti.String()] = &receivedCap{JTI: jti.String(), Token: tok, IssuerUserID: "usr_aliceaaaaaaaaaaaaaaaaaaaaa",
 		IssuerEd25519: alice.Public().Ed25519Text(), IssuerX25519: alice.Public().X25519Text(), Resource: "calendar",
 		Scope: []string{"read"}, Exp: now.Add(time.Hour).Unix(), ReceivedAt: now.Unix()}
 	if err := bob.s.saveCapsLocked(cs); err != nil {
@@ -174,7 +174,7 @@ func TestRevokeRefusalAnswersAtOnce(t *testing.T) {
 	for _, code := range []string{"not_issuer", "rate_limited", "revocation_stale"} {
 		lr := &lyingRelay{revokeAnswer: api.RelayFrame{Type: api.RelayFrameError, Code: code}}
 		url := lr.start(t)
-		v := newSharingVault(t, "usr_alice", url, &mapDir{keys: map[string]ed25519.PublicKey{}}, &syncBuf{})
+		v := newSharingVault(t, "usr_aliceaaaaaaaaaaaaaaaaaaaaa", url, &mapDir{keys: map[string]ed25519.PublicKey{}}, &syncBuf{})
 		waitFor(t, "relay connection", 5*time.Second, v.s.relay.connected)
 		jti, _ := capability.NewJTI()
 		v.s.keys.mu.Lock()

@@ -177,8 +177,8 @@ func TestSharingThroughRelay(t *testing.T) {
 	}))
 	t.Cleanup(fake.Close)
 
-	alice := newSharingVault(t, "usr_alice", relayURL, dir, logs)
-	bob := newSharingVault(t, "usr_bob", relayURL, dir, logs)
+	alice := newSharingVault(t, "usr_aliceaaaaaaaaaaaaaaaaaaaaa", relayURL, dir, logs)
+	bob := newSharingVault(t, "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", relayURL, dir, logs)
 	waitFor(t, "relay connections", 5*time.Second, func() bool { return alice.s.relay.connected() && bob.s.relay.connected() })
 
 	if st, body := alice.do("PUT", "/vault/integrations/calendar", map[string]string{"type": "http", "baseUrl": fake.URL, "authHeader": "Authorization", "authValue": secret}); st != 200 {
@@ -192,7 +192,7 @@ func TestSharingThroughRelay(t *testing.T) {
 		t.Fatalf("unknown resource: %d %v", st, body)
 	}
 	bad := bob.subject()
-	bad["userId"] = "usr_mallory"
+	bad["userId"] = "usr_malloryaaaaaaaaaaaaaaaaaaa"
 	if st, body := alice.do("POST", "/vault/capabilities", map[string]any{"subjectEmail": "bob@example.org", "resource": "calendar", "scope": []string{"read"}, "expiresIn": 600, "subject": bad}); st != 400 || errCode(body) != "subject_unknown" {
 		t.Fatalf("mismatched subject: %d %v", st, body)
 	}
@@ -217,7 +217,7 @@ func TestSharingThroughRelay(t *testing.T) {
 		}
 		return false
 	})
-	if recv["jti"] != jti || recv["issuerUserId"] != "usr_alice" || recv["resource"] != "calendar" || recv["status"] != "active" {
+	if recv["jti"] != jti || recv["issuerUserId"] != "usr_aliceaaaaaaaaaaaaaaaaaaaaa" || recv["resource"] != "calendar" || recv["status"] != "active" {
 		t.Fatalf("received: %v", recv)
 	}
 	_, il := alice.do("GET", "/vault/capabilities?direction=issued", nil)

@@ -52,7 +52,7 @@ func TestRelayClientDropsSilentRelay(t *testing.T) {
 	defer relay.Close()
 	d := t.TempDir()
 	s, err := New(Options{Secret: testSecret, Version: "test", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		DataDir: d, PublicURL: "https://ocmt.example", UserID: "usr_alice", RelayURL: strings.Replace(relay.URL, "http", "ws", 1)})
+		DataDir: d, PublicURL: "https://ocmt.example", UserID: "usr_aliceaaaaaaaaaaaaaaaaaaaaa", RelayURL: strings.Replace(relay.URL, "http", "ws", 1)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,8 +116,8 @@ func newReplayPair(t *testing.T, maxCalls int) *replayPair {
 		io.WriteString(w, `{"events":[]}`)
 	}))
 	t.Cleanup(fake.Close)
-	p.alice = newSharingVault(t, "usr_alice", relayURL, dir, logs)
-	p.bob = newSharingVault(t, "usr_bob", relayURL, dir, logs)
+	p.alice = newSharingVault(t, "usr_aliceaaaaaaaaaaaaaaaaaaaaa", relayURL, dir, logs)
+	p.bob = newSharingVault(t, "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", relayURL, dir, logs)
 	waitFor(t, "relay connections", 5*time.Second, func() bool { return p.alice.s.relay.connected() && p.bob.s.relay.connected() })
 	if st, body := p.alice.do("PUT", "/vault/integrations/calendar", map[string]string{"type": "http", "baseUrl": fake.URL}); st != 200 {
 		t.Fatalf("integration: %d %v", st, body)
@@ -240,7 +240,7 @@ func TestCallBinding(t *testing.T) {
 	tok := p.token()
 	ctx := context.Background()
 	header := func() api.RelayHeader {
-		return api.RelayHeader{ID: newRandomID(), From: "usr_bob", To: "usr_alice", TS: time.Now().UnixMilli(), Type: envCall, JTI: p.jti}
+		return api.RelayHeader{ID: newRandomID(), From: "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", To: "usr_aliceaaaaaaaaaaaaaaaaaaaaa", TS: time.Now().UnixMilli(), Type: envCall, JTI: p.jti}
 	}
 	msg := func(inner *api.RelayHeader) map[string]any {
 		m := map[string]any{"requestId": newRandomID(), "token": tok, "operation": "read", "method": "GET", "path": "/events"}
@@ -293,13 +293,13 @@ func TestCallBinding(t *testing.T) {
 		{"sealed sender is someone else", func() *api.RelayEnvelope {
 			h := header()
 			in := h
-			in.From = "usr_mallory"
+			in.From = "usr_malloryaaaaaaaaaaaaaaaaaaa"
 			return sealRaw(t, p.bob, p.alice, h, msg(&in))
 		}},
 		{"sealed recipient is someone else", func() *api.RelayEnvelope {
 			h := header()
 			in := h
-			in.To = "usr_carol"
+			in.To = "usr_carolaaaaaaaaaaaaaaaaaaaaa"
 			return sealRaw(t, p.bob, p.alice, h, msg(&in))
 		}},
 		{"sealed jti is another capability", func() *api.RelayEnvelope {
@@ -335,7 +335,7 @@ func TestCallBinding(t *testing.T) {
 func TestResultBinding(t *testing.T) {
 	p := newReplayPair(t, 100)
 	header := func() api.RelayHeader {
-		return api.RelayHeader{ID: newRandomID(), From: "usr_alice", To: "usr_bob", TS: time.Now().UnixMilli(), Type: envResult}
+		return api.RelayHeader{ID: newRandomID(), From: "usr_aliceaaaaaaaaaaaaaaaaaaaaa", To: "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", TS: time.Now().UnixMilli(), Type: envResult}
 	}
 	msg := func(inner *api.RelayHeader, reqID, jti string) map[string]any {
 		m := map[string]any{"requestId": reqID, "jti": jti, "status": 200, "body": []byte(`{"events":[]}`)}
@@ -345,7 +345,7 @@ func TestResultBinding(t *testing.T) {
 		return m
 	}
 	reqID := newRandomID()
-	ch := p.bob.s.calls.add(reqID, "usr_alice", p.jti, newRandomID())
+	ch := p.bob.s.calls.add(reqID, "usr_aliceaaaaaaaaaaaaaaaaaaaaa", p.jti, newRandomID())
 	defer p.bob.s.calls.drop(reqID)
 	delivered := func() bool {
 		select {
@@ -371,7 +371,7 @@ func TestResultBinding(t *testing.T) {
 		{"sealed recipient is someone else", func() *api.RelayEnvelope {
 			h := header()
 			in := h
-			in.To = "usr_carol"
+			in.To = "usr_carolaaaaaaaaaaaaaaaaaaaaa"
 			return sealRaw(t, p.alice, p.bob, h, msg(&in, reqID, p.jti))
 		}},
 		{"for another capability", func() *api.RelayEnvelope {
@@ -411,7 +411,7 @@ func TestGrantBinding(t *testing.T) {
 	bobEd, _ := crypto.ParseEd25519(bobRec.Ed25519)
 	now := time.Now()
 	p.alice.s.keys.mu.Lock()
-	tok, err := capability.Issue(p.alice.s.keys.id, capability.Claims{Subject: bobEd, Audience: "usr_alice", Resource: "calendar",
+	tok, err := capability.Issue(p.alice.s.keys.id, capability.Claims{Subject: bobEd, Audience: "usr_aliceaaaaaaaaaaaaaaaaaaaaa", Resource: "calendar",
 		Scope: []capability.Op{capability.OpRead}, IssuedAt: now, Expires: now.Add(time.Hour)})
 	p.alice.s.keys.mu.Unlock()
 	if err != nil {
@@ -424,7 +424,7 @@ func TestGrantBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	grant := func(h api.RelayHeader, inner *api.RelayHeader) *api.RelayEnvelope {
-		m := map[string]any{"token": tok, "issuerUserId": "usr_alice", "issuerKeys": signed}
+		m := map[string]any{"token": tok, "issuerUserId": "usr_aliceaaaaaaaaaaaaaaaaaaaaa", "issuerKeys": signed}
 		if inner != nil {
 			m["header"] = inner
 		}
@@ -434,7 +434,7 @@ func TestGrantBinding(t *testing.T) {
 		return e
 	}
 	header := func() api.RelayHeader {
-		return api.RelayHeader{ID: newRandomID(), From: "usr_alice", To: "usr_bob", TS: time.Now().UnixMilli(), Type: envGrant, JTI: jti}
+		return api.RelayHeader{ID: newRandomID(), From: "usr_aliceaaaaaaaaaaaaaaaaaaaaa", To: "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", TS: time.Now().UnixMilli(), Type: envGrant, JTI: jti}
 	}
 	has := func() bool {
 		k := p.bob.s.keys
@@ -450,7 +450,7 @@ func TestGrantBinding(t *testing.T) {
 		{"sealed recipient is someone else", func() *api.RelayEnvelope {
 			h := header()
 			in := h
-			in.To = "usr_carol"
+			in.To = "usr_carolaaaaaaaaaaaaaaaaaaaaa"
 			return grant(h, &in)
 		}},
 		{"no jti in the header", func() *api.RelayEnvelope {

@@ -33,8 +33,8 @@ func TestChatOnSharedProvider(t *testing.T) {
 	for _, prov := range []string{llm.Anthropic, llm.OpenAI} {
 		t.Run(prov, func(t *testing.T) {
 			relayURL, dir, logs := startTestRelay(t)
-			alice := newSharingVault(t, "usr_alice", relayURL, dir, logs)
-			bob := newSharingVault(t, "usr_bob", relayURL, dir, logs)
+			alice := newSharingVault(t, "usr_aliceaaaaaaaaaaaaaaaaaaaaa", relayURL, dir, logs)
+			bob := newSharingVault(t, "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", relayURL, dir, logs)
 			waitFor(t, "relay connections", 5*time.Second, func() bool { return alice.s.relay.connected() && bob.s.relay.connected() })
 			fp := fakeprovider.New()
 			t.Cleanup(fp.Close)
@@ -71,7 +71,7 @@ func TestChatOnSharedProvider(t *testing.T) {
 				return strings.Contains(mustJSON(keys["shared"]), jti)
 			})
 			sh := keys["shared"].([]any)[0].(map[string]any)
-			if sh["provider"] != prov || sh["remainingCalls"] != float64(3) || sh["issuerUserId"] != "usr_alice" || sh["status"] != "active" {
+			if sh["provider"] != prov || sh["remainingCalls"] != float64(3) || sh["issuerUserId"] != "usr_aliceaaaaaaaaaaaaaaaaaaaaa" || sh["status"] != "active" {
 				t.Fatalf("shared entry %v", sh)
 			}
 			if prov == llm.OpenAI && sh["model"] != "household-model" {

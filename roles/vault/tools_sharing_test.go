@@ -43,8 +43,8 @@ func newSharingPair(t *testing.T) *sharingPair {
 	}))
 	t.Cleanup(fake.Close)
 
-	p.alice = newSharingVault(t, "usr_alice", relayURL, dir, logs)
-	p.bob = newSharingVault(t, "usr_bob", relayURL, dir, logs)
+	p.alice = newSharingVault(t, "usr_aliceaaaaaaaaaaaaaaaaaaaaa", relayURL, dir, logs)
+	p.bob = newSharingVault(t, "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", relayURL, dir, logs)
 	waitFor(t, "relay connections", 5*time.Second, func() bool { return p.alice.s.relay.connected() && p.bob.s.relay.connected() })
 	if st, body := p.alice.do("PUT", "/vault/integrations/calendar", map[string]string{"type": "http", "baseUrl": fake.URL,
 		"authHeader": "Authorization", "authValue": "Bearer alice-secret"}); st != 200 {
@@ -89,7 +89,7 @@ func TestSharingTools(t *testing.T) {
 		t.Fatalf("list output %q: %v", out, err)
 	}
 	if r := lists["received"]; len(r) != 1 || r[0]["jti"] != jti || r[0]["resource"] != "calendar" || r[0]["status"] != "active" ||
-		r[0]["issuerUserId"] != "usr_alice" || len(lists["issued"]) != 0 {
+		r[0]["issuerUserId"] != "usr_aliceaaaaaaaaaaaaaaaaaaaaa" || len(lists["issued"]) != 0 {
 		t.Fatalf("Bob's lists: %s", out)
 	}
 	if strings.Contains(out, "ocap1.") || strings.Contains(out, "alice-secret") {
