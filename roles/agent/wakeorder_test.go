@@ -68,7 +68,7 @@ func TestWakeRecordsRunningBeforeResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	const uid = "usr_wakeorder"
+	const uid = "usr_wakeorderaaaaaaaaaaaaaaaaa"
 	state := func() string {
 		t.Helper()
 		as, err := s.Status(ctx, uid)
