@@ -17,36 +17,48 @@ import (
 	"github.com/ocmt/ocmt/store"
 )
 
-// TestServiceActivityRoute: a separate relay reports deliveries as activity
-// through the service API; without the service secret it is refused.
-func TestServiceActivityRoute(t *testing.T) {
+// routeSecret is the service secret of routeServer.
+const routeSecret = "0123456789abcdef0123"
+
+// routeServer serves an agent role's service routes (process driver, fresh
+// store, both closed when the test ends) under /internal/v1/agent with
+// routeSecret.
+func routeServer(t *testing.T) (*Server, *store.Store, *httptest.Server) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), store.FileName), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := New(ctx, Options{Driver: process.New(log), Store: st, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	e := web.New(log, false)
+	s.Routes(e.Group("/internal/v1/agent"), routeSecret)
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return s, st, srv
+}
+
+// TestServiceActivityRoute: a separate relay reports deliveries as activity
+// through the service API; without the service secret it is refused.
+func TestServiceActivityRoute(t *testing.T) {
+	ctx := context.Background()
+	s, st, srv := routeServer(t)
 	old := time.Now().Add(-time.Hour)
 	if err := st.PutContainer(ctx, store.Container{UserID: "usr_bobaaaaaaaaaaaaaaaaaaaaaaa", Runtime: "process", State: store.StateStopped, LastActivityAt: old}); err != nil {
 		t.Fatal(err)
 	}
-	e := web.New(log, false)
-	const secret = "0123456789abcdef0123"
-	s.Routes(e.Group("/internal/v1/agent"), secret)
-	srv := httptest.NewServer(e)
-	defer srv.Close()
 
 	resp, err := http.Post(srv.URL+"/internal/v1/agent/containers/usr_bob/activity", "", nil)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("without secret: %v %v", resp, err)
 	}
-	ac, _ := api.NewAgentClient(srv.URL, secret)
+	ac, _ := api.NewAgentClient(srv.URL, routeSecret)
 	if err := ac.Touch(ctx, "usr_bobaaaaaaaaaaaaaaaaaaaaaaa"); err != nil {
 		t.Fatal(err)
 	}
@@ -61,22 +73,7 @@ func TestServiceActivityRoute(t *testing.T) {
 // that is not open.
 func TestStreamCloseRoute(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), store.FileName), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := New(ctx, Options{Driver: process.New(log), Store: st, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	e := web.New(log, false)
-	const secret = "0123456789abcdef0123"
-	s.Routes(e.Group("/internal/v1/agent"), secret)
-	srv := httptest.NewServer(e)
-	defer srv.Close()
+	s, _, srv := routeServer(t)
 	id := "0123456789abcdef0123456789abcdef"
 	cancelled := make(chan error, 1)
 	sctx, cancel := context.WithCancelCause(ctx)
@@ -86,10 +83,10 @@ func TestStreamCloseRoute(t *testing.T) {
 		want                   int
 	}{
 		{"no secret", "", id, `{"reason":"signed out"}`, http.StatusUnauthorized},
-		{"unknown reason", secret, id, `{"reason":"because"}`, http.StatusBadRequest},
-		{"unknown stream", secret, "ffffffffffffffffffffffffffffffff", `{"reason":"signed out"}`, http.StatusNotFound},
-		{"ok", secret, id, `{"reason":"signed out"}`, http.StatusNoContent},
-		{"again", secret, id, `{"reason":"signed out"}`, http.StatusNotFound},
+		{"unknown reason", routeSecret, id, `{"reason":"because"}`, http.StatusBadRequest},
+		{"unknown stream", routeSecret, "ffffffffffffffffffffffffffffffff", `{"reason":"signed out"}`, http.StatusNotFound},
+		{"ok", routeSecret, id, `{"reason":"signed out"}`, http.StatusNoContent},
+		{"again", routeSecret, id, `{"reason":"signed out"}`, http.StatusNotFound},
 	} {
 		req, _ := http.NewRequest("POST", srv.URL+"/internal/v1/agent/streams/"+tc.id+"/close", strings.NewReader(tc.body))
 		req.Header.Set("Content-Type", "application/json")
@@ -120,22 +117,7 @@ func TestStreamCloseRoute(t *testing.T) {
 // shape store.ParseUserID accepts; nothing is provisioned or echoed.
 func TestInternalRoutesRefuseBadUserIDs(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), store.FileName), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := New(ctx, Options{Driver: process.New(log), Store: st, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	e := web.New(log, false)
-	const secret = "0123456789abcdef0123"
-	s.Routes(e.Group("/internal/v1/agent"), secret)
-	srv := httptest.NewServer(e)
-	defer srv.Close()
+	_, st, srv := routeServer(t)
 
 	ids := map[string]string{
 		"escaped traversal":   "..%2f..%2fetc",
@@ -171,7 +153,7 @@ func TestInternalRoutesRefuseBadUserIDs(t *testing.T) {
 			path := "/internal/v1/agent" + strings.Replace(rt.path, "%s", id, 1)
 			t.Run(name+" "+rt.method+" "+rt.path, func(t *testing.T) {
 				req, _ := http.NewRequest(rt.method, srv.URL+path, nil)
-				req.Header.Set(ServiceHeader, secret)
+				req.Header.Set(ServiceHeader, routeSecret)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
@@ -194,7 +176,7 @@ func TestInternalRoutesRefuseBadUserIDs(t *testing.T) {
 	// A well-formed id still gets through.
 	good := store.NewID("usr")
 	req, _ := http.NewRequest("GET", srv.URL+"/internal/v1/agent/containers/"+good, nil)
-	req.Header.Set(ServiceHeader, secret)
+	req.Header.Set(ServiceHeader, routeSecret)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("good id: %v %v", resp, err)

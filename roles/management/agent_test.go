@@ -31,6 +31,13 @@ func provisioned(t *testing.T, env *xtest.Env) *api.Client {
 	return c
 }
 
+// deployModes are the two ways to run management and agent: one process
+// (xtest.NewEnv) and apart, over the service API (xtest.NewSplitEnv).
+var deployModes = []struct {
+	name string
+	new  func(testing.TB, ...xtest.Option) *xtest.Env
+}{{"all", xtest.NewEnv}, {"split", xtest.NewSplitEnv}}
+
 // rawGet sends a GET with exactly the given extra header lines (and the
 // session cookie of c) on a fresh connection and returns the response
 // status and body (empty for a 101).
@@ -70,10 +77,7 @@ func rawGetResponse(t *testing.T, env *xtest.Env, c *api.Client, path string, hd
 // tokens; every such request must come from our own origin and is bridged
 // as a WebSocket. Other upgrades are not passed on: the answer is plain HTTP.
 func TestAgentProxyUpgrades(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		new  func(testing.TB, ...xtest.Option) *xtest.Env
-	}{{"all", xtest.NewEnv}, {"split", xtest.NewSplitEnv}} {
+	for _, mode := range deployModes {
 		t.Run(mode.name, func(t *testing.T) {
 			env := mode.new(t)
 			c := provisioned(t, env)
@@ -117,10 +121,7 @@ func TestAgentProxyUpgrades(t *testing.T) {
 // management role buffers, and for WebSocket upgrades, in one process and
 // with the agent role on its own.
 func TestAgentProxyHeadersOnce(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		new  func(testing.TB, ...xtest.Option) *xtest.Env
-	}{{"all", xtest.NewEnv}, {"split", xtest.NewSplitEnv}} {
+	for _, mode := range deployModes {
 		t.Run(mode.name, func(t *testing.T) {
 			env := mode.new(t)
 			c := provisioned(t, env)

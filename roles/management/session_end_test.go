@@ -91,10 +91,7 @@ func (s *chatSocket) closed(within time.Duration) error {
 // the user's other sessions stay open, and the closed ones take no more
 // frames.
 func TestSocketsEndWithSession(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		new  func(testing.TB, ...xtest.Option) *xtest.Env
-	}{{"all", xtest.NewEnv}, {"split", xtest.NewSplitEnv}} {
+	for _, mode := range deployModes {
 		t.Run(mode.name, func(t *testing.T) {
 			clock := &offsetClock{}
 			env := mode.new(t, xtest.WithClock(clock.Now))
@@ -171,10 +168,7 @@ func TestSocketsEndWithSession(t *testing.T) {
 // at once also while its container is paused (a paused container cannot
 // answer a close handshake, which must not delay the browser's close).
 func TestSocketEndsWithSessionWhileAgentPaused(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		new  func(testing.TB, ...xtest.Option) *xtest.Env
-	}{{"all", xtest.NewEnv}, {"split", xtest.NewSplitEnv}} {
+	for _, mode := range deployModes {
 		t.Run(mode.name, func(t *testing.T) {
 			env := mode.new(t)
 			ctx := context.Background()
