@@ -17,7 +17,7 @@ func newDoctor() *cobra.Command {
 	cfg := config.Default()
 	cmd := &cobra.Command{
 		Use:   "doctor",
-		Short: "Check this machine: container engine, data directory, agent image, listen address",
+		Short: "Check this machine: container engine, data directory, agent image, listen address, reverse proxy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := loadConfig(cmd, &cfg); err != nil {

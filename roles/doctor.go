@@ -6,11 +6,16 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/moby/moby/client"
 
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/roles/agent/docker"
+	"github.com/ocmt/ocmt/roles/web"
+	"github.com/ocmt/ocmt/store"
 	"github.com/ocmt/ocmt/version"
 )
 
@@ -93,5 +98,87 @@ func Doctor(ctx context.Context, cfg config.Config) []Check {
 		ln.Close()
 		lc.OK, lc.Detail = true, cfg.Listen+" is free"
 	}
-	return append(out, lc)
+	out = append(out, lc)
+	return append(out, proxyChecks(ctx, cfg)...)
+}
+
+// proxyChecks are doctor's reverse proxy lines. ocmt serves no TLS itself,
+// so an https public URL means a proxy in front: it should be listed in
+// --trusted-proxies (else every user counts as the proxy's address in rate
+// limits and audit), and what the running server saw of it
+// (web.ProxyReport, read from the data directory without writing) should
+// show no problem.
+func proxyChecks(ctx context.Context, cfg config.Config) []Check {
+	conf := Check{Name: "reverse proxy"}
+	if !cfg.Secure() {
+		conf.OK, conf.Detail = true, "public URL "+cfg.PublicURL+" is http: no TLS proxy expected"
+		return []Check{conf}
+	}
+	if len(cfg.TrustedProxies) == 0 {
+		conf.Warn, conf.Detail = true, "--public-url is https but --trusted-proxies is empty: ocmt serves no TLS itself, "+
+			"so a proxy is in front, and every user counts as the proxy's address (one shared sign-in rate limit, "+
+			"the proxy's address in the audit log); "+web.ProxyFix(web.ProxyUntrustedPeer)
+	} else {
+		conf.OK, conf.Detail = true, "https through proxies at "+strings.Join(cfg.TrustedProxies, ", ")
+	}
+	seen := Check{Name: "proxied requests"}
+	path := filepath.Join(cfg.DataDir, store.FileName)
+	if _, err := os.Stat(path); err != nil {
+		seen.OK, seen.Detail = true, "nothing seen yet: ocmt has not run with this data directory"
+		return []Check{conf, seen}
+	}
+	st, err := store.OpenReadOnly(ctx, path)
+	if err != nil {
+		seen.Warn, seen.Detail = true, "cannot read what the server saw: "+err.Error()
+		return []Check{conf, seen}
+	}
+	defer st.Close()
+	b, err := st.GetKV(ctx, web.ProxyReportKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		seen.OK, seen.Detail = true, "no request came past the proxy or without its headers since ocmt last started"
+		return []Check{conf, seen}
+	case err != nil:
+		seen.Warn, seen.Detail = true, "cannot read what the server saw: "+err.Error()
+		return []Check{conf, seen}
+	}
+	rep, err := web.ParseProxyReport(b)
+	if err != nil {
+		seen.Warn, seen.Detail = true, "the server's reverse proxy report is unreadable; it is rewritten when ocmt runs"
+		return []Check{conf, seen}
+	}
+	seen.Warn, seen.Detail = true, describeProxyReport(rep)
+	if seen.Detail == "" {
+		seen.Warn, seen.OK, seen.Detail = false, true, "no request came past the proxy or without its headers since ocmt last started"
+	}
+	return []Check{conf, seen}
+}
+
+// describeProxyReport says what went wrong in rep, one clause per problem
+// with its fix, or "" when nothing did.
+func describeProxyReport(rep web.ProxyReport) string {
+	var parts []string
+	at := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04 UTC") }
+	for _, p := range web.ProxyProblems {
+		s := rep.Problems[p]
+		if s == nil || s.Count == 0 {
+			continue
+		}
+		what := map[web.ProxyProblem]string{
+			web.ProxyUntrustedPeer:    "came from a peer outside --trusted-proxies",
+			web.ProxyNoForwardedProto: "came from a trusted proxy without X-Forwarded-Proto",
+			web.ProxyPlainHTTP:        "came through the proxy over plain http",
+		}[p]
+		parts = append(parts, fmt.Sprintf("%d request(s) %s (%s address; last %s): %s", s.Count, what,
+			strings.Join(s.Peers, "/"), at(s.LastMS), web.ProxyFix(p)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	trusted := "none"
+	if len(rep.TrustedProxies) > 0 {
+		trusted = strings.Join(rep.TrustedProxies, ",")
+	}
+	return fmt.Sprintf("since ocmt started at %s with --public-url %s and --trusted-proxies %s, %s",
+		at(rep.SinceMS), rep.PublicURL, trusted, strings.Join(parts, "; "))
 }

@@ -79,6 +79,11 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	defer st.Close()
 
 	e := web.New(log, cfg.Secure(), cfg.TrustedProxyNets()...)
+	stopWatch, err := watchProxy(ctx, cfg, st, e, log)
+	if err != nil {
+		return err
+	}
+	defer stopWatch() // before st.Close: it writes the report a last time
 	var roleNames []string
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -312,6 +317,29 @@ func selectDriver(ctx context.Context, cfg config.Config, log *slog.Logger, depl
 	}
 	log.Warn("NO CONTAINER ENGINE ANSWERED: falling back to the process runtime; user agents are NOT isolated in containers. Start Docker and restart ocmt for real isolation.", "docker_error", err.Error())
 	return process.New(log), nil
+}
+
+// watchProxy clears the reverse proxy report of an earlier run and, when
+// the public URL is https, watches e's requests for a missing or
+// misconfigured proxy (web.ProxyWatch), writing what it sees under
+// web.ProxyReportKey for `ocmt doctor`. stop ends the watch after a last
+// write and waits for it.
+func watchProxy(ctx context.Context, cfg config.Config, st *store.Store, e *echo.Echo, log *slog.Logger) (stop func(), err error) {
+	if err := st.DeleteKV(ctx, web.ProxyReportKey); err != nil {
+		return nil, err
+	}
+	if !cfg.Secure() {
+		return func() {}, nil
+	}
+	w := web.NewProxyWatch(log, cfg.PublicURL, cfg.TrustedProxyNets(), nil)
+	e.Use(w.Middleware)
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(wctx, 0, func(ctx context.Context, b []byte) error { return st.PutKV(ctx, web.ProxyReportKey, b) })
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // VerifyAudit opens the database in dataDir and checks the audit chain.

@@ -207,6 +207,22 @@ func (s *Store) GetKV(ctx context.Context, key string) ([]byte, error) {
 	return v, err
 }
 
+// PutKV stores value under key, replacing any value there.
+func (s *Store) PutKV(ctx context.Context, key string, value []byte) error {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO kv(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, key, value); err != nil {
+		return fmt.Errorf("store kv: %w", err)
+	}
+	return nil
+}
+
+// DeleteKV removes the value under key; a missing key is no error.
+func (s *Store) DeleteKV(ctx context.Context, key string) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM kv WHERE k = ?`, key); err != nil {
+		return fmt.Errorf("store kv: %w", err)
+	}
+	return nil
+}
+
 // GetOrCreateKV returns the value under key, storing make() first if absent.
 // It is how per-deployment keys (CSRF, container secrets) are made once.
 func (s *Store) GetOrCreateKV(ctx context.Context, key string, make func() []byte) ([]byte, error) {

@@ -127,3 +127,30 @@ func TestParseUserID(t *testing.T) {
 		}
 	}
 }
+
+// TestPutDeleteKV: PutKV replaces a value, DeleteKV removes it (twice is
+// no error), and GetKV then says ErrNotFound.
+func TestPutDeleteKV(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, v := range []string{"one", "two"} {
+		if err := st.PutKV(ctx, "k", []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.GetKV(ctx, "k"); err != nil || string(got) != v {
+			t.Fatalf("GetKV after PutKV(%q) = %q, %v", v, got, err)
+		}
+	}
+	for range 2 {
+		if err := st.DeleteKV(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.GetKV(ctx, "k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetKV after DeleteKV: %v", err)
+	}
+}

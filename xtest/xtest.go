@@ -119,6 +119,7 @@ type Env struct {
 	bodyDL  time.Duration
 	clock   func() time.Time
 	ping    [2]time.Duration // proxy ping interval, pong timeout
+	public  string           // --public-url, or "" for URL
 	stopped bool
 }
 
@@ -150,6 +151,11 @@ func WithClock(now func() time.Time) Option { return func(e *Env) { e.clock = no
 func WithProxyPing(interval, timeout time.Duration) Option {
 	return func(e *Env) { e.ping = [2]time.Duration{interval, timeout} }
 }
+
+// WithPublicURL sets --public-url to u (e.g. the https URL of a reverse
+// proxy in front of the server): links and Origin checks use u, while
+// Env.URL stays the server's own http address.
+func WithPublicURL(u string) Option { return func(e *Env) { e.public = u } }
 
 // NewEnv starts ocmt (role all) on a loopback port with a fresh data
 // directory; it is stopped when the test ends.
@@ -216,10 +222,14 @@ func (e *Env) start() {
 	if e.URL != "" { // restart: keep the same public URL (links stay valid)
 		cfg.PublicURL = e.URL
 	}
+	direct := cfg.PublicURL
+	if e.public != "" {
+		cfg.PublicURL = e.public
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	e.URL = cfg.PublicURL
+	e.URL = direct
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.errc, e.stopped = cancel, make(chan error, 1), false
 	ready := make(chan struct{})

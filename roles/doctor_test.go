@@ -1,0 +1,108 @@
+package roles_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/roles"
+	"github.com/ocmt/ocmt/xtest"
+)
+
+// doctorLines runs doctor for env's data directory with public URL and
+// trusted proxies, and returns its reverse proxy checks by name.
+func doctorLines(t *testing.T, env *xtest.Env, public string, trusted ...string) map[string]roles.Check {
+	t.Helper()
+	cfg := env.Cfg
+	cfg.PublicURL, cfg.TrustedProxies, cfg.Runtime = public, trusted, config.RuntimeProcess
+	out := map[string]roles.Check{}
+	for _, c := range roles.Doctor(context.Background(), cfg) {
+		out[c.Name] = c
+	}
+	return out
+}
+
+// get sends a GET for path straight to env's listener with the headers
+// given as name, value pairs.
+func get(t *testing.T, env *xtest.Env, path string, hdr ...string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", env.URL+path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+// TestDoctorProxy: with an https public URL, the server records requests
+// that bypass the trusted proxies or lack X-Forwarded-Proto, and doctor
+// warns about each with its fix; requests that come right, and the report
+// of an earlier run, leave doctor quiet.
+func TestDoctorProxy(t *testing.T) {
+	const public = "https://ocmt.example.org"
+	t.Run("no trusted proxies", func(t *testing.T) {
+		env := xtest.NewEnv(t, xtest.WithPublicURL(public))
+		get(t, env, "/signin", "X-Forwarded-Proto", "https", "X-Forwarded-For", "192.0.2.1")
+		get(t, env, "/healthz") // a monitor: not counted
+		env.Stop()
+		got := doctorLines(t, env, public)
+		if c := got["reverse proxy"]; !c.Warn || !strings.Contains(c.Detail, "--trusted-proxies is empty") {
+			t.Errorf("static check: %+v", c)
+		}
+		c := got["proxied requests"]
+		if !c.Warn || !strings.Contains(c.Detail, "1 request(s) came from a peer outside --trusted-proxies (loopback address") ||
+			!strings.Contains(c.Detail, "set --trusted-proxies to the proxy's address") {
+			t.Errorf("observed check: %+v", c)
+		}
+	})
+	t.Run("no X-Forwarded-Proto", func(t *testing.T) {
+		env := xtest.NewEnv(t, xtest.WithPublicURL(public), xtest.WithConfig(func(c *config.Config) { c.TrustedProxies = []string{"127.0.0.1/32"} }))
+		get(t, env, "/signin", "X-Forwarded-For", "192.0.2.1")
+		env.Stop()
+		got := doctorLines(t, env, public, "127.0.0.1/32")
+		if c := got["reverse proxy"]; !c.OK {
+			t.Errorf("static check: %+v", c)
+		}
+		c := got["proxied requests"]
+		if !c.Warn || !strings.Contains(c.Detail, "without X-Forwarded-Proto") || !strings.Contains(c.Detail, "X-Forwarded-Proto $scheme") ||
+			strings.Contains(c.Detail, "outside --trusted-proxies") {
+			t.Errorf("observed check: %+v", c)
+		}
+		// The next run starts with a clean report: only what it sees counts.
+		env.Restart()
+		get(t, env, "/signin", "X-Forwarded-Proto", "https", "X-Forwarded-For", "192.0.2.1")
+		env.Stop()
+		if c := doctorLines(t, env, public, "127.0.0.1/32")["proxied requests"]; !c.OK || c.Warn {
+			t.Errorf("after a restart and a right request: %+v", c)
+		}
+	})
+	t.Run("right", func(t *testing.T) {
+		env := xtest.NewEnv(t, xtest.WithPublicURL(public), xtest.WithConfig(func(c *config.Config) { c.TrustedProxies = []string{"127.0.0.1/32"} }))
+		get(t, env, "/signin", "X-Forwarded-Proto", "https", "X-Forwarded-For", "192.0.2.1")
+		get(t, env, "/auth/verify?token=x", "X-Forwarded-Proto", "https", "X-Forwarded-For", "192.0.2.1")
+		env.Stop()
+		got := doctorLines(t, env, public, "127.0.0.1/32")
+		for _, name := range []string{"reverse proxy", "proxied requests"} {
+			if c := got[name]; !c.OK || c.Warn {
+				t.Errorf("%s: %+v", name, c)
+			}
+		}
+	})
+	t.Run("http", func(t *testing.T) {
+		env := xtest.NewEnv(t)
+		get(t, env, "/signin")
+		env.Stop()
+		got := doctorLines(t, env, env.URL)
+		if c := got["reverse proxy"]; !c.OK {
+			t.Errorf("static check: %+v", c)
+		}
+		if c, ok := got["proxied requests"]; ok {
+			t.Errorf("an http deployment got a proxied requests line: %+v", c)
+		}
+	})
+}
