@@ -105,7 +105,12 @@ type chatWS struct {
 
 func dialChat(t *testing.T, env *xtest.Env, c *api.Client) *chatWS {
 	t.Helper()
-	ws := env.DialChat(c)
+	return chatConnect(t, env.DialChat(c))
+}
+
+// chatConnect does the chat protocol's handshake on a freshly opened ws.
+func chatConnect(t *testing.T, ws *websocket.Conn) *chatWS {
+	t.Helper()
 	cw := &chatWS{t: t, ws: ws}
 	cw.next() // connect.challenge
 	cw.send("c1", "connect", map[string]any{"minProtocol": 3, "maxProtocol": 3,
