@@ -202,6 +202,8 @@ func (c *Config) Validate() error {
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, bad("public-url", "%q is not an http(s) URL", c.PublicURL))
+	} else {
+		c.PublicURL = u.Scheme + c.PublicURL[len(u.Scheme):] // "HTTPS://…" is https too (Secure)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	for _, p := range c.TrustedProxies {
