@@ -30,7 +30,7 @@ const (
 // Labels the driver puts on the engine objects it manages, besides the
 // runtime.Label* ones on containers.
 const (
-	LabelManaged = "ocmt.managed" // "true" on the network, volumes and images
+	LabelManaged = "ocmt.managed" // "true" on the network, volumes and images (images also get runtime.LabelDeployment)
 	roleVault    = "vault"
 )
 
@@ -66,9 +66,12 @@ type Driver struct {
 	cli    *client.Client
 	opts   Options
 	log    *slog.Logger
-	prepMu sync.Mutex // serialises Prepare (one image build at a time)
-	netMu  sync.Mutex // guards netOK
-	netOK  bool       // the network was seen or created; reset when Create finds it gone
+	prepMu sync.Mutex // serialises Prepare (one image build at a time) and image pruning
+	// current is the image reference the last Prepare returned, or "";
+	// guarded by prepMu.
+	current string
+	netMu   sync.Mutex // guards netOK
+	netOK   bool       // the network was seen or created; reset when Create finds it gone
 }
 
 var _ runtime.Driver = (*Driver)(nil)
@@ -303,7 +306,10 @@ func (d *Driver) Stop(ctx context.Context, id string, timeout time.Duration) err
 
 // Remove force-removes the container. Without keepData it also removes the
 // user's data volume "ocmt-data-<userID>" (an already missing volume is
-// not an error). An unknown id gives runtime.ErrNotFound.
+// not an error). If the container ran an older agent image than the
+// current one, that image and others of this deployment that no container
+// uses any more are removed (see Prepare). An unknown id gives
+// runtime.ErrNotFound.
 func (d *Driver) Remove(ctx context.Context, id string, keepData bool) error {
 	ins, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
@@ -317,6 +323,7 @@ func (d *Driver) Remove(ctx context.Context, id string, keepData bool) error {
 		userID = ins.Container.Config.Labels[runtime.LabelUser]
 	}
 	d.log.Info("container removed", "user", userID, "container", shortID(id), "keepData", keepData)
+	d.pruneAfterRemove(ctx, ins.Container.Image)
 	if keepData || userID == "" {
 		return nil
 	}
@@ -325,6 +332,23 @@ func (d *Driver) Remove(ctx context.Context, id string, keepData bool) error {
 		return fmt.Errorf("remove volume %s: %w", vol, err)
 	}
 	return nil
+}
+
+// pruneAfterRemove removes old agent images once a removed container,
+// which ran image (an image id), no longer holds one: after an upgrade,
+// recreating containers frees the old image. Failures are only logged.
+func (d *Driver) pruneAfterRemove(ctx context.Context, image string) {
+	d.prepMu.Lock()
+	defer d.prepMu.Unlock()
+	if d.current == "" || image == "" || image == d.current {
+		return
+	}
+	if res, err := d.cli.ImageInspect(ctx, d.current); err == nil && res.ID == image {
+		return
+	}
+	if _, err := d.pruneImages(ctx); err != nil {
+		d.log.Warn("cannot remove old agent images", "err", err)
+	}
 }
 
 // labels adds the deployment label, if any, to l.
