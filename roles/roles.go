@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 
 	if cfg.Has(config.RoleAgent) {
 		roleNames = append(roleNames, string(config.RoleAgent))
-		deployment, err := st.GetOrCreateKV(ctx, "deployment.id", func() []byte { return []byte(store.NewID("dep")) })
+		deployment, err := st.GetOrCreateKV(ctx, deploymentKey, func() []byte { return []byte(store.NewID("dep")) })
 		if err != nil {
 			return err
 		}
@@ -295,6 +295,11 @@ func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 	<-vdone
 	return err
 }
+
+// deploymentKey is the store KV key of the deployment id, "dep_…", made on
+// the agent role's first start; it labels this deployment's engine objects
+// (runtime.LabelDeployment) and is part of its agent image tags.
+const deploymentKey = "deployment.id"
 
 // agentBinary is the ocmt executable put in images and run by the process driver.
 func agentBinary(cfg config.Config) (string, error) {
