@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/datadir"
 	"github.com/ocmt/ocmt/roles/agent/docker"
-	"github.com/ocmt/ocmt/store"
 	"github.com/ocmt/ocmt/version"
 )
 
@@ -74,7 +72,7 @@ func Doctor(ctx context.Context, cfg config.Config) []Check {
 		if ref == "" {
 			bin, berr := agentBinary(cfg)
 			if berr == nil {
-				ref, berr = docker.ImageTag(bin, version.String(), deploymentID(ctx, cfg.DataDir))
+				ref, berr = docker.ImageTag(bin, version.String())
 			}
 			if berr != nil {
 				img.Detail = berr.Error()
@@ -109,26 +107,6 @@ func Doctor(ctx context.Context, cfg config.Config) []Check {
 		lc.OK, lc.Detail = true, cfg.Listen+" is free"
 	}
 	return append(out, lc)
-}
-
-// deploymentID returns the deployment id recorded in dataDir's database,
-// or "" if there is no database or no id yet (the agent role makes it on
-// its first start).
-func deploymentID(ctx context.Context, dataDir string) string {
-	path := filepath.Join(dataDir, store.FileName)
-	if _, err := os.Stat(path); err != nil {
-		return ""
-	}
-	st, err := store.OpenReadOnly(ctx, path)
-	if err != nil {
-		return ""
-	}
-	defer st.Close()
-	id, err := st.GetKV(ctx, deploymentKey)
-	if err != nil {
-		return ""
-	}
-	return string(id)
 }
 
 // defaultDockerSocket is where the engine listens when DOCKER_HOST is unset.

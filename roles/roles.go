@@ -298,7 +298,7 @@ func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 
 // deploymentKey is the store KV key of the deployment id, "dep_…", made on
 // the agent role's first start; it labels this deployment's engine objects
-// (runtime.LabelDeployment) and is part of its agent image tags.
+// (runtime.LabelDeployment).
 const deploymentKey = "deployment.id"
 
 // agentBinary is the ocmt executable put in images and run by the process driver.

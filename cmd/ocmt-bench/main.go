@@ -199,7 +199,7 @@ func run(ctx context.Context, c config) (res *Results, err error) {
 	}()
 
 	t0 := time.Now()
-	tag, _ := docker.ImageTag(bin, benchVersion, "bench-"+b.runID)
+	tag, _ := docker.ImageTag(bin, benchVersion)
 	progressf("preparing agent image %s (built once if missing; not timed)", tag)
 	b.image, err = b.drv.Prepare(ctx, nil)
 	if err != nil {
@@ -372,17 +372,7 @@ func (b *bench) cleanup() error {
 			}
 		}
 	}
-	// The agent image: its tag is this run's own (the deployment is part of
-	// it, see docker.ImageTag).
-	imgRemoved := "no image"
-	if b.image != "" {
-		if _, err := cli.ImageRemove(ctx, b.image, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			failed = append(failed, "image "+b.image+": "+err.Error())
-		} else {
-			imgRemoved = "image " + b.image
-		}
-	}
-	progressf("removed %d containers, %d volumes, %d network(s), %s", removed, vremoved, nremoved, imgRemoved)
+	progressf("removed %d containers, %d volumes, %d network(s); kept image %s", removed, vremoved, nremoved, b.image)
 	if len(failed) > 0 {
 		for _, f := range failed {
 			progressf("cleanup failed: %s", f)

@@ -171,7 +171,9 @@ func volumeName(userID string) string { return volumePrefix + userID }
 // Start with an error that says so. The container is labelled with its
 // configuration fingerprint
 // (runtime.LabelConfig, see Fingerprint). spec.Image must come from
-// Prepare. A name already in use is an error matching cerrdefs.IsConflict.
+// Prepare; if it is the image built from the binary and it has vanished
+// from the engine since, Create builds it again. A name already in use is
+// an error matching cerrdefs.IsConflict.
 func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
 	if spec.UserID == "" || spec.Name == "" || spec.Image == "" {
 		return runtime.Instance{}, errors.New("create container: spec needs UserID, Name and Image")
@@ -240,6 +242,11 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 		},
 	}
 	res, err := d.cli.ContainerCreate(ctx, opts)
+	if err != nil && cerrdefs.IsNotFound(err) && d.rebuildImage(ctx, spec.Image) {
+		// The image was removed behind our back (or pruned by another
+		// deployment that built it first): rebuilt, retry once.
+		res, err = d.cli.ContainerCreate(ctx, opts)
+	}
 	if err != nil && cerrdefs.IsNotFound(err) && d.forgetNetwork() {
 		// The network may have been removed behind our back: recreate, retry once.
 		if err := d.ensureNetwork(ctx); err != nil {
@@ -332,6 +339,27 @@ func (d *Driver) Remove(ctx context.Context, id string, keepData bool) error {
 		return fmt.Errorf("remove volume %s: %w", vol, err)
 	}
 	return nil
+}
+
+// rebuildImage builds the agent image again if ref is the image Prepare
+// builds from the binary and the engine no longer has it, and reports
+// whether it did. An operator's image (Options.Image) is never rebuilt.
+func (d *Driver) rebuildImage(ctx context.Context, ref string) bool {
+	if d.opts.Image != "" {
+		return false
+	}
+	if _, err := d.cli.ImageInspect(ctx, ref); !cerrdefs.IsNotFound(err) {
+		return false
+	}
+	d.prepMu.Lock()
+	defer d.prepMu.Unlock()
+	tag, err := d.buildImage(ctx, func(string, int) {})
+	if err != nil {
+		d.log.Warn("agent image vanished and could not be rebuilt", "image", ref, "err", err)
+		return false
+	}
+	d.log.Info("agent image vanished; rebuilt", "image", tag)
+	return tag == ref
 }
 
 // pruneAfterRemove removes old agent images once a removed container,

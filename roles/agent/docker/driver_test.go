@@ -52,7 +52,7 @@ func TestNewNoEngine(t *testing.T) {
 func TestPrepareBuildsAndReuses(t *testing.T) {
 	f := engineFixture(t)
 	ctx := context.Background()
-	want, err := ImageTag(f.binary, "test", "")
+	want, err := ImageTag(f.binary, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,7 +541,7 @@ func TestDynamicBinary(t *testing.T) {
 	if plan.Static {
 		t.Skip("cgo build came out static; nothing to test")
 	}
-	tag, err := ImageTag(bin, "test", "")
+	tag, err := ImageTag(bin, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

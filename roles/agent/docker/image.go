@@ -78,13 +78,10 @@ func (d *Driver) Prepare(ctx context.Context, progress func(api.Progress)) (stri
 }
 
 // ImageTag returns the tag Prepare gives the image built from the binary
-// at path for version and deployment (Options.Deployment): "ocmt-agent:"
-// and the first 12 hex digits of SHA-256(binary ‖ 0x00 ‖ version), with
-// ‖ 0x00 ‖ deployment appended to the hashed bytes when deployment is not
-// "". So a new binary, or the same binary labelled with another version,
-// gets its own image, and each deployment on one engine has images of its
-// own (which it alone prunes, see Prepare).
-func ImageTag(path, version, deployment string) (string, error) {
+// at path for version: "ocmt-agent:" and the first 12 hex digits of
+// SHA-256(binary ‖ 0x00 ‖ version), so a new binary, or the same binary
+// labelled with another version, gets its own image.
+func ImageTag(path, version string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("hash binary: %w", err)
@@ -96,10 +93,6 @@ func ImageTag(path, version, deployment string) (string, error) {
 	}
 	h.Write([]byte{0})
 	h.Write([]byte(version))
-	if deployment != "" {
-		h.Write([]byte{0})
-		h.Write([]byte(deployment))
-	}
 	return ImageRepo + ":" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
@@ -138,7 +131,7 @@ func (d *Driver) operatorImage(ctx context.Context, ref string, report func(stri
 // exists already, and returns the tag.
 func (d *Driver) buildImage(ctx context.Context, report func(string, int)) (string, error) {
 	report("checking image", pctCheck)
-	tag, err := ImageTag(d.opts.Binary, d.opts.Version, d.opts.Deployment)
+	tag, err := ImageTag(d.opts.Binary, d.opts.Version)
 	if err != nil {
 		return "", err
 	}
@@ -252,8 +245,11 @@ func firstLine(s string) string {
 // pruneImages removes the agent images of this deployment that no
 // container uses, and returns their references. An image is this
 // deployment's when it carries LabelManaged "true" and LabelDeployment
-// equal to Options.Deployment (Prepare builds them so); without a
-// deployment nothing is removed. It keeps the current image (the last
+// equal to Options.Deployment: Prepare labels the images it builds so.
+// (Two deployments running the same binary share its tag, and the image
+// carries the label of the one that built it; should that one prune it
+// while the other still means to use it, the other's Create rebuilds it.)
+// Without a deployment nothing is removed. It keeps the current image (the last
 // Prepare's), the operator's Options.Image, and every image that any
 // container references, running or stopped, of this deployment or any
 // other. Only tags in ImageRepo ("ocmt-agent:…") are removed, by name and

@@ -162,7 +162,7 @@ func newFixture() (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	tag, err := ImageTag(f.binary, "test", "")
+	tag, err := ImageTag(f.binary, "test")
 	if err != nil {
 		return nil, err
 	}

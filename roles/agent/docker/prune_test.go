@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -137,7 +136,8 @@ func TestPruneOldImages(t *testing.T) {
 
 	// Back to images built from the binary: the new one is labelled with
 	// the deployment, and the former --agent-image, ours and unused, goes.
-	built, err := New(ctx, Options{Binary: f.binary, Network: f.network, Deployment: dep, Version: "new", Logger: testLogger()})
+	newVersion := "prunetest-" + run // a tag of its own: the image is built, not found
+	built, err := New(ctx, Options{Binary: f.binary, Network: f.network, Deployment: dep, Version: newVersion, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestPruneOldImages(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = cli.ImageRemove(context.Background(), builtRef, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 	})
-	if want, _ := ImageTag(f.binary, "new", dep); builtRef != want {
+	if want, _ := ImageTag(f.binary, newVersion); builtRef != want {
 		t.Errorf("Prepare = %s, want %s", builtRef, want)
 	}
 	ins, err := cli.ImageInspect(ctx, builtRef)
@@ -164,24 +164,34 @@ func TestPruneOldImages(t *testing.T) {
 	})
 }
 
-// TestImageTagPerDeployment: each deployment gets its own tag for the
-// same binary and version; no deployment keeps the old tag scheme.
-func TestImageTagPerDeployment(t *testing.T) {
-	bin := t.TempDir() + "/bin"
-	if err := os.WriteFile(bin, []byte("binary"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := ImageTag(bin, "v", "dep_a")
+// TestCreateRebuildsVanishedImage: an agent image removed from the engine
+// after Prepare (by an operator, or pruned by another deployment that
+// built the same tag first) is built again by Create.
+func TestCreateRebuildsVanishedImage(t *testing.T) {
+	f := engineFixture(t)
+	ctx := context.Background()
+	version := "rebuildtest-" + randHex(4)
+	d, err := New(ctx, Options{Binary: f.binary, Network: f.network, Version: version, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := ImageTag(bin, "v", "dep_b")
-	none, _ := ImageTag(bin, "v", "")
-	if a == b || a == none || b == none {
-		t.Errorf("tags for dep_a, dep_b, none = %s %s %s; want three different tags", a, b, none)
+	defer d.Close()
+	ref, err := d.Prepare(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Without a deployment the tag is what it was: sha256("binary" ‖ 0x00 ‖ "v").
-	if none != "ocmt-agent:b883e45297f3" {
-		t.Errorf("tag without deployment = %s, want ocmt-agent:b883e45297f3", none)
+	t.Cleanup(func() {
+		_, _ = d.Client().ImageRemove(context.Background(), ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+	})
+	if _, err := d.Client().ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true}); err != nil {
+		t.Fatal(err)
 	}
+	spec := testSpec(ref)
+	spec.Version = version
+	inst := createInstance(t, d, spec)
+	run, err := d.Start(ctx, inst.ID)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	mustHealthy(t, run, spec.Secret)
 }
