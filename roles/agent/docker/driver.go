@@ -366,7 +366,9 @@ func (d *Driver) rebuildImage(ctx context.Context, ref string) bool {
 // which ran image (an image id), no longer holds one: after an upgrade,
 // recreating containers frees the old image. Failures are only logged.
 func (d *Driver) pruneAfterRemove(ctx context.Context, image string) {
-	d.prepMu.Lock()
+	if !d.prepMu.TryLock() {
+		return // a Prepare is under way; it prunes once its image is ready
+	}
 	defer d.prepMu.Unlock()
 	if d.current == "" || image == "" || image == d.current {
 		return
