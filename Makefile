@@ -3,7 +3,7 @@ GO ?= go
 STATIC_TAGS = osusergo netgo sqlite_omit_load_extension
 STATIC_LDFLAGS = -s -w -linkmode external -extldflags -static
 
-.PHONY: test vet build static bench clean
+.PHONY: test vet build static image bench clean
 
 # The browser tests (in e2e) run after the other packages, not beside them:
 # every container the Docker tests start or stop adds or removes a veth
@@ -24,9 +24,21 @@ build:
 static:
 	CGO_ENABLED=1 $(GO) build -tags '$(STATIC_TAGS)' -ldflags '$(STATIC_LDFLAGS)' -o ocmt .
 
+# The server image, FROM scratch (no registry needed): the static binary
+# plus .image/, whose empty data/ (0700) and tmp/ (1777) directories become
+# /data and /tmp owned by 65532. IMAGE names the tag.
+IMAGE ?= ocmt
+image: static
+	rm -rf .image
+	mkdir -p .image/data .image/tmp
+	chmod 0700 .image/data
+	chmod 1777 .image/tmp
+	docker build -t $(IMAGE) .
+
 # Performance tables (needs a Docker engine); see README "Performance".
 bench:
 	$(GO) run ./cmd/ocmt-bench
 
 clean:
 	rm -f ocmt
+	rm -rf .image

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocmt/ocmt/datadir"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -146,5 +147,35 @@ func TestDoctor(t *testing.T) {
 	code, out, _ = run(t, nil, "doctor", "--data-dir", dir, "--listen", ln.Addr().String(), "--runtime", "process")
 	if code == 0 || !strings.Contains(out, "FAIL  listen address") {
 		t.Errorf("doctor passed with a taken listen address:\n%s", out)
+	}
+
+	// A data directory held by a running ocmt: doctor names it, and the
+	// address that ocmt listens on is not a failure.
+	lock, err := datadir.Lock(dir, datadir.Holder{PID: 4242, Listen: ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	code, out, _ = run(t, nil, "doctor", "--data-dir", dir, "--listen", ln.Addr().String(), "--runtime", "process")
+	for _, want := range []string{
+		"is writable but readable by others (mode -rwxr-xr-x); chmod 700 it; in use by a running ocmt (pid 4242, listening on " + ln.Addr().String() + ")",
+		"ok    listen address         " + ln.Addr().String() + " is in use by the ocmt holding the data directory (pid 4242, listening on " + ln.Addr().String() + ")",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 0 {
+		t.Errorf("doctor: exit %d with the data directory held by a running ocmt:\n%s", code, out)
+	}
+}
+
+// TestDoctorNoSocket: with DOCKER_HOST naming a socket that is not there,
+// doctor says so (the image case: no socket mounted).
+func TestDoctorNoSocket(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	_, out, _ := run(t, nil, "doctor", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0")
+	if want := "no engine answers (no Docker socket at /nonexistent/docker.sock; in a container, mount it with -v /var/run/docker.sock:/var/run/docker.sock)"; !strings.Contains(out, want) {
+		t.Errorf("doctor output lacks %q:\n%s", want, out)
 	}
 }

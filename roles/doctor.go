@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/client"
 
 	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/datadir"
 	"github.com/ocmt/ocmt/roles/agent/docker"
 	"github.com/ocmt/ocmt/roles/web"
 	"github.com/ocmt/ocmt/store"
@@ -37,9 +39,9 @@ func Doctor(ctx context.Context, cfg config.Config) []Check {
 	case err == nil:
 		engine.OK, engine.Detail = true, "docker "+ver+" answers"
 	case cfg.Runtime == config.RuntimeDocker:
-		engine.Detail = "no engine answers: " + err.Error()
+		engine.Detail = "no engine answers: " + engineHint(err)
 	default:
-		engine.Warn, engine.Detail = true, "no engine answers; agents would run as processes (weaker isolation)"
+		engine.Warn, engine.Detail = true, "no engine answers ("+engineHint(err)+"); agents would run as processes (weaker isolation)"
 	}
 	out = append(out, engine)
 
@@ -54,6 +56,14 @@ func Doctor(ctx context.Context, cfg config.Config) []Check {
 		dd.Warn, dd.Detail = true, fmt.Sprintf("%s is writable but readable by others (mode %v); chmod 700 it", cfg.DataDir, fi.Mode().Perm())
 	} else {
 		dd.OK, dd.Detail = true, cfg.DataDir+" is writable"
+	}
+	holder, held, herr := datadir.HolderOf(cfg.DataDir)
+	held = held && herr == nil
+	if held {
+		dd.Detail += "; in use by a running ocmt"
+		if who := holder.String(); who != "" {
+			dd.Detail += " (" + who + ")"
+		}
 	}
 	out = append(out, dd)
 
@@ -92,7 +102,9 @@ func Doctor(ctx context.Context, cfg config.Config) []Check {
 	out = append(out, img)
 
 	lc := Check{Name: "listen address"}
-	if ln, err := net.Listen("tcp", cfg.Listen); err != nil {
+	if ln, err := net.Listen("tcp", cfg.Listen); err != nil && held && holder.Listen == cfg.Listen {
+		lc.OK, lc.Detail = true, fmt.Sprintf("%s is in use by the ocmt holding the data directory (%s)", cfg.Listen, holder)
+	} else if err != nil {
 		lc.Detail = fmt.Sprintf("%s is not free: %v", cfg.Listen, err)
 	} else {
 		ln.Close()
@@ -181,4 +193,39 @@ func describeProxyReport(rep web.ProxyReport) string {
 	}
 	return fmt.Sprintf("since ocmt started at %s with --public-url %s and --trusted-proxies %s, %s",
 		at(rep.SinceMS), rep.PublicURL, trusted, strings.Join(parts, "; "))
+}
+
+// defaultDockerSocket is where the engine listens when DOCKER_HOST is unset.
+const defaultDockerSocket = "/var/run/docker.sock"
+
+// engineHint says why no engine answered, for the two usual causes when
+// ocmt itself runs in a container as uid 65532: the socket is not mounted,
+// or it is mounted but its group is not one of the process's (docker run
+// --group-add). Otherwise it is err's text.
+func engineHint(err error) string {
+	sock := defaultDockerSocket
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		p, ok := strings.CutPrefix(h, "unix://")
+		if !ok {
+			return err.Error()
+		}
+		sock = p
+	}
+	fi, serr := os.Stat(sock)
+	if errors.Is(serr, os.ErrNotExist) {
+		return "no Docker socket at " + sock + "; in a container, mount it with -v /var/run/docker.sock:/var/run/docker.sock"
+	}
+	c, derr := net.Dial("unix", sock)
+	if derr == nil {
+		c.Close()
+		return err.Error()
+	}
+	if !errors.Is(derr, os.ErrPermission) {
+		return err.Error()
+	}
+	gid := -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		gid = int(st.Gid)
+	}
+	return fmt.Sprintf("uid %d may not use %s, which belongs to group %d: add that group (docker run --group-add %d)", os.Getuid(), sock, gid, gid)
 }

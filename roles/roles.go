@@ -21,6 +21,7 @@ import (
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/crypto"
+	"github.com/ocmt/ocmt/datadir"
 	"github.com/ocmt/ocmt/mail"
 	"github.com/ocmt/ocmt/roles/agent"
 	"github.com/ocmt/ocmt/roles/agent/docker"
@@ -60,7 +61,10 @@ type Options struct {
 
 // Run runs the roles of cfg until ctx ends, then shuts down gracefully:
 // in-flight requests finish (up to 15 s), background work stops and the
-// database is closed. cfg must have passed Validate.
+// database is closed. cfg must have passed Validate, and cfg.DataDir must
+// exist (config.CheckDataDir). Every role but vault first locks the data
+// directory (package datadir) and returns a *datadir.InUseError, having
+// touched nothing, if another ocmt holds it.
 func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -72,6 +76,17 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		return runVault(ctx, cfg, opt)
 	}
 	log := opt.Log
+	// One ocmt per data directory, checked before the store opens and any
+	// container is touched (see package datadir).
+	listen := cfg.Listen
+	if opt.Listener != nil {
+		listen = opt.Listener.Addr().String()
+	}
+	lock, err := datadir.Lock(cfg.DataDir, datadir.Holder{PID: os.Getpid(), Listen: listen})
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, store.FileName), nil)
 	if err != nil {
 		return err
@@ -94,7 +109,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 
 	if cfg.Has(config.RoleAgent) {
 		roleNames = append(roleNames, string(config.RoleAgent))
-		deployment, err := st.GetOrCreateKV(ctx, "deployment.id", func() []byte { return []byte(store.NewID("dep")) })
+		deployment, err := st.GetOrCreateKV(ctx, deploymentKey, func() []byte { return []byte(store.NewID("dep")) })
 		if err != nil {
 			return err
 		}
@@ -201,6 +216,11 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			return &config.Error{Setting: "listen", Msg: fmt.Sprintf("cannot listen on %s: %v", cfg.Listen, errors.Unwrap(err))}
 		}
 	}
+	if addr := ln.Addr().String(); addr != listen { // e.g. port 0
+		if err := lock.SetListen(addr); err != nil {
+			log.Warn("cannot record the listen address in the data directory lock", "err", err)
+		}
+	}
 	srv := web.NewServer(e, opt.BodyDeadline, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -280,6 +300,11 @@ func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 	<-vdone
 	return err
 }
+
+// deploymentKey is the store KV key of the deployment id, "dep_…", made on
+// the agent role's first start; it labels this deployment's engine objects
+// (runtime.LabelDeployment).
+const deploymentKey = "deployment.id"
 
 // agentBinary is the ocmt executable put in images and run by the process driver.
 func agentBinary(cfg config.Config) (string, error) {

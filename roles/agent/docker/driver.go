@@ -30,7 +30,7 @@ const (
 // Labels the driver puts on the engine objects it manages, besides the
 // runtime.Label* ones on containers.
 const (
-	LabelManaged = "ocmt.managed" // "true" on the network, volumes and images
+	LabelManaged = "ocmt.managed" // "true" on the network, volumes and images (images also get runtime.LabelDeployment)
 	roleVault    = "vault"
 )
 
@@ -66,9 +66,12 @@ type Driver struct {
 	cli    *client.Client
 	opts   Options
 	log    *slog.Logger
-	prepMu sync.Mutex // serialises Prepare (one image build at a time)
-	netMu  sync.Mutex // guards netOK
-	netOK  bool       // the network was seen or created; reset when Create finds it gone
+	prepMu sync.Mutex // serialises Prepare (one image build at a time) and image pruning
+	// current is the image reference the last Prepare returned, or "";
+	// guarded by prepMu.
+	current string
+	netMu   sync.Mutex // guards netOK
+	netOK   bool       // the network was seen or created; reset when Create finds it gone
 }
 
 var _ runtime.Driver = (*Driver)(nil)
@@ -168,7 +171,9 @@ func volumeName(userID string) string { return volumePrefix + userID }
 // Start with an error that says so. The container is labelled with its
 // configuration fingerprint
 // (runtime.LabelConfig, see Fingerprint). spec.Image must come from
-// Prepare. A name already in use is an error matching cerrdefs.IsConflict.
+// Prepare; if it is the image built from the binary and it has vanished
+// from the engine since, Create builds it again. A name already in use is
+// an error matching cerrdefs.IsConflict.
 func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instance, error) {
 	if spec.UserID == "" || spec.Name == "" || spec.Image == "" {
 		return runtime.Instance{}, errors.New("create container: spec needs UserID, Name and Image")
@@ -237,6 +242,11 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 		},
 	}
 	res, err := d.cli.ContainerCreate(ctx, opts)
+	if err != nil && cerrdefs.IsNotFound(err) && d.rebuildImage(ctx, spec.Image) {
+		// The image was removed behind our back (or pruned by another
+		// deployment that built it first): rebuilt, retry once.
+		res, err = d.cli.ContainerCreate(ctx, opts)
+	}
 	if err != nil && cerrdefs.IsNotFound(err) && d.forgetNetwork() {
 		// The network may have been removed behind our back: recreate, retry once.
 		if err := d.ensureNetwork(ctx); err != nil {
@@ -303,7 +313,10 @@ func (d *Driver) Stop(ctx context.Context, id string, timeout time.Duration) err
 
 // Remove force-removes the container. Without keepData it also removes the
 // user's data volume "ocmt-data-<userID>" (an already missing volume is
-// not an error). An unknown id gives runtime.ErrNotFound.
+// not an error). If the container ran an older agent image than the
+// current one, that image and others of this deployment that no container
+// uses any more are removed (see Prepare). An unknown id gives
+// runtime.ErrNotFound.
 func (d *Driver) Remove(ctx context.Context, id string, keepData bool) error {
 	ins, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
@@ -317,6 +330,7 @@ func (d *Driver) Remove(ctx context.Context, id string, keepData bool) error {
 		userID = ins.Container.Config.Labels[runtime.LabelUser]
 	}
 	d.log.Info("container removed", "user", userID, "container", shortID(id), "keepData", keepData)
+	d.pruneAfterRemove(ctx, ins.Container.Image)
 	if keepData || userID == "" {
 		return nil
 	}
@@ -325,6 +339,46 @@ func (d *Driver) Remove(ctx context.Context, id string, keepData bool) error {
 		return fmt.Errorf("remove volume %s: %w", vol, err)
 	}
 	return nil
+}
+
+// rebuildImage builds the agent image again if ref is the image Prepare
+// builds from the binary and the engine no longer has it, and reports
+// whether it did. An operator's image (Options.Image) is never rebuilt.
+func (d *Driver) rebuildImage(ctx context.Context, ref string) bool {
+	if d.opts.Image != "" {
+		return false
+	}
+	if _, err := d.cli.ImageInspect(ctx, ref); !cerrdefs.IsNotFound(err) {
+		return false
+	}
+	d.prepMu.Lock()
+	defer d.prepMu.Unlock()
+	tag, err := d.buildImage(ctx, func(string, int) {})
+	if err != nil {
+		d.log.Warn("agent image vanished and could not be rebuilt", "image", ref, "err", err)
+		return false
+	}
+	d.log.Info("agent image vanished; rebuilt", "image", tag)
+	return tag == ref
+}
+
+// pruneAfterRemove removes old agent images once a removed container,
+// which ran image (an image id), no longer holds one: after an upgrade,
+// recreating containers frees the old image. Failures are only logged.
+func (d *Driver) pruneAfterRemove(ctx context.Context, image string) {
+	if !d.prepMu.TryLock() {
+		return // a Prepare is under way; it prunes once its image is ready
+	}
+	defer d.prepMu.Unlock()
+	if d.current == "" || image == "" || image == d.current {
+		return
+	}
+	if res, err := d.cli.ImageInspect(ctx, d.current); err == nil && res.ID == image {
+		return
+	}
+	if _, err := d.pruneImages(ctx); err != nil {
+		d.log.Warn("cannot remove old agent images", "err", err)
+	}
 }
 
 // labels adds the deployment label, if any, to l.

@@ -43,6 +43,11 @@ const (
 // to progress (which may be nil) in phase api.PhaseImage with Percent from
 // 0 to 40. Build errors from the engine come back as Go errors. Concurrent
 // calls are serialised.
+//
+// Once the image is ready, Prepare removes this deployment's older agent
+// images that no container uses (see pruneImages); Remove does so too when
+// the container it removes ran an older image. A failure there is only
+// logged.
 func (d *Driver) Prepare(ctx context.Context, progress func(api.Progress)) (string, error) {
 	d.prepMu.Lock()
 	defer d.prepMu.Unlock()
@@ -63,6 +68,10 @@ func (d *Driver) Prepare(ctx context.Context, progress func(api.Progress)) (stri
 	}
 	if err != nil {
 		return "", err
+	}
+	d.current = ref
+	if _, err := d.pruneImages(ctx); err != nil {
+		d.log.Warn("cannot remove old agent images", "err", err)
 	}
 	report("image ready", pctImageReady)
 	return ref, nil
@@ -154,10 +163,10 @@ func (d *Driver) buildImage(ctx context.Context, report func(string, int)) (stri
 		Remove:      true,
 		ForceRemove: true,
 		Version:     build.BuilderV1, // BuildKit would need a session; the context has all
-		Labels: map[string]string{
+		Labels: d.labels(map[string]string{
 			runtime.LabelVersion: d.opts.Version,
 			LabelManaged:         "true",
-		},
+		}),
 	})
 	if err != nil {
 		pr.CloseWithError(err) // unblock the writer
@@ -231,4 +240,78 @@ func parseStep(s string) (step, n int, instruction string, ok bool) {
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return strings.TrimSpace(s)
+}
+
+// pruneImages removes the agent images of this deployment that no
+// container uses, and returns their references. An image is this
+// deployment's when it carries LabelManaged "true" and LabelDeployment
+// equal to Options.Deployment: Prepare labels the images it builds so.
+// (Two deployments running the same binary share its tag, and the image
+// carries the label of the one that built it; should that one prune it
+// while the other still means to use it, the other's Create rebuilds it.)
+// Without a deployment nothing is removed. It keeps the current image (the last
+// Prepare's), the operator's Options.Image, and every image that any
+// container references, running or stopped, of this deployment or any
+// other. Only tags in ImageRepo ("ocmt-agent:…") are removed, by name and
+// without force: a tag given elsewhere (an operator's copy of one of
+// ours) keeps the image, and the engine still refuses an image that a
+// container started to use meanwhile (logged and skipped). An untagged
+// image of ours is removed by id.
+func (d *Driver) pruneImages(ctx context.Context) ([]string, error) {
+	if d.opts.Deployment == "" || d.current == "" {
+		return nil, nil
+	}
+	imgs, err := d.cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).
+		Add("label", LabelManaged+"=true").
+		Add("label", runtime.LabelDeployment+"="+d.opts.Deployment)})
+	if err != nil {
+		return nil, fmt.Errorf("list agent images: %w", err)
+	}
+	if len(imgs.Items) == 0 {
+		return nil, nil
+	}
+	keep := map[string]bool{}
+	for _, ref := range []string{d.current, d.opts.Image} {
+		if ref == "" {
+			continue
+		}
+		res, err := d.cli.ImageInspect(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("inspect image %s: %w", ref, err)
+		}
+		keep[res.ID] = true
+	}
+	ctrs, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	for _, c := range ctrs.Items {
+		keep[c.ImageID] = true
+	}
+	var removed []string
+	for _, img := range imgs.Items {
+		if keep[img.ID] || img.Labels[runtime.LabelDeployment] != d.opts.Deployment {
+			continue
+		}
+		var refs []string // our tags only: another name keeps the image
+		for _, tag := range img.RepoTags {
+			if strings.HasPrefix(tag, ImageRepo+":") {
+				refs = append(refs, tag)
+			}
+		}
+		if len(img.RepoTags) == 0 {
+			refs = []string{img.ID}
+		}
+		for _, ref := range refs {
+			if _, err := d.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true}); err != nil {
+				if !cerrdefs.IsNotFound(err) {
+					d.log.Warn("old agent image not removed", "image", ref, "err", err)
+				}
+				continue
+			}
+			removed = append(removed, ref)
+			d.log.Info("old agent image removed", "image", ref)
+		}
+	}
+	return removed, nil
 }
