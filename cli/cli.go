@@ -44,7 +44,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServe(), newVersion(), newDoctor(), newAudit(), newInternal())
+	root.AddCommand(newServe(), newVersion(), newDoctor(), newAudit(), newBackup(), newRestore(), newInternal())
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(flagError)
 	}
