@@ -38,8 +38,8 @@ func processDataDir(t *testing.T) string {
 		"users/usr_alice/vault.ocv":                "sealed vault bytes",
 		"users/usr_alice/transcripts/abc.tr":       "sealed transcript",
 		"users/usr_alice/.vault.ocv.ocmt-tmp-1234": "half-written",
-		"ocmt.lock":                                "pid 1",
-		".write-check-99":                          "",
+		"ocmt.lock":       "pid 1",
+		".write-check-99": "",
 	} {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
