@@ -294,7 +294,7 @@ func TestRestoreRefusesBadArchives(t *testing.T) {
 			return rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
 				h := &tar.Header{Name: bad.path, Typeflag: bad.typ, Mode: 0o600, Linkname: "/etc/passwd"}
 				*ents = append(*ents, tarEntry{h, nil})
-				m.Entries = append(m.Entries, Entry{Path: bad.path, Mode: 0o600, SHA256: strings.Repeat("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", 1)})
+				m.Entries = append(m.Entries, Entry{Path: bad.path, Mode: 0o600, SHA256: emptySHA256})
 			})
 		}, bad.want})
 	}
@@ -336,3 +336,6 @@ func TestRestoreWithForceKeepsOldStateOnBadArchive(t *testing.T) {
 		t.Fatalf("data directory changed: %d entries, ocmt.db %q", len(ents), b)
 	}
 }
+
+// emptySHA256 is the SHA-256 of no bytes: a link entry's content.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
