@@ -29,7 +29,9 @@ func TestVolumeImportExport(t *testing.T) {
 	}
 	defer d.Close()
 	user := "usr_voltest" + randHex(4)
-	t.Cleanup(func() { d.cli.VolumeRemove(context.Background(), volumeName(user), client.VolumeRemoveOptions{Force: true}) })
+	t.Cleanup(func() {
+		d.cli.VolumeRemove(context.Background(), volumeName(user), client.VolumeRemoveOptions{Force: true})
+	})
 
 	content := func(body string) io.Reader {
 		var b bytes.Buffer
