@@ -27,7 +27,7 @@ func TestVolumeImportExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(func() { d.Close() })
 	user := "usr_voltest" + randHex(4)
 	t.Cleanup(func() {
 		d.cli.VolumeRemove(context.Background(), volumeName(user), client.VolumeRemoveOptions{Force: true})
