@@ -60,7 +60,7 @@ func TestBackupRestoreDocker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() })
 	nw, err := cli.NetworkInspect(ctx, env.Cfg.Network, client.NetworkInspectOptions{})
 	if err != nil || len(nw.Network.IPAM.Config) == 0 {
 		t.Fatalf("inspect network: %v", err)
@@ -81,6 +81,14 @@ func TestBackupRestoreDocker(t *testing.T) {
 	)
 	alice, au := env.Admin("alice@example.org")
 	bob, bu := env.Invite(alice, "bob@example.org")
+	// The env's own cleanup finds containers through the database, which
+	// a failed restore would not bring back.
+	t.Cleanup(func() {
+		for _, u := range []api.User{au, bu} {
+			cli.ContainerRemove(context.Background(), "ocmt-"+string(u.ID), client.ContainerRemoveOptions{Force: true})
+			cli.VolumeRemove(context.Background(), docker.VolumeName(string(u.ID)), client.VolumeRemoveOptions{Force: true})
+		}
+	})
 	av := readyVault(t, env, alice, alicePW)
 	bv := readyVault(t, env, bob, bobPW)
 	fp.SetKey(providerKey)
