@@ -1,5 +1,5 @@
-// Package cli is the ocmt command line (cobra): serve, version, doctor and
-// audit verify. Every serve flag also reads OCMT_<NAME> from the environment
+// Package cli is the ocmt command line (cobra): serve, version, doctor,
+// audit verify, backup and restore (backup.go). Every serve flag also reads OCMT_<NAME> from the environment
 // (dashes become underscores); secrets also read OCMT_<NAME>_FILE.
 package cli
 
