@@ -1,5 +1,5 @@
-// Package cli is the ocmt command line (cobra): serve, version, doctor and
-// audit verify. Every serve flag also reads OCMT_<NAME> from the environment
+// Package cli is the ocmt command line (cobra): serve, version, doctor,
+// audit verify, backup and restore (backup.go). Every serve flag also reads OCMT_<NAME> from the environment
 // (dashes become underscores); secrets also read OCMT_<NAME>_FILE.
 package cli
 
@@ -44,7 +44,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServe(), newVersion(), newDoctor(), newAudit(), newInternal())
+	root.AddCommand(newServe(), newVersion(), newDoctor(), newAudit(), newBackup(), newRestore(), newInternal())
 	for _, c := range root.Commands() {
 		c.SetFlagErrorFunc(flagError)
 	}

@@ -1,0 +1,341 @@
+package backup
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ocmt/ocmt/store"
+)
+
+// processDataDir makes a data directory as the process runtime leaves it:
+// a database with a container record, audit.key, one user's vault files,
+// and files a backup leaves out (journal, lock and temporary files).
+func processDataDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(dir, store.FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutContainer(ctx, store.Container{UserID: "usr_alice", Runtime: "process", State: store.StateStopped}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetOrCreateKV(ctx, "deployment.id", func() []byte { return []byte("dep_test") }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() }) // open while backed up, as under a running ocmt
+	for name, body := range map[string]string{
+		"users/usr_alice/vault.ocv":                "sealed vault bytes",
+		"users/usr_alice/transcripts/abc.tr":       "sealed transcript",
+		"users/usr_alice/.vault.ocv.ocmt-tmp-1234": "half-written",
+		"ocmt.lock":       "pid 1",
+		".write-check-99": "",
+	} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func createArchive(t *testing.T, dataDir string) string {
+	t.Helper()
+	to := filepath.Join(t.TempDir(), "b.tar.gz")
+	if _, err := Create(context.Background(), CreateOptions{DataDir: dataDir, To: to, Version: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	return to
+}
+
+// TestRoundTripProcess: what a process-runtime data directory holds comes
+// back byte for byte, without the journal, lock and temporary files; the
+// archive is 0600 and an existing one is not replaced without Force.
+func TestRoundTripProcess(t *testing.T) {
+	src := processDataDir(t)
+	to := createArchive(t, src)
+	if fi, err := os.Stat(to); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("archive mode: %v %v", fi.Mode(), err)
+	}
+	if _, err := Create(context.Background(), CreateOptions{DataDir: src, To: to}); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("overwrite without force: %v", err)
+	}
+	m, err := Read(mustOpen(t, to))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Deployment != "dep_test" || m.SchemaVersion != store.LatestSchemaVersion() || len(m.Users) != 1 || m.Users[0].Runtime != "process" {
+		t.Fatalf("manifest: %+v", m)
+	}
+	dst := filepath.Join(t.TempDir(), "restored")
+	var out bytes.Buffer
+	if _, err := Restore(context.Background(), RestoreOptions{From: to, DataDir: dst, Out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"users/usr_alice/vault.ocv", "users/usr_alice/transcripts/abc.tr", store.AuditKeyFile} {
+		want, _ := os.ReadFile(filepath.Join(src, name))
+		got, err := os.ReadFile(filepath.Join(dst, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
+		}
+		if fi, _ := os.Stat(filepath.Join(dst, name)); fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v", name, fi.Mode())
+		}
+	}
+	for _, name := range []string{"ocmt.lock", ".write-check-99", "users/usr_alice/.vault.ocv.ocmt-tmp-1234", "ocmt.db-wal"} {
+		if _, err := os.Stat(filepath.Join(dst, name)); err == nil {
+			t.Errorf("%s was backed up", name)
+		}
+	}
+	n, err := func() (int64, error) {
+		st, err := store.OpenReadOnly(context.Background(), filepath.Join(dst, store.FileName))
+		if err != nil {
+			return 0, err
+		}
+		defer st.Close()
+		return st.VerifyAudit(context.Background())
+	}()
+	if err != nil {
+		t.Fatalf("audit chain of the restored database: %d rows, %v", n, err)
+	}
+
+	// Restoring again needs Force; with it the user's directory is
+	// replaced as a whole.
+	if _, err := Restore(context.Background(), RestoreOptions{From: to, DataDir: dst}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("restore into a non-empty directory: %v", err)
+	}
+	stray := filepath.Join(dst, "users/usr_alice/stray")
+	os.WriteFile(stray, []byte("x"), 0o600)
+	out.Reset()
+	if _, err := Restore(context.Background(), RestoreOptions{From: to, DataDir: dst, Force: true, Out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stray); err == nil {
+		t.Error("--force left a file in the replaced user directory")
+	}
+	if !strings.Contains(out.String(), "replaced directory users/usr_alice") || !strings.Contains(out.String(), "replaced file ocmt.db") {
+		t.Errorf("--force output does not say what it replaced:\n%s", out.String())
+	}
+}
+
+func mustOpen(t *testing.T, p string) io.Reader {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.NewReader(b)
+}
+
+// tarEntry is one entry of an archive held in memory.
+type tarEntry struct {
+	h    *tar.Header
+	body []byte
+}
+
+// rewrite reads the archive at src, lets change edit its manifest and
+// entries (the manifest is encoded again afterwards unless change sets
+// raw) and writes the result to a new file.
+func rewrite(t *testing.T, src string, change func(m *Manifest, ents *[]tarEntry)) string {
+	t.Helper()
+	gz, err := gzip.NewReader(mustOpen(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var ents []tarEntry
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		ents = append(ents, tarEntry{h, b})
+	}
+	var m Manifest
+	if err := json.Unmarshal(ents[0].body, &m); err != nil {
+		t.Fatal(err)
+	}
+	rest := ents[1:]
+	change(&m, &rest)
+	mj, _ := json.Marshal(m)
+	ents = append([]tarEntry{{&tar.Header{Name: ManifestName, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(mj))}, mj}}, rest...)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, e := range ents {
+		if e.h.Typeflag == tar.TypeReg {
+			e.h.Size = int64(len(e.body))
+		}
+		if err := tw.WriteHeader(e.h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(e.body)
+	}
+	tw.Close()
+	zw.Close()
+	out := filepath.Join(t.TempDir(), "bad.tar.gz")
+	if err := os.WriteFile(out, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// find returns the index of the entry (and manifest entry) named p.
+func find(t *testing.T, m *Manifest, ents []tarEntry, p string) int {
+	t.Helper()
+	for i, e := range m.Entries {
+		if e.Path == p {
+			return i
+		}
+	}
+	t.Fatalf("no entry %s", p)
+	return -1
+}
+
+// TestRestoreRefusesBadArchives: each bad archive is refused with an error
+// wrapping ErrInvalid that names the problem, and nothing is written (the
+// data directory is not even created).
+func TestRestoreRefusesBadArchives(t *testing.T) {
+	good := createArchive(t, processDataDir(t))
+	const vault = "data/users/usr_alice/vault.ocv"
+	cases := []struct {
+		name string
+		file func(t *testing.T) string
+		want string
+	}{
+		{"not an archive", func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "x")
+			os.WriteFile(p, []byte("just some text, not gzip"), 0o600)
+			return p
+		}, "not gzip"},
+		{"gzip but not tar", func(t *testing.T) string {
+			var b bytes.Buffer
+			zw := gzip.NewWriter(&b)
+			zw.Write(bytes.Repeat([]byte("not a tar header "), 64))
+			zw.Close()
+			p := filepath.Join(t.TempDir(), "x")
+			os.WriteFile(p, b.Bytes(), 0o600)
+			return p
+		}, "not a tar archive"},
+		{"truncated", func(t *testing.T) string {
+			b, _ := os.ReadFile(good)
+			p := filepath.Join(t.TempDir(), "x")
+			os.WriteFile(p, b[:len(b)*2/3], 0o600)
+			return p
+		}, "truncated"},
+		{"format version", func(t *testing.T) string {
+			return rewrite(t, good, func(m *Manifest, _ *[]tarEntry) { m.Format = FormatVersion + 1 })
+		}, "archive format 2"},
+		{"newer schema", func(t *testing.T) string {
+			return rewrite(t, good, func(m *Manifest, _ *[]tarEntry) { m.SchemaVersion = store.LatestSchemaVersion() + 1 })
+		}, "newer than this ocmt"},
+		{"checksum mismatch", func(t *testing.T) string {
+			return rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
+				e := (*ents)[find(t, m, *ents, vault)]
+				e.body[0] ^= 1 // same size, other content
+			})
+		}, "SHA-256 does not match"},
+		{"size mismatch", func(t *testing.T) string {
+			return rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
+				e := &(*ents)[find(t, m, *ents, vault)]
+				e.body = append(e.body, 'x')
+			})
+		}, "the manifest says"},
+		{"manifest not first", func(t *testing.T) string {
+			return rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
+				i := find(t, m, *ents, vault)
+				(*ents)[0], (*ents)[i] = (*ents)[i], (*ents)[0]
+			})
+		}, "the manifest says"},
+		{"extra entry", func(t *testing.T) string {
+			return rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
+				*ents = append(*ents, tarEntry{&tar.Header{Name: "data/extra", Typeflag: tar.TypeReg, Mode: 0o600}, []byte("x")})
+			})
+		}, "not in the manifest"},
+	}
+	// Unsafe paths and links, listed in the manifest as well as present,
+	// so only the path and type checks can refuse them.
+	for _, bad := range []struct {
+		name, path string
+		typ        byte
+		want       string
+	}{
+		{"parent traversal", "data/../../evil", tar.TypeReg, "unsafe"},
+		{"traversal inside", "data/users/../../evil", tar.TypeReg, "unsafe"},
+		{"absolute path", "/etc/evil", tar.TypeReg, "unsafe"},
+		{"volume traversal", "volumes/../evil", tar.TypeReg, "unsafe"},
+		{"unknown top level", "evil/file", tar.TypeReg, "unsafe"},
+		{"shadows the database", "data/ocmt.db-wal", tar.TypeReg, "unsafe"},
+		{"symlink", "data/users/usr_alice/link", tar.TypeSymlink, "links are refused"},
+		{"hard link", "data/users/usr_alice/hard", tar.TypeLink, "links are refused"},
+	} {
+		cases = append(cases, struct {
+			name string
+			file func(t *testing.T) string
+			want string
+		}{bad.name, func(t *testing.T) string {
+			return rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
+				h := &tar.Header{Name: bad.path, Typeflag: bad.typ, Mode: 0o600, Linkname: "/etc/passwd"}
+				*ents = append(*ents, tarEntry{h, nil})
+				m.Entries = append(m.Entries, Entry{Path: bad.path, Mode: 0o600, SHA256: emptySHA256})
+			})
+		}, bad.want})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			file := c.file(t)
+			dst := filepath.Join(t.TempDir(), "data")
+			_, err := Restore(context.Background(), RestoreOptions{From: file, DataDir: dst})
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v; want ErrInvalid with %q", err, c.want)
+			}
+			if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("restore of a bad archive created the data directory (%v)", err)
+			}
+		})
+	}
+}
+
+// TestRestoreWithForceKeepsOldStateOnBadArchive: with Force, a corrupt
+// archive leaves the existing data directory exactly as it was.
+func TestRestoreWithForceKeepsOldStateOnBadArchive(t *testing.T) {
+	src := processDataDir(t)
+	good := createArchive(t, src)
+	bad := rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
+		e := (*ents)[len(*ents)-1]
+		if len(e.body) > 0 {
+			e.body[len(e.body)-1] ^= 1
+		} else {
+			t.Fatal("last entry is empty")
+		}
+	})
+	dst := t.TempDir()
+	os.WriteFile(filepath.Join(dst, "ocmt.db"), []byte("the current database"), 0o600)
+	if _, err := Restore(context.Background(), RestoreOptions{From: bad, DataDir: dst, Force: true}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("err = %v", err)
+	}
+	ents, _ := os.ReadDir(dst)
+	if b, _ := os.ReadFile(filepath.Join(dst, "ocmt.db")); len(ents) != 1 || string(b) != "the current database" {
+		t.Fatalf("data directory changed: %d entries, ocmt.db %q", len(ents), b)
+	}
+}
+
+// emptySHA256 is the SHA-256 of no bytes: a link entry's content.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
