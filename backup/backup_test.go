@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocmt/ocmt/datadir"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -95,7 +96,11 @@ func TestRoundTripProcess(t *testing.T) {
 			t.Errorf("%s mode %v", name, fi.Mode())
 		}
 	}
-	for _, name := range []string{"ocmt.lock", ".write-check-99", "users/usr_alice/.vault.ocv.ocmt-tmp-1234", "ocmt.db-wal"} {
+	// Restore holds dst's own lock while it writes and empties it after.
+	if b, err := os.ReadFile(filepath.Join(dst, datadir.FileName)); err != nil || len(b) != 0 {
+		t.Errorf("%s after restore: %q, %v; want the restore's own, emptied lock file", datadir.FileName, b, err)
+	}
+	for _, name := range []string{".write-check-99", "users/usr_alice/.vault.ocv.ocmt-tmp-1234", "ocmt.db-wal"} {
 		if _, err := os.Stat(filepath.Join(dst, name)); err == nil {
 			t.Errorf("%s was backed up", name)
 		}
@@ -212,6 +217,29 @@ func find(t *testing.T, m *Manifest, ents []tarEntry, p string) int {
 // TestRestoreRefusesBadArchives: each bad archive is refused with an error
 // wrapping ErrInvalid that names the problem, and nothing is written (the
 // data directory is not even created).
+// TestRestoreRefusesHeldDataDir: a data directory a running ocmt holds
+// (package datadir's lock) is not restored into, even with --force, and
+// nothing in it changes.
+func TestRestoreRefusesHeldDataDir(t *testing.T) {
+	to := createArchive(t, processDataDir(t))
+	dst := t.TempDir()
+	held, err := datadir.Lock(dst, datadir.Holder{PID: 4242, Listen: "127.0.0.1:9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	for _, force := range []bool{false, true} {
+		_, err := Restore(context.Background(), RestoreOptions{From: to, DataDir: dst, Force: force})
+		var inUse *datadir.InUseError
+		if !errors.As(err, &inUse) || inUse.PID != 4242 || !strings.Contains(err.Error(), "127.0.0.1:9") {
+			t.Fatalf("force=%v: %v; want the holder named", force, err)
+		}
+		if ents, _ := os.ReadDir(dst); len(ents) != 1 {
+			t.Fatalf("force=%v: data dir holds %d entries; want only the lock file", force, len(ents))
+		}
+	}
+}
+
 func TestRestoreRefusesBadArchives(t *testing.T) {
 	good := createArchive(t, processDataDir(t))
 	const vault = "data/users/usr_alice/vault.ocv"

@@ -16,9 +16,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/ocmt/ocmt/datadir"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -241,7 +243,14 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 		return Manifest{}, err
 	}
 
-	// Destination checks, before anything is written.
+	// Destination checks, before anything is written. A running ocmt
+	// holds the data directory's lock (package datadir): restoring under
+	// it would swap the database and volumes out from under it.
+	if h, held, err := datadir.HolderOf(opt.DataDir); err != nil {
+		return Manifest{}, err
+	} else if held {
+		return Manifest{}, &datadir.InUseError{Dir: opt.DataDir, PID: h.PID, Listen: h.Listen}
+	}
 	if err := checkDataDir(opt.DataDir, opt.Force); err != nil {
 		return Manifest{}, err
 	}
@@ -273,6 +282,12 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 	if err := os.MkdirAll(opt.DataDir, 0o700); err != nil {
 		return Manifest{}, fmt.Errorf("--data-dir: %w", err)
 	}
+	// Hold the lock while writing, so an ocmt started meanwhile refuses.
+	lock, err := datadir.Lock(opt.DataDir, datadir.Holder{PID: os.Getpid()})
+	if err != nil {
+		return Manifest{}, err
+	}
+	defer lock.Close()
 	root, err := os.OpenRoot(opt.DataDir)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("--data-dir: %w", err)
@@ -314,6 +329,7 @@ func checkDataDir(dir string, force bool) error {
 	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
+	ents = slices.DeleteFunc(ents, func(e os.DirEntry) bool { return e.Name() == datadir.FileName })
 	if len(ents) > 0 && !force {
 		return fmt.Errorf("--data-dir: %s is not empty; give --force to replace the database, the archived files and users' directories in it", dir)
 	}

@@ -103,9 +103,6 @@ func newRestore() *cobra.Command {
 			if !cmd.Flags().Changed("data-dir") && os.Getenv(EnvName("data-dir")) == "" {
 				return &config.Error{Setting: "data-dir", Msg: "required: the data directory to restore into"}
 			}
-			// MERGE: refuse here while an ocmt process holds cfg.DataDir
-			// (package datadir's exclusive lock), and hold that lock
-			// ourselves until Restore returns.
 			ctx, cancel := context.WithTimeout(cmd.Context(), backupTimeout)
 			defer cancel()
 			_, err := backup.Restore(ctx, backup.RestoreOptions{From: from, DataDir: cfg.DataDir, Force: force,
