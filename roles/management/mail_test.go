@@ -202,3 +202,29 @@ func TestSignInNotHeldBySilentMailServer(t *testing.T) {
 		t.Fatalf("the request returned only after %d mail connection(s) gave up", closedAt202)
 	}
 }
+
+// TestLinkDurationInWords: the sign-in page and the mail say the
+// configured link lifetime in words, never Go's "1h30m0s".
+func TestLinkDurationInWords(t *testing.T) {
+	srv := xtest.NewSMTPServer(t)
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { srv.Configure(c); c.MagicLinkTTL = 90 * time.Minute }))
+	ctx := context.Background()
+	env.Admin("admin@example.org")
+	anon := env.Client()
+	r, err := anon.Do(ctx, "GET", "/signin", nil)
+	if err != nil || !strings.Contains(string(r.Body), "expires after 1 hour 30 minutes.") {
+		t.Fatalf("sign-in page: %v %v", err, r)
+	}
+	if r, err := anon.Do(ctx, "POST", "/api/v1/auth/magic-link", api.MagicLinkRequest{Email: "admin@example.org"}); err != nil || r.Status != 202 {
+		t.Fatalf("magic-link: %v %v", r, err)
+	}
+	xtest.Eventually(t, 10*time.Second, func() error {
+		if len(srv.Mails()) == 0 {
+			return errors.New("not delivered")
+		}
+		return nil
+	})
+	if body := decodedBody(t, srv.Mails()[0].Data); !strings.Contains(body, "(valid for 1 hour 30 minutes, single use)") || strings.Contains(body, "1h30m") {
+		t.Fatalf("mail body:\n%s", body)
+	}
+}
