@@ -2,7 +2,6 @@ package mail
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -205,8 +204,9 @@ func (o *Outbox) send(ctx context.Context, m store.OutboxMail) {
 		}
 		o.sent.Inc()
 		o.log.Info("mail sent", "mail", m.ID, "kind", m.Kind, "attempts", attempts)
-	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		// Shutting down: not the mail's fault; due again at the next start.
+	case ctx.Err() != nil:
+		// Shutting down (the send was cut off): not the mail's fault, not
+		// counted; due again at the next start.
 		if err := o.st.MailRetry(settle, m.ID, now, m.Attempts, m.LastError, now); err != nil {
 			o.log.Error("mail outbox: release", "mail", m.ID, "err", err)
 		}

@@ -428,3 +428,18 @@ ocmt_mail_sent_total 0
 		t.Fatalf("lint: %v %v", probs, err)
 	}
 }
+
+// TestSMTPImplicitTLSWithAuth: --smtp-tls=tls speaks TLS from the first
+// byte and authenticates (AUTH PLAIN is offered only because the
+// connection is encrypted).
+func TestSMTPImplicitTLSWithAuth(t *testing.T) {
+	srv := xtest.NewSMTPServerTLS(t)
+	m := smtpMailer(t, srv.Host, srv.Port, srv.CAFile, srv.User, srv.Password)
+	m.TLS = ocmail.TLSImplicit
+	if err := m.Send(context.Background(), signinMsg("bob@example.org")); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Mails(); len(got) != 1 || got[0].Auth != srv.User {
+		t.Fatalf("mails %+v", got)
+	}
+}

@@ -39,14 +39,15 @@ type SMTPServer struct {
 	User     string
 	Password string
 
-	t      testing.TB
-	tlsCfg *tls.Config
-	mu     sync.Mutex
-	srv    *smtp.Server // nil while stopped
-	ln     net.Listener // srv's listener
-	mails  []ReceivedMail
-	reject map[string]bool // recipients refused with 550
-	froms  int             // MAIL FROM commands seen
+	t        testing.TB
+	implicit bool // TLS from the first byte (NewSMTPServerTLS)
+	tlsCfg   *tls.Config
+	mu       sync.Mutex
+	srv      *smtp.Server // nil while stopped
+	ln       net.Listener // srv's listener
+	mails    []ReceivedMail
+	reject   map[string]bool // recipients refused with 550
+	froms    int             // MAIL FROM commands seen
 }
 
 // ReceivedMail is one mail the SMTPServer accepted.
@@ -58,12 +59,18 @@ type ReceivedMail struct {
 }
 
 // NewSMTPServer starts an SMTPServer; it is stopped when the test ends.
-func NewSMTPServer(t testing.TB) *SMTPServer {
+func NewSMTPServer(t testing.TB) *SMTPServer { t.Helper(); return newSMTPServer(t, false) }
+
+// NewSMTPServerTLS starts an SMTPServer that speaks TLS from the first
+// byte (--smtp-tls=tls) instead of STARTTLS.
+func NewSMTPServerTLS(t testing.TB) *SMTPServer { t.Helper(); return newSMTPServer(t, true) }
+
+func newSMTPServer(t testing.TB, implicit bool) *SMTPServer {
 	t.Helper()
 	certPEM, keyPEM := SelfSignedCert(t, "127.0.0.1")
 	dir := t.TempDir()
 	s := &SMTPServer{Host: "127.0.0.1", CAFile: filepath.Join(dir, "smtp-ca.pem"), User: "ocmt-test",
-		Password: "smtp-test-password-" + strconv.Itoa(os.Getpid()), t: t, reject: map[string]bool{}}
+		Password: "smtp-test-password-" + strconv.Itoa(os.Getpid()), t: t, reject: map[string]bool{}, implicit: implicit}
 	if err := os.WriteFile(s.CAFile, certPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -82,10 +89,13 @@ func NewSMTPServer(t testing.TB) *SMTPServer {
 	return s
 }
 
-// Configure points cfg at the server: STARTTLS, its certificate as the
+// Configure points cfg at the server: STARTTLS (or implicit TLS), its certificate as the
 // CA file, its user and password.
 func (s *SMTPServer) Configure(cfg *config.Config) {
 	cfg.SMTPHost, cfg.SMTPPort, cfg.SMTPTLS, cfg.SMTPCAFile = s.Host, s.Port, "starttls", s.CAFile
+	if s.implicit {
+		cfg.SMTPTLS = "tls"
+	}
 	cfg.SMTPUsername, cfg.SMTPPassword = s.User, s.Password
 	cfg.MailFrom = "ocmt <ocmt@example.org>"
 }
@@ -96,6 +106,9 @@ func (s *SMTPServer) serve(ln net.Listener) {
 	srv.TLSConfig = s.tlsCfg
 	srv.ReadTimeout, srv.WriteTimeout = time.Minute, time.Minute
 	srv.MaxMessageBytes = 1 << 20
+	if s.implicit {
+		ln = tls.NewListener(ln, s.tlsCfg)
+	}
 	s.mu.Lock()
 	s.srv, s.ln = srv, ln
 	s.mu.Unlock()

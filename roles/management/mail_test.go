@@ -228,3 +228,23 @@ func TestLinkDurationInWords(t *testing.T) {
 		t.Fatalf("mail body:\n%s", body)
 	}
 }
+
+// TestSMTPTLSInsecureWarns: --smtp-tls-insecure delivers to a server whose
+// certificate nobody vouches for, and says so loudly at start.
+func TestSMTPTLSInsecureWarns(t *testing.T) {
+	srv := xtest.NewSMTPServer(t)
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { srv.Configure(c); c.SMTPCAFile = ""; c.SMTPTLSInsecure = true }))
+	if !strings.Contains(env.Log.String(), "SMTP SERVER CERTIFICATE IS NOT VERIFIED") {
+		t.Fatalf("no warning at start:\n%s", env.Log.String())
+	}
+	admin, _ := env.Admin("admin@example.org")
+	if r, err := admin.Do(context.Background(), "POST", "/api/v1/admin/users", api.InviteRequest{Email: "new@example.org"}); err != nil || r.Status != 202 {
+		t.Fatalf("invite: %v %v", r, err)
+	}
+	xtest.Eventually(t, 10*time.Second, func() error {
+		if len(srv.Mails()) == 0 {
+			return errors.New("not delivered")
+		}
+		return nil
+	})
+}
