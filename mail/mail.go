@@ -77,7 +77,7 @@ const (
 	TLSNone     = "none"     // no encryption (a relay on the same host); AUTH is then refused
 )
 
-// DefaultTimeout bounds dialling and each SMTP command of one send.
+// DefaultTimeout bounds one send: dialling, TLS and every SMTP command.
 const DefaultTimeout = 30 * time.Second
 
 // SMTP sends through a mail server with github.com/wneessen/go-mail. A
@@ -95,7 +95,8 @@ type SMTP struct {
 	RootCAs *x509.CertPool
 	// InsecureSkipVerify accepts any server certificate (tests only).
 	InsecureSkipVerify bool
-	// Timeout bounds dialling and each command; 0 = DefaultTimeout.
+	// Timeout bounds one send (dialling, TLS, every command); 0 =
+	// DefaultTimeout.
 	Timeout time.Duration
 }
 

@@ -60,8 +60,9 @@ func decodedBody(t *testing.T, data []byte) string {
 // TestSignInSameAnswerWhenMailDown: with the SMTP server down, a sign-in
 // request for a known address and one for an unknown address get the same
 // 202 with the same body (no account probe). The known one's mail waits in
-// the outbox (the admin sees it queued, retried, with the error), and is
-// delivered once the server is up; its link signs the user in.
+// the outbox (the admin sees it queued, retried, with the error), survives
+// a restart of ocmt, and is delivered once the server is up; its link
+// signs the user in.
 func TestSignInSameAnswerWhenMailDown(t *testing.T) {
 	srv := xtest.NewSMTPServer(t)
 	srv.Stop()
@@ -94,6 +95,7 @@ func TestSignInSameAnswerWhenMailDown(t *testing.T) {
 		}
 		return nil
 	})
+	env.Restart()
 	srv.Start()
 	var tok string
 	xtest.Eventually(t, 10*time.Second, func() error {
