@@ -62,6 +62,37 @@ type AdminContainer struct {
 	Email string `json:"email"`
 }
 
+// AdminMail is GET /api/v1/admin/mail: the mail outbox as the admin sees
+// it, newest first (at most 200 rows), and the count of rows by state.
+// Bodies and links (sign-in credentials) are never shown.
+type AdminMail struct {
+	Mail   []AdminMailItem `json:"mail"`
+	Counts MailCounts      `json:"counts"`
+}
+
+// MailCounts counts outbox rows by state.
+type MailCounts struct {
+	Queued int `json:"queued"`
+	Sent   int `json:"sent"`   // within the last week
+	Failed int `json:"failed"` // within the last week
+}
+
+// AdminMailItem is one outbox row: State is "queued", "sent" or "failed"
+// (for good); LastError is the last failure (an SMTP reply or network
+// error), "" when none.
+type AdminMailItem struct {
+	ID            string    `json:"id"`
+	To            string    `json:"to"`
+	Subject       string    `json:"subject"`
+	Kind          string    `json:"kind"` // signin, invite, share
+	State         string    `json:"state"`
+	Attempts      int       `json:"attempts"`
+	LastError     string    `json:"lastError,omitempty"`
+	CreatedAt     time.Time `json:"createdAt"`
+	UpdatedAt     time.Time `json:"updatedAt"`
+	NextAttemptAt time.Time `json:"nextAttemptAt,omitzero"` // queued only
+}
+
 // AuditEvent is an element of GET /api/v1/audit.
 type AuditEvent struct {
 	Seq    int64             `json:"seq"`

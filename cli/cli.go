@@ -94,7 +94,9 @@ func bindFlags(fs *pflag.FlagSet, cfg *config.Config) {
 	fs.StringVar(&cfg.SMTPUsername, "smtp-username", cfg.SMTPUsername, "SMTP user name")
 	fs.StringVar(&cfg.SMTPPassword, "smtp-password", cfg.SMTPPassword, "SMTP password")
 	fs.StringVar(&cfg.SMTPTLS, "smtp-tls", cfg.SMTPTLS, "SMTP transport security: starttls, tls, none")
-	fs.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of sign-in mail")
+	fs.StringVar(&cfg.SMTPCAFile, "smtp-ca-file", cfg.SMTPCAFile, "PEM file of CA certificates trusted (besides the system roots) to verify the SMTP server")
+	fs.BoolVar(&cfg.SMTPTLSInsecure, "smtp-tls-insecure", cfg.SMTPTLSInsecure, "do not verify the SMTP server's certificate (tests only: anyone on the path can read sign-in links)")
+	fs.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of ocmt's mail (sign-in links, invitations, share notices)")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "how long a sign-in lasts")
 }
 

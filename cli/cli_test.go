@@ -47,6 +47,10 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"management without agent url", nil, []string{"serve", "--role=management", "--service-secret=0123456789abcdef"}, "--agent-url"},
 		{"relay without management url", nil, []string{"serve", "--role=relay", "--service-secret=0123456789abcdef"}, "--management-url"},
 		{"unknown flag", nil, []string{"serve", "--colour=blue"}, "unknown flag"},
+		{"smtp auth in clear", nil, []string{"serve", "--smtp-host=mail.example.org", "--smtp-tls=none", "--smtp-username=u"}, "--smtp-username: SMTP AUTH needs --smtp-tls=starttls or tls"},
+		{"missing smtp ca file", nil, []string{"serve", "--smtp-ca-file=/nonexistent/ca.pem"}, "--smtp-ca-file: cannot read"},
+		{"smtp ca file without PEM", nil, []string{"serve", "--smtp-ca-file=" + notDir}, "--smtp-ca-file: " + notDir + " holds no PEM certificate"},
+		{"bad mail from", map[string]string{"OCMT_MAIL_FROM": "ocmt at example"}, []string{"serve"}, "--mail-from: not an address"},
 		{"missing secret file", map[string]string{"OCMT_VAULT_SECRET_FILE": "/nonexistent/secret"}, []string{"serve", "--role=vault"}, "OCMT_VAULT_SECRET_FILE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

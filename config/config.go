@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -116,9 +117,16 @@ type Config struct {
 	SMTPUsername string
 	SMTPPassword string
 	SMTPTLS      string // "starttls" (default), "tls" or "none"
-	MailFrom     string
-	SessionTTL   time.Duration
-	MagicLinkTTL time.Duration
+	// SMTPCAFile, if set, is a PEM file of CA certificates trusted (besides
+	// the system roots) to verify the SMTP server.
+	SMTPCAFile string
+	// SMTPTLSInsecure skips verifying the SMTP server's certificate: for
+	// tests only (anyone on the path can read the mail, sign-in links
+	// included).
+	SMTPTLSInsecure bool
+	MailFrom        string
+	SessionTTL      time.Duration
+	MagicLinkTTL    time.Duration
 }
 
 // Default returns the embedded default configuration: role all, loopback
@@ -242,6 +250,19 @@ func (c *Config) Validate() error {
 	case "starttls", "tls", "none":
 	default:
 		errs = append(errs, bad("smtp-tls", "unknown mode %q; accepted: starttls, tls, none", c.SMTPTLS))
+	}
+	if c.SMTPTLS == "none" && c.SMTPUsername != "" {
+		errs = append(errs, bad("smtp-username", "SMTP AUTH needs --smtp-tls=starttls or tls (the password is never sent in clear)"))
+	}
+	if c.SMTPCAFile != "" {
+		if b, err := os.ReadFile(c.SMTPCAFile); err != nil {
+			errs = append(errs, bad("smtp-ca-file", "cannot read %s", c.SMTPCAFile))
+		} else if !strings.Contains(string(b), "-----BEGIN CERTIFICATE-----") {
+			errs = append(errs, bad("smtp-ca-file", "%s holds no PEM certificate", c.SMTPCAFile))
+		}
+	}
+	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
+		errs = append(errs, bad("mail-from", "not an address like \"ocmt <ocmt@example.org>\""))
 	}
 	if c.Role == RoleVault && len(c.VaultSecret) < 16 {
 		errs = append(errs, bad("vault-secret", "the vault role needs a per-container secret of at least 16 characters (OCMT_VAULT_SECRET or OCMT_VAULT_SECRET_FILE)"))

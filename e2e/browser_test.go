@@ -85,6 +85,8 @@ func TestBrowserSignInAndAgentRuns(t *testing.T) {
 		Runtime    string `json:"runtime"`
 		UserStatus string `json:"userStatus"`
 		ContStatus string `json:"contStatus"`
+		Mail       string `json:"mail"`
+		MailStatus string `json:"mailStatus"`
 	}
 	var view adminView
 	b.until("admin page lists the user and the running container", stepTimeout, 100*time.Millisecond, func() (bool, error) {
@@ -97,13 +99,15 @@ func TestBrowserSignInAndAgentRuns(t *testing.T) {
     runtime: row ? (row.querySelector('td[data-label="Runtime"]')?.textContent.trim() || '') : '',
     userStatus: document.getElementById('users-status').textContent,
     contStatus: document.getElementById('containers-status').textContent,
+    mail: document.getElementById('mail-summary').textContent,
+    mailStatus: document.getElementById('mail-status').textContent,
   };
 })()`)
 		if err != nil {
 			return false, err
 		}
 		view = v
-		return strings.Contains(v.Users, email) && v.State == "running", nil
+		return strings.Contains(v.Users, email) && v.State == "running" && (strings.HasPrefix(v.Mail, "Mail:") || v.MailStatus != ""), nil
 	})
 	if !strings.Contains(view.Users, "Admin") {
 		t.Errorf("users table does not mark %s as admin: %q", email, view.Users)
@@ -111,8 +115,12 @@ func TestBrowserSignInAndAgentRuns(t *testing.T) {
 	if view.Runtime != "docker" {
 		t.Errorf("containers table runtime = %q, want docker", view.Runtime)
 	}
-	if view.UserStatus != "" || view.ContStatus != "" {
-		t.Errorf("admin page shows errors: users %q, containers %q", view.UserStatus, view.ContStatus)
+	if view.UserStatus != "" || view.ContStatus != "" || view.MailStatus != "" {
+		t.Errorf("admin page shows errors: users %q, containers %q, mail %q", view.UserStatus, view.ContStatus, view.MailStatus)
+	}
+	// The sign-in mails went out (console mailer): nothing waits or failed.
+	if view.Mail != "Mail: nothing waiting, nothing failed." {
+		t.Errorf("admin mail line = %q", view.Mail)
 	}
 	b.screenshot("admin")
 	b.checkConsole()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/mail"
 	"github.com/ocmt/ocmt/xtest"
@@ -165,8 +166,9 @@ func TestShareMails(t *testing.T) {
 		t.Fatalf("Bob turned share mails off and still got: %+v", got[2:])
 	}
 
-	// A failing mail server does not fail the share; the failure is logged
-	// as metadata.
+	// A failing mail server does not fail the share; the mail stays queued
+	// in the outbox for a retry (the admin sees it), and the failure is
+	// logged as metadata.
 	if err := bob.JSON(ctx, "PUT", "/api/v1/me/settings", map[string]bool{"shareMail": true}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +177,18 @@ func TestShareMails(t *testing.T) {
 		t.Fatal("no share while the mail server fails")
 	}
 	xtest.Eventually(t, 10*time.Second, func() error {
-		if fm.attempts.Load() != 1 || !strings.Contains(env.Log.String(), "share mail failed") {
+		if fm.attempts.Load() < 1 || !strings.Contains(env.Log.String(), "mail not sent; will retry") {
 			return errString("the failed mail was not tried or not logged")
 		}
 		return nil
 	})
+	var outbox api.AdminMail
+	if err := alice.JSON(ctx, "GET", "/api/v1/admin/mail", nil, &outbox); err != nil {
+		t.Fatal(err)
+	}
+	if outbox.Counts.Queued != 1 || outbox.Mail[0].To != "bob@example.org" || outbox.Mail[0].State != "queued" || outbox.Mail[0].LastError == "" {
+		t.Fatalf("the failed share mail in the outbox: %+v", outbox)
+	}
 	for _, bad := range []string{"shared their notes", "carol@example.org shared", "#sharing", "ocap1."} {
 		if strings.Contains(env.Log.String(), bad) {
 			t.Errorf("the log holds mail text %q", bad)

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeSMTP is a minimal SMTP server (RFC 5321) on loopback that records
@@ -72,30 +74,13 @@ func fakeSMTP(t *testing.T, starttls bool) (addr string, got chan string) {
 	return ln.Addr().String(), got
 }
 
-func TestSMTPSends(t *testing.T) {
-	addr, got := fakeSMTP(t, false)
-	host, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	m := &SMTP{Host: host, Port: p, TLS: "none", From: "ocmt <ocmt@example.org>"}
-	err := m.Send(context.Background(), Message{To: "bob@example.org", Subject: "Sign-in link", Body: "open https://x/auth/verify?token=abc\n", Link: "https://x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := <-got
-	for _, want := range []string{"MAIL FROM:<ocmt@example.org>", "RCPT TO:<bob@example.org>", "Subject: Sign-in link", "token=abc"} {
-		if !strings.Contains(conv, want) {
-			t.Errorf("conversation lacks %q:\n%s", want, conv)
-		}
-	}
-}
-
 func TestSMTPRefusesClearWhenStartTLSRequired(t *testing.T) {
-	addr, _ := fakeSMTP(t, false) // offers no STARTTLS
+	addr, conv := fakeSMTP(t, false) // offers no STARTTLS
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	m := &SMTP{Host: host, Port: p, TLS: "starttls", Username: "u", Password: "secret-pw", From: "ocmt@example.org"}
 	err := m.Send(context.Background(), Message{To: "bob@example.org", Subject: "x", Body: "y"})
-	if err == nil || !strings.Contains(err.Error(), "STARTTLS") {
+	if err == nil || !strings.Contains(err.Error(), "STARTTLS") || strings.Contains(<-conv, "secret-pw") {
 		t.Fatalf("sent without TLS: %v", err)
 	}
 }
@@ -122,5 +107,26 @@ func TestConsoleNoticeWithBody(t *testing.T) {
 	want := "ocmt: mail to b@example.org: a@example.org shared their calendar with you\nocmt: | First line.\nocmt: |\nocmt: | http://x/#sharing\n"
 	if b.String() != want {
 		t.Fatalf("console:\n%q\nwant\n%q", b.String(), want)
+	}
+}
+
+func TestDurationWords(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		15 * time.Minute: "15 minutes", time.Hour: "1 hour", 90 * time.Minute: "1 hour 30 minutes",
+		time.Minute: "1 minute", 45 * time.Second: "45 seconds", 48 * time.Hour: "2 days",
+		25*time.Hour + 3*time.Minute: "1 day 1 hour", 24*time.Hour + 3*time.Minute: "1 day",
+		0: "0 seconds", -time.Hour: "0 seconds", 1500 * time.Millisecond: "1 second",
+	} {
+		if got := DurationWords(d); got != want {
+			t.Errorf("DurationWords(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestPermanentOnlyFor5xxReplies(t *testing.T) {
+	for _, err := range []error{errors.New("550 no such user"), context.DeadlineExceeded, errors.New("x509: certificate signed by unknown authority")} {
+		if Permanent(err) {
+			t.Errorf("Permanent(%v) = true", err)
+		}
 	}
 }

@@ -57,6 +57,30 @@ type Options struct {
 	// Clock, if set, is the management role's clock (tests: session
 	// expiry); nil = time.Now.
 	Clock func() time.Time
+	// MailBackoff overrides the mail outbox's first retry wait (tests;
+	// the longest becomes 4×); 0 = mail.DefaultMinBackoff.
+	MailBackoff time.Duration
+}
+
+// newMailer returns the SMTP mailer of cfg, or the console mailer when no
+// SMTP host is set. It warns loudly when certificate checks are off.
+func newMailer(cfg config.Config, out io.Writer, log *slog.Logger) (mail.Mailer, error) {
+	if cfg.SMTPHost == "" {
+		return &mail.Console{W: out}, nil
+	}
+	m := &mail.SMTP{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUsername,
+		Password: cfg.SMTPPassword, TLS: cfg.SMTPTLS, From: cfg.MailFrom, InsecureSkipVerify: cfg.SMTPTLSInsecure}
+	if cfg.SMTPCAFile != "" {
+		pool, err := mail.LoadCAFile(cfg.SMTPCAFile)
+		if err != nil {
+			return nil, &config.Error{Setting: "smtp-ca-file", Msg: err.Error()}
+		}
+		m.RootCAs = pool
+	}
+	if cfg.SMTPTLSInsecure && cfg.SMTPTLS != mail.TLSNone {
+		log.Warn("SMTP SERVER CERTIFICATE IS NOT VERIFIED (--smtp-tls-insecure): anyone between ocmt and the mail server can read sign-in links and sign in as your users; for tests only")
+	}
+	return m, nil
 }
 
 // Run runs the roles of cfg until ctx ends, then shuts down gracefully:
@@ -170,6 +194,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		rl.Routes(e.Group("/relay/v1"))
 	}
 	var mg *management.Server
+	var outbox *mail.Outbox // the management role's mail queue; a prometheus.Collector
 	if cfg.Has(config.RoleManagement) {
 		roleNames = append(roleNames, string(config.RoleManagement))
 		var agentAPI api.Agent = ag
@@ -178,20 +203,24 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 				return err
 			}
 		}
-		var mailer mail.Mailer = &mail.Console{W: opt.Out}
-		if cfg.SMTPHost != "" {
-			mailer = &mail.SMTP{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUsername,
-				Password: cfg.SMTPPassword, TLS: cfg.SMTPTLS, From: cfg.MailFrom}
+		mailer, err := newMailer(cfg, opt.Out, log)
+		if err != nil {
+			return err
 		}
 		if opt.WrapMailer != nil {
 			mailer = opt.WrapMailer(mailer)
 		}
+		outbox = mail.NewOutbox(mail.OutboxOptions{Store: st, Mailer: mailer, Log: log, Now: opt.Clock,
+			MinBackoff: opt.MailBackoff, MaxBackoff: 4 * opt.MailBackoff})
+		mailDone := make(chan struct{})
+		go func() { outbox.Run(bg); close(mailDone) }()
+		defer func() { stopBG(); <-mailDone }() // before the store closes
 		mgSecret := ""
 		if cfg.Role == config.RoleManagement {
 			mgSecret = cfg.ServiceSecret
 		}
 		mg, err = management.New(ctx, management.Options{
-			Store: st, Agent: agentAPI, Mailer: mailer, Log: log, PublicURL: cfg.PublicURL, ServiceSecret: mgSecret,
+			Store: st, Agent: agentAPI, Outbox: outbox, Log: log, PublicURL: cfg.PublicURL, ServiceSecret: mgSecret,
 			SessionTTL: cfg.SessionTTL, MagicLinkTTL: cfg.MagicLinkTTL, Version: version.String(), Now: opt.Clock,
 		})
 		if err != nil {
@@ -245,7 +274,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		if link, err := mg.BootstrapLink(ctx, time.Hour); err != nil {
 			return err
 		} else if link != "" {
-			fmt.Fprintf(opt.Out, "No users yet. Open this one-time link to create the admin account (valid 1 hour):\n%s\n", link)
+			fmt.Fprintf(opt.Out, "No users yet. Open this one-time link to create the admin account (valid for %s):\n%s\n", mail.DurationWords(time.Hour), link)
 		}
 	}
 	if opt.Ready != nil {

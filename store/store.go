@@ -1,5 +1,6 @@
 // Package store is ocmt's persistent state: users, sessions, magic links,
-// container records and the hash-chained audit log, in SQLite.
+// the mail outbox, container records and the hash-chained audit log, in
+// SQLite.
 //
 // The database runs in WAL mode with foreign keys on, a busy timeout and
 // immediate transactions, through one writer connection and a pool of

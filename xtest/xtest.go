@@ -107,20 +107,21 @@ func Binary(t testing.TB) string {
 
 // Env is one running ocmt server.
 type Env struct {
-	URL     string // base URL, e.g. "http://127.0.0.1:41234"
-	Cfg     config.Config
-	Out     *Buffer // console output: URL, sign-in links
-	Log     *Buffer // structured log
-	t       testing.TB
-	cancel  context.CancelFunc
-	errc    chan error
-	sweep   time.Duration
-	mailer  func(mail.Mailer) mail.Mailer
-	bodyDL  time.Duration
-	clock   func() time.Time
-	ping    [2]time.Duration // proxy ping interval, pong timeout
-	public  string           // --public-url, or "" for URL
-	stopped bool
+	URL       string // base URL, e.g. "http://127.0.0.1:41234"
+	Cfg       config.Config
+	Out       *Buffer // console output: URL, sign-in links
+	Log       *Buffer // structured log
+	t         testing.TB
+	cancel    context.CancelFunc
+	errc      chan error
+	sweep     time.Duration
+	mailer    func(mail.Mailer) mail.Mailer
+	bodyDL    time.Duration
+	clock     func() time.Time
+	mailRetry time.Duration
+	public    string           // --public-url, or "" for URL
+	ping      [2]time.Duration // proxy ping interval, pong timeout
+	stopped   bool
 }
 
 // Option changes an Env's configuration.
@@ -134,6 +135,11 @@ func WithConfig(f func(*config.Config)) Option { return func(e *Env) { f(&e.Cfg)
 
 // WithMailer wraps the console mailer (e.g. to make some sends fail).
 func WithMailer(wrap func(mail.Mailer) mail.Mailer) Option { return func(e *Env) { e.mailer = wrap } }
+
+// WithMailBackoff sets the mail outbox's first retry wait
+// (roles.Options.MailBackoff), so tests of a mail server that is down run
+// fast.
+func WithMailBackoff(d time.Duration) Option { return func(e *Env) { e.mailRetry = d } }
 
 // WithSweep sets the hibernation sweep interval.
 func WithSweep(d time.Duration) Option { return func(e *Env) { e.sweep = d } }
@@ -236,7 +242,7 @@ func (e *Env) start() {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(e.Log, logSink()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() {
 		e.errc <- roles.Run(ctx, cfg, roles.Options{Log: log, Out: e.Out, Listener: ln, SweepInterval: e.sweep,
-			WrapMailer: e.mailer, BodyDeadline: e.bodyDL, Clock: e.clock, PingInterval: e.ping[0], PongTimeout: e.ping[1],
+			WrapMailer: e.mailer, BodyDeadline: e.bodyDL, Clock: e.clock, MailBackoff: e.mailRetry, PingInterval: e.ping[0], PongTimeout: e.ping[1],
 			Ready: func(string) { close(ready) }})
 	}()
 	select {

@@ -49,6 +49,31 @@ func (s *Server) adminInvite(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, map[string]string{"status": status})
 }
 
+// adminMail handles GET /api/v1/admin/mail: api.AdminMail (never a body
+// or a link).
+func (s *Server) adminMail(c echo.Context) error {
+	ctx := c.Request().Context()
+	rows, err := s.st.OutboxList(ctx, 200)
+	if err != nil {
+		return err
+	}
+	counts, err := s.st.MailCounts(ctx)
+	if err != nil {
+		return err
+	}
+	out := api.AdminMail{Mail: make([]api.AdminMailItem, 0, len(rows)),
+		Counts: api.MailCounts{Queued: counts[store.MailQueued], Sent: counts[store.MailSent], Failed: counts[store.MailFailed]}}
+	for _, m := range rows {
+		it := api.AdminMailItem{ID: m.ID, To: m.To, Subject: m.Subject, Kind: m.Kind, State: m.State, Attempts: m.Attempts,
+			LastError: m.LastError, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt}
+		if m.State == store.MailQueued {
+			it.NextAttemptAt = m.NextAt
+		}
+		out.Mail = append(out.Mail, it)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
 func (s *Server) adminContainers(c echo.Context) error {
 	ctx := c.Request().Context()
 	list, err := s.agent.List(ctx)

@@ -42,8 +42,11 @@ func (s *Server) linkURL(token string) string {
 	return s.opt.PublicURL + "/auth/verify?token=" + token
 }
 
-// magicLink handles POST /api/v1/auth/magic-link {"email"}: 202 whether or
-// not the account exists. Only existing accounts get a link.
+// magicLink handles POST /api/v1/auth/magic-link {"email"}: 202 with the
+// same body whether or not the account exists and whether or not mail
+// works (a different answer would tell who has an account). The request
+// only validates, rate-limits and hands the address to runSignins; only
+// existing accounts get a link, queued in the outbox.
 func (s *Server) magicLink(c echo.Context) error {
 	var req api.MagicLinkRequest
 	form := strings.HasPrefix(c.Request().Header.Get("Content-Type"), "application/x-www-form-urlencoded")
@@ -64,19 +67,10 @@ func (s *Server) magicLink(c echo.Context) error {
 	if !s.signinByIP.allow(c.RealIP()) || !s.signinByEmail.allow(email) {
 		return api.TooMany("too many sign-in requests; wait a few minutes and try again")
 	}
-	ctx := c.Request().Context()
-	u, err := s.st.UserByEmail(ctx, email)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		// Same answer, and roughly the same work, as for a real account.
-		_ = newToken()
-	case err != nil:
-		return err
+	select {
+	case s.signins <- signinRequest{email: email, ip: c.RealIP()}:
 	default:
-		if err := s.sendLink(ctx, u.Email, store.PurposeSignIn, s.opt.MagicLinkTTL); err != nil {
-			return err
-		}
-		s.audit(ctx, string(u.ID), "auth.link_requested", string(u.ID), map[string]string{"ip": c.RealIP()})
+		s.log.Warn("sign-in request dropped: queue full", "ip", c.RealIP())
 	}
 	if form {
 		return s.render(c, http.StatusAccepted, "message", "Sign in", map[string]string{
@@ -85,22 +79,58 @@ func (s *Server) magicLink(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, map[string]string{"status": "sent_if_account_exists"})
 }
 
-// sendLink stores a magic link and mails it.
+// signinQueue bounds the sign-in requests waiting for runSignins; more
+// are dropped (the answer is the same 202; the rate limits make this rare).
+const signinQueue = 256
+
+// signinRequest is a sign-in request waiting for runSignins.
+type signinRequest struct{ email, ip string }
+
+// runSignins handles sign-in requests off the request path until ctx
+// ends: an existing account gets a link queued in the outbox and an
+// auth.link_requested audit event; an unknown address gets nothing.
+func (s *Server) runSignins(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-s.signins:
+			u, err := s.st.UserByEmail(ctx, r.email)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err == nil {
+				err = s.sendLink(ctx, u.Email, store.PurposeSignIn, s.opt.MagicLinkTTL)
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Error("sign-in link not queued", "err", err)
+				}
+				continue
+			}
+			s.audit(ctx, string(u.ID), "auth.link_requested", string(u.ID), map[string]string{"ip": r.ip})
+		}
+	}
+}
+
+// sendLink stores a magic link valid for ttl and queues its mail in the
+// outbox, expiring with the link (it is never sent after). It does not
+// wait for the mail server; errors are the database's.
 func (s *Server) sendLink(ctx context.Context, email, purpose string, ttl time.Duration) error {
 	tok := newToken()
 	if err := s.st.CreateMagicLink(ctx, tok, email, purpose, ttl); err != nil {
 		return err
 	}
 	link := s.linkURL(tok)
-	subject := "Sign-in link"
+	subject, kind, what := "Sign-in link", ocmail.KindSignIn, "sign in to ocmt"
 	if purpose == store.PurposeInvite {
-		subject = "Invitation link"
+		subject, kind, what = "Invitation link", ocmail.KindInvite, "create your ocmt account"
 	}
 	msg := ocmail.Message{To: email, Subject: subject, Link: link,
-		Body: "Open this link to sign in to ocmt (valid " + ttl.String() + ", single use):\n\n" + link +
+		Body: "Open this link to " + what + " (valid for " + ocmail.DurationWords(ttl) + ", single use):\n\n" + link +
 			"\n\nIf you did not ask for it, ignore this mail.\n"}
-	if err := s.opt.Mailer.Send(ctx, msg); err != nil {
-		return api.Unavailable("mail_failed", "could not send the sign-in mail; try again later", err)
+	if _, err := s.opt.Outbox.Enqueue(ctx, kind, msg, s.now().Add(ttl)); err != nil {
+		return err
 	}
 	return nil
 }
@@ -126,7 +156,7 @@ func (s *Server) linkProblem(c echo.Context, err error) error {
 	status := http.StatusBadRequest
 	switch {
 	case errors.Is(err, store.ErrExpired):
-		heading, msg, status = "This link has expired", "Sign-in links are valid for 15 minutes. Ask for a new one.", http.StatusGone
+		heading, msg, status = "This link has expired", "Sign-in links are valid for "+ocmail.DurationWords(s.opt.MagicLinkTTL)+". Ask for a new one.", http.StatusGone
 	case errors.Is(err, store.ErrUsed):
 		heading, msg, status = "This link was already used", "Each sign-in link works once. If that was not you, ask for a new link; nobody else can reuse it.", http.StatusGone
 	case errors.Is(err, store.ErrNotFound):

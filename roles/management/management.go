@@ -37,9 +37,11 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	Store        *store.Store
-	Agent        api.Agent
-	Mailer       mail.Mailer
+	Store *store.Store
+	Agent api.Agent
+	// Outbox queues sign-in, invitation and share mail (its worker runs
+	// elsewhere: roles.Run).
+	Outbox       *mail.Outbox
 	Log          *slog.Logger
 	PublicURL    string // without trailing slash
 	SessionTTL   time.Duration
@@ -69,14 +71,14 @@ type Server struct {
 	unlockByUser  *limiter
 	lookupByUser  *limiter
 
-	noticeGuard *noticeGuard   // limits share mails
-	notices     chan noticeJob // share mails waiting for runNotices
+	noticeGuard *noticeGuard       // limits share mails
+	signins     chan signinRequest // sign-in requests waiting for runSignins
 
 	tied sessionRequests // requests and sockets in flight, by session
 }
 
-// New makes the management role. Share mails are sent in the background
-// until ctx ends.
+// New makes the management role. Sign-in requests are handled in the
+// background until ctx ends.
 func New(ctx context.Context, opt Options) (*Server, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -103,9 +105,9 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		unlockByUser:  newLimiter(rate.Every(3*time.Second), 20),
 		lookupByUser:  newLimiter(rate.Every(6*time.Second), 30),
 		noticeGuard:   newNoticeGuard(),
-		notices:       make(chan noticeJob, shareMailQueue),
+		signins:       make(chan signinRequest, signinQueue),
 	}
-	go s.runNotices(ctx)
+	go s.runSignins(ctx)
 	go s.runSessionSweep(ctx)
 	return s, nil
 }
@@ -140,6 +142,7 @@ func (s *Server) Routes(e *echo.Echo) {
 	admin.GET("/users", s.adminUsers)
 	admin.POST("/users", s.adminInvite)
 	admin.GET("/containers", s.adminContainers)
+	admin.GET("/mail", s.adminMail)
 	admin.POST("/containers/:user/:action", s.adminContainerAction)
 }
 

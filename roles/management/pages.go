@@ -5,6 +5,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ocmt/ocmt/mail"
 	"github.com/ocmt/ocmt/ui"
 )
 
@@ -20,7 +21,7 @@ func (s *Server) pageRoutes(e *echo.Echo) {
 		if currentUser(c) != nil {
 			return c.Redirect(http.StatusSeeOther, "/")
 		}
-		return s.render(c, http.StatusOK, "signin", "Sign in", nil)
+		return s.render(c, http.StatusOK, "signin", "Sign in", map[string]string{"link-ttl": mail.DurationWords(s.opt.MagicLinkTTL)})
 	})
 	e.GET("/admin", func(c echo.Context) error {
 		u := currentUser(c)

@@ -16,8 +16,8 @@ import (
 // short plain-text mail in words (who, what, what they may do, until when,
 // the call budget, a link to the Sharing tab). It holds metadata only:
 // never the token, never anything from a vault. Sending never blocks or
-// fails the request: one background worker sends the queued mails in
-// order, each with a timeout.
+// fails the request: the mail is queued in the outbox (mail.Outbox), whose
+// worker sends it with retries.
 const (
 	// shareMailPairWindow is how long a mail of one kind from one issuer to
 	// one recipient holds back the next of that kind; the next one that
@@ -25,11 +25,6 @@ const (
 	shareMailPairWindow = 10 * time.Minute
 	// shareMailIssuerPerHour caps the share mails one issuer causes per hour.
 	shareMailIssuerPerHour = 20
-	// shareMailTimeout bounds one send.
-	shareMailTimeout = 30 * time.Second
-	// shareMailQueue bounds the mails waiting to be sent; more are dropped
-	// (the recipient still sees the share in the app).
-	shareMailQueue = 64
 	// maxNoticeKeys bounds the guard's memory.
 	maxNoticeKeys = 50_000
 )
@@ -230,13 +225,6 @@ func (g *noticeGuard) sweep(now time.Time) {
 	}
 }
 
-// noticeJob is one queued share mail and the metadata to log about it.
-type noticeJob struct {
-	msg               mail.Message
-	kind              string
-	issuer, recipient store.UserID
-}
-
 // notifyShare queues a share mail of kind about g to its subject, unless
 // the subject turned these mails off or the guard holds it back. It never
 // blocks and never fails the caller; problems are logged as metadata.
@@ -269,13 +257,13 @@ func (s *Server) notifyShare(ctx context.Context, kind string, issuer store.User
 	link := s.opt.PublicURL + "/#sharing"
 	subject, body := shareMailText(shareNotice{Kind: kind, IssuerEmail: issuer.Email, Resource: g.Resource, Scope: g.Scope,
 		ExpiresAt: g.ExpiresAt, MaxCalls: g.MaxCalls, More: more, StillActive: stillActive, Link: link})
-	job := noticeJob{msg: mail.Message{To: to.Email, Subject: subject, Body: body, Link: link, ShowBody: true},
-		kind: kind, issuer: issuer.ID, recipient: g.SubjectID}
-	select {
-	case s.notices <- job:
-	default:
-		s.log.Warn("share mail dropped: queue full", "kind", kind, "issuer", issuer.ID, "recipient", g.SubjectID)
+	id, err := s.opt.Outbox.Enqueue(context.WithoutCancel(ctx), mail.KindShare,
+		mail.Message{To: to.Email, Subject: subject, Body: body, Link: link, ShowBody: true}, time.Time{})
+	if err != nil {
+		s.log.Error("share mail not queued", "kind", kind, "issuer", issuer.ID, "recipient", g.SubjectID, "err", err)
+		return
 	}
+	s.log.Info("share mail queued", "mail", id, "kind", kind, "issuer", issuer.ID, "recipient", g.SubjectID)
 }
 
 // otherActiveShare reports whether g's subject holds another active grant
@@ -293,23 +281,4 @@ func (s *Server) otherActiveShare(ctx context.Context, issuer store.UserID, g st
 		}
 	}
 	return false, nil
-}
-
-// runNotices sends queued share mails one at a time until ctx ends.
-func (s *Server) runNotices(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case j := <-s.notices:
-			sctx, cancel := context.WithTimeout(ctx, shareMailTimeout)
-			err := s.opt.Mailer.Send(sctx, j.msg)
-			cancel()
-			if err != nil {
-				s.log.Warn("share mail failed", "kind", j.kind, "issuer", j.issuer, "recipient", j.recipient, "err", err)
-			} else {
-				s.log.Info("share mail sent", "kind", j.kind, "issuer", j.issuer, "recipient", j.recipient)
-			}
-		}
-	}
 }

@@ -1,5 +1,6 @@
-// admin.js — the admin page: users, containers (with pause/stop/wake/repair)
-// and invitations. Metadata only.
+// admin.js — the admin page: users, containers (with pause/stop/wake/repair),
+// invitations and the mail outbox (mail not sent yet or given up). Metadata
+// only: never a mail's body.
 import { get, post } from './api.js';
 import { $, badge, busy, h, knownState, status, timeEl } from './dom.js';
 
@@ -78,6 +79,38 @@ async function loadContainers() {
   }
 }
 
+// mailSummary is the line above the mail table: "Mail: 2 queued, 1 failed
+// (not sent; see the last error)." or "Mail: all sent.".
+export function mailSummary(counts) {
+  const queued = (counts && counts.queued) || 0;
+  const failed = (counts && counts.failed) || 0;
+  if (!queued && !failed) return 'Mail: nothing waiting, nothing failed.';
+  const parts = [];
+  if (queued) parts.push(`${queued} queued (will be retried)`);
+  if (failed) parts.push(`${failed} failed for good (not sent)`);
+  return `Mail: ${parts.join(', ')}.`;
+}
+
+async function loadMail() {
+  try {
+    const { data } = await get('/api/v1/admin/mail');
+    const list = data && Array.isArray(data.mail) ? data.mail.filter((m) => m.state !== 'sent') : [];
+    $('mail-summary').textContent = mailSummary(data && data.counts);
+    const rows = list.map((m) => h('tr', {},
+      cell('To', h('span', { class: 'strong' }, m.to || '—')),
+      cell('Subject', m.subject || '—'),
+      cell('State', h('span', { class: m.state === 'failed' ? 'tag tag-warn' : 'tag' }, m.state || '—')),
+      cell('Attempts', String(m.attempts || 0)),
+      cell('Last error', h('span', { class: 'small' }, m.lastError || '—')),
+      cell('Queued', timeEl(m.createdAt)),
+    ));
+    $('mail-body').replaceChildren(...(rows.length ? rows : [emptyRow(6, 'No mail waiting or failed.')]));
+    status('mail-status', '');
+  } catch (err) {
+    handleError('mail-status', err);
+  }
+}
+
 function schedule() {
   clearTimeout(timer);
   timer = setTimeout(async () => {
@@ -127,11 +160,12 @@ async function invite(form) {
 export const actions = {
   container: (el) => containerAction(el),
   invite: (form) => invite(form),
-  refresh: (el) => busy(el, () => Promise.all([loadContainers(), loadUsers()])),
+  refresh: (el) => busy(el, () => Promise.all([loadContainers(), loadUsers(), loadMail()])),
 };
 
 export function init() {
   loadUsers();
   loadContainers();
+  loadMail();
   schedule();
 }
