@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -22,6 +23,7 @@ import (
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/mail"
+	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/roles/agent"
 	"github.com/ocmt/ocmt/roles/agent/docker"
 	"github.com/ocmt/ocmt/roles/agent/process"
@@ -56,6 +58,68 @@ type Options struct {
 	// Clock, if set, is the management role's clock (tests: session
 	// expiry); nil = time.Now.
 	Clock func() time.Time
+	// MetricsListener, if set, is used instead of listening on
+	// cfg.MetricsListen, and turns metrics on (tests).
+	MetricsListener net.Listener
+	// MetricsReady, if set, is called with the metrics listener's address
+	// once it accepts connections.
+	MetricsReady func(addr string)
+}
+
+// newMetrics returns the metrics registry of a run, or nil when metrics
+// are off (no --metrics-listen): nothing is counted then.
+func newMetrics(cfg config.Config, opt Options) *metrics.Registry {
+	if cfg.MetricsListen == "" && opt.MetricsListener == nil {
+		return nil
+	}
+	return metrics.New()
+}
+
+// serveMetrics serves /metrics, /livez and /readyz on the metrics listener
+// (cfg.MetricsListen or opt.MetricsListener); m nil = none (nil server).
+// Serve errors go to serveErr.
+func serveMetrics(cfg config.Config, opt Options, m *metrics.Registry, probes web.Probes, serveErr chan<- error) (*http.Server, error) {
+	if m == nil {
+		return nil, nil
+	}
+	ln := opt.MetricsListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return nil, &config.Error{Setting: "metrics-listen", Msg: fmt.Sprintf("cannot listen on %s: %v", cfg.MetricsListen, errors.Unwrap(err))}
+		}
+	}
+	e := web.New(opt.Log, false)
+	web.Observe(e, opt.Log, m)
+	e.GET("/metrics", echo.WrapHandler(m.Handler()))
+	probes.Routes(e)
+	srv := web.NewServer(e, opt.BodyDeadline, opt.Log)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	}()
+	opt.Log.Info("metrics serving", "listen", ln.Addr().String())
+	if opt.MetricsReady != nil {
+		opt.MetricsReady(ln.Addr().String())
+	}
+	return srv, nil
+}
+
+// dialCheck is a readiness check that a TCP listener at *addr accepts
+// connections ("" = not up yet).
+func dialCheck(addr *atomic.Pointer[string]) func(context.Context) error {
+	return func(ctx context.Context) error {
+		a := addr.Load()
+		if a == nil || *a == "" {
+			return errors.New("listener not started")
+		}
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", *a)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
 }
 
 // Run runs the roles of cfg until ctx ends, then shuts down gracefully:
@@ -78,7 +142,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	defer st.Close()
 
+	m := newMetrics(cfg, opt)
 	e := web.New(log, cfg.Secure(), cfg.TrustedProxyNets()...)
+	web.Observe(e, log, m)
 	var roleNames []string
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -108,7 +174,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			PidsLimit: cfg.PidsLimit, IdlePauseAfter: cfg.IdlePauseAfter, PausedStopAfter: cfg.PausedStopAfter,
 			WakeTimeout: cfg.WakeTimeout, SweepInterval: opt.SweepInterval, AllowPrivateTargets: cfg.AllowPrivateTargets,
 			HibernateUnlocked: cfg.HibernateUnlocked, VaultAutoLock: cfg.VaultAutoLock,
-			PingInterval: opt.PingInterval, PongTimeout: opt.PongTimeout,
+			PingInterval: opt.PingInterval, PongTimeout: opt.PongTimeout, Metrics: m,
 		})
 		if err != nil {
 			drv.Close()
@@ -142,7 +208,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 				waker = remoteWaker{ac}
 			}
 		}
-		rl, err = relay.New(relay.Options{Store: st, Directory: dir, Waker: waker, Log: log})
+		rl, err = relay.New(relay.Options{Store: st, Directory: dir, Waker: waker, Log: log, Metrics: m})
 		if err != nil {
 			return err
 		}
@@ -173,6 +239,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		mg, err = management.New(ctx, management.Options{
 			Store: st, Agent: agentAPI, Mailer: mailer, Log: log, PublicURL: cfg.PublicURL, ServiceSecret: mgSecret,
 			SessionTTL: cfg.SessionTTL, MagicLinkTTL: cfg.MagicLinkTTL, Version: version.String(), Now: opt.Clock,
+			Metrics: m,
 		})
 		if err != nil {
 			return err
@@ -189,6 +256,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	e.GET("/healthz", healthz)
 	e.HEAD("/healthz", healthz)
+	var relayAddr atomic.Pointer[string] // where vaults reach the relay, once it listens
+	probes := web.Probes{Log: log, Checks: readyChecks(st, drv, rl, &relayAddr)}
+	probes.Routes(e)
 
 	ln := opt.Listener
 	if ln == nil {
@@ -197,17 +267,29 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		}
 	}
 	srv := web.NewServer(e, opt.BodyDeadline, log)
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- srv.Serve(ln) }()
+	mainAddr := ln.Addr().String()
+	relayAddr.Store(&mainAddr) // split relay role, or process runtime: vaults use the main listener
 	if rl != nil && ag != nil {
-		relaySrv, err := startContainerRelay(ctx, cfg, drv, rl, ag, ln.Addr().String(), opt.BodyDeadline, log, serveErr)
+		relaySrv, err := startContainerRelay(ctx, cfg, drv, rl, ag, ln.Addr().String(), opt.BodyDeadline, log, m, serveErr)
 		if err != nil {
 			_ = web.Shutdown(srv, time.Second)
 			return err
 		}
 		if relaySrv != nil {
 			defer web.Shutdown(relaySrv, 5*time.Second)
+			a := relaySrv.Addr
+			relayAddr.Store(&a)
 		}
+	}
+	metricsSrv, err := serveMetrics(cfg, opt, m, probes, serveErr)
+	if err != nil {
+		_ = web.Shutdown(srv, time.Second)
+		return err
+	}
+	if metricsSrv != nil {
+		defer web.Shutdown(metricsSrv, 5*time.Second)
 	}
 
 	if ag != nil {
@@ -241,9 +323,10 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 }
 
 func runVault(ctx context.Context, cfg config.Config, opt Options) error {
+	m := newMetrics(cfg, opt)
 	v, err := vault.New(vault.Options{Secret: cfg.VaultSecret, Version: version.String(), Log: opt.Log,
 		DataDir: cfg.DataDir, PublicURL: cfg.PublicURL, UserID: cfg.VaultUser, AutoLock: cfg.VaultAutoLock,
-		RelayURL: cfg.RelayURL, AllowPrivateTargets: cfg.AllowPrivateTargets})
+		RelayURL: cfg.RelayURL, AllowPrivateTargets: cfg.AllowPrivateTargets, Metrics: m})
 	if err != nil {
 		return err
 	}
@@ -254,8 +337,16 @@ func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 		}
 	}
 	srv := web.NewServer(v.Handler(), opt.BodyDeadline, opt.Log)
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	metricsSrv, err := serveMetrics(cfg, opt, m, web.Probes{}, serveErr)
+	if err != nil {
+		_ = web.Shutdown(srv, time.Second)
+		return err
+	}
+	if metricsSrv != nil {
+		defer web.Shutdown(metricsSrv, 5*time.Second)
+	}
 	vctx, stopVault := context.WithCancel(context.Background())
 	vdone := make(chan struct{})
 	go func() { v.Run(vctx); close(vdone) }()
@@ -274,6 +365,20 @@ func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 	stopVault()
 	<-vdone
 	return err
+}
+
+// readyChecks are the readiness checks of a run: the database always, the
+// container engine (drv; nil without the agent role), the relay listener
+// with the relay role (addr: where vaults reach it).
+func readyChecks(st *store.Store, drv runtime.Driver, rl *relay.Server, addr *atomic.Pointer[string]) []web.Check {
+	checks := []web.Check{{Name: "database", Func: st.Ping}}
+	if drv != nil {
+		checks = append(checks, web.Check{Name: "engine", Func: drv.Ping})
+	}
+	if rl != nil {
+		checks = append(checks, web.Check{Name: "relay", Func: dialCheck(addr)})
+	}
+	return checks
 }
 
 // agentBinary is the ocmt executable put in images and run by the process driver.
@@ -354,7 +459,7 @@ func (w relayWaker) Wake(ctx context.Context, userID string) error {
 // only the agent network's gateway, so the relay routes alone get a second
 // listener there (the management port stays out of their reach). With the
 // process runtime, vaults are local processes and use the main listener.
-func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Driver, rl *relay.Server, ag *agent.Server, mainAddr string, bodyDeadline time.Duration, log *slog.Logger, serveErr chan<- error) (*http.Server, error) {
+func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Driver, rl *relay.Server, ag *agent.Server, mainAddr string, bodyDeadline time.Duration, log *slog.Logger, m *metrics.Registry, serveErr chan<- error) (*http.Server, error) {
 	d, ok := drv.(*docker.Driver)
 	if !ok {
 		ag.SetRelayURL("ws://" + mainAddr + "/relay/v1/connect")
@@ -369,8 +474,10 @@ func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Dri
 		return nil, &config.Error{Setting: "relay-port", Msg: fmt.Sprintf("cannot listen on %s:%d for containers: %v", gw, cfg.RelayPort, errors.Unwrap(err))}
 	}
 	e := web.New(log, false)
+	web.Observe(e, log, m)
 	rl.Routes(e.Group("/relay/v1"))
 	srv := web.NewServer(e, bodyDeadline, log)
+	srv.Addr = ln.Addr().String() // for the readiness check
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- err
