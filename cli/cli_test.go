@@ -45,6 +45,10 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"vault without secret", nil, []string{"serve", "--role=vault"}, "--vault-secret"},
 		{"management without agent url", nil, []string{"serve", "--role=management", "--service-secret=0123456789abcdef"}, "--agent-url"},
 		{"relay without management url", nil, []string{"serve", "--role=relay", "--service-secret=0123456789abcdef"}, "--management-url"},
+		{"bad log format", nil, []string{"serve", "--log-format=xml"}, "--log-format: unknown format \"xml\"; accepted: text, json"},
+		{"bad log level from env", map[string]string{"OCMT_LOG_LEVEL": "loud"}, []string{"serve"}, "--log-level: unknown level \"loud\"; accepted: debug, info, warn, error"},
+		{"bad metrics listen", nil, []string{"serve", "--metrics-listen=9464"}, "--metrics-listen"},
+		{"metrics on the public listener", nil, []string{"serve", "--listen=127.0.0.1:8080", "--metrics-listen=127.0.0.1:8080"}, "--metrics-listen: must differ from --listen"},
 		{"unknown flag", nil, []string{"serve", "--colour=blue"}, "unknown flag"},
 		{"missing secret file", map[string]string{"OCMT_VAULT_SECRET_FILE": "/nonexistent/secret"}, []string{"serve", "--role=vault"}, "OCMT_VAULT_SECRET_FILE"},
 	} {
