@@ -90,7 +90,7 @@ func serveMetrics(cfg config.Config, opt Options, m *metrics.Registry, probes we
 		}
 	}
 	e := web.New(opt.Log, false)
-	web.Observe(e, opt.Log, m)
+	web.Observe(e, opt.Log, m, slog.LevelInfo)
 	e.GET("/metrics", echo.WrapHandler(m.Handler()))
 	probes.Routes(e)
 	srv := web.NewServer(e, opt.BodyDeadline, opt.Log)
@@ -144,7 +144,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 
 	m := newMetrics(cfg, opt)
 	e := web.New(log, cfg.Secure(), cfg.TrustedProxyNets()...)
-	web.Observe(e, log, m)
+	web.Observe(e, log, m, slog.LevelInfo)
 	var roleNames []string
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -474,7 +474,7 @@ func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Dri
 		return nil, &config.Error{Setting: "relay-port", Msg: fmt.Sprintf("cannot listen on %s:%d for containers: %v", gw, cfg.RelayPort, errors.Unwrap(err))}
 	}
 	e := web.New(log, false)
-	web.Observe(e, log, m)
+	web.Observe(e, log, m, slog.LevelInfo)
 	rl.Routes(e.Group("/relay/v1"))
 	srv := web.NewServer(e, bodyDeadline, log)
 	srv.Addr = ln.Addr().String() // for the readiness check

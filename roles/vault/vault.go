@@ -166,7 +166,7 @@ func (s *Server) Run(ctx context.Context) {
 // Handler returns the vault's routes.
 func (s *Server) Handler() http.Handler {
 	e := web.New(s.log, false)
-	web.Observe(e, s.log, s.metrics)
+	web.Observe(e, s.log, s.metrics, slog.LevelDebug) // the agent proxy logs these requests
 	e.Use(s.requireSecret)
 	e.GET("/healthz", s.healthz)
 	probes := web.Probes{Checks: []web.Check{{Name: "data_dir", Func: s.checkDataDir}}, Log: s.log}

@@ -63,7 +63,7 @@ var quietRoutes = map[string]bool{"/livez": true, "/readyz": true, "/healthz": t
 // An error a handler returns is handed to e's error handler here, so the
 // status logged is the one sent; a request whose client went away before
 // an answer (no response written) is logged as 499.
-func Observe(e *echo.Echo, log *slog.Logger, m *metrics.Registry) {
+func Observe(e *echo.Echo, log *slog.Logger, m *metrics.Registry, level slog.Level) {
 	var known sync.Map // route → bool: is it a registered route template?
 	isRoute := func(p string) bool {
 		if v, ok := known.Load(p); ok {
@@ -97,15 +97,15 @@ func Observe(e *echo.Echo, log *slog.Logger, m *metrics.Registry) {
 			}
 			req := c.Request()
 			m.HTTP(route, req.Method, status, d)
-			level := slog.LevelInfo
+			lvl := level
 			if quietRoutes[route] {
-				level = slog.LevelDebug
+				lvl = slog.LevelDebug
 			}
 			ctx := context.Background()
-			if !log.Enabled(ctx, level) {
+			if !log.Enabled(ctx, lvl) {
 				return nil
 			}
-			log.LogAttrs(ctx, level, "http request",
+			log.LogAttrs(ctx, lvl, "http request",
 				slog.String("method", req.Method),
 				slog.String("route", route),
 				slog.Int("status", status),

@@ -23,7 +23,7 @@ func benchServer(observe bool, json bool) *echo.Echo {
 	log := slog.New(h)
 	e := web.New(log, false)
 	if observe {
-		web.Observe(e, log, metrics.New())
+		web.Observe(e, log, metrics.New(), slog.LevelInfo)
 	}
 	e.GET("/api/v1/things/:id", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	return e
