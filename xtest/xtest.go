@@ -107,22 +107,23 @@ func Binary(t testing.TB) string {
 
 // Env is one running ocmt server.
 type Env struct {
-	URL string // base URL, e.g. "http://127.0.0.1:41234"
-	Cfg config.Config
-	Out *Buffer // console output: URL, sign-in links
-	Log *Buffer // structured log
+	URL     string // base URL, e.g. "http://127.0.0.1:41234"
+	Cfg     config.Config
+	Out     *Buffer // console output: URL, sign-in links
+	Log     *Buffer // structured log
+	t       testing.TB
+	cancel  context.CancelFunc
+	errc    chan error
+	sweep   time.Duration
+	mailer  func(mail.Mailer) mail.Mailer
+	bodyDL  time.Duration
+	clock   func() time.Time
+	ping    [2]time.Duration // proxy ping interval, pong timeout
+	stopped bool
+
 	// MetricsURL is the base URL of the metrics listener
 	// (Cfg.MetricsListen, e.g. "127.0.0.1:0" via WithConfig); "" = none.
 	MetricsURL string
-	t          testing.TB
-	cancel     context.CancelFunc
-	errc       chan error
-	sweep      time.Duration
-	mailer     func(mail.Mailer) mail.Mailer
-	bodyDL     time.Duration
-	clock      func() time.Time
-	ping       [2]time.Duration // proxy ping interval, pong timeout
-	stopped    bool
 }
 
 // Option changes an Env's configuration.
