@@ -3,7 +3,7 @@ GO ?= go
 STATIC_TAGS = osusergo netgo sqlite_omit_load_extension
 STATIC_LDFLAGS = -s -w -linkmode external -extldflags -static
 
-.PHONY: test vet build static image bench clean
+.PHONY: test vet build static image bench bench-http clean
 
 # The browser tests (in e2e) run after the other packages, not beside them:
 # every container the Docker tests start or stop adds or removes a veth
@@ -38,6 +38,10 @@ image: static
 # Performance tables (needs a Docker engine); see README "Performance".
 bench:
 	$(GO) run ./cmd/ocmt-bench
+
+# Cost of the access log and HTTP metrics per request (no Docker needed).
+bench-http:
+	$(GO) test -run '^$$' -bench BenchmarkObserve -count 3 ./roles/web/
 
 clean:
 	rm -f ocmt

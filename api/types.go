@@ -9,6 +9,24 @@ type Health struct {
 	Version string   `json:"version"`
 }
 
+// Probe is the body of GET /livez and GET /readyz (each role).
+//
+//	{"status":"ok","checks":{"database":"ok","engine":"failing"}}
+//
+// Status is ProbeOK (HTTP 200) or ProbeFailing (HTTP 503). Checks names
+// each readiness check (none for /livez) with ProbeOK or ProbeFailing; the
+// cause is logged by the server, never sent.
+type Probe struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
+// Probe statuses.
+const (
+	ProbeOK      = "ok"
+	ProbeFailing = "failing"
+)
+
 // User is GET /api/v1/me and an element of GET /api/v1/admin/users.
 type User struct {
 	ID        string    `json:"id"`

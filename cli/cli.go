@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -69,6 +68,9 @@ func bindFlags(fs *pflag.FlagSet, cfg *config.Config) {
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the database, keys and per-user data")
 	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "URL users open (default http://<listen>)")
 	fs.StringSliceVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "CIDRs of reverse proxies whose X-Forwarded-For is believed (comma-separated)")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "address (host:port) of a separate listener for Prometheus /metrics, /livez and /readyz (default: no metrics)")
+	fs.StringVar((*string)(&cfg.LogFormat), "log-format", string(cfg.LogFormat), "log line format: text or json")
+	fs.StringVar((*string)(&cfg.LogLevel), "log-level", string(cfg.LogLevel), "lowest level logged: debug, info, warn, error")
 	fs.StringVar((*string)(&cfg.Runtime), "runtime", string(cfg.Runtime), "container runtime: auto, docker, process")
 	fs.StringVar(&cfg.AgentImage, "agent-image", cfg.AgentImage, "image for user containers (default: built locally from --agent-binary)")
 	fs.StringVar(&cfg.AgentBinary, "agent-binary", cfg.AgentBinary, "ocmt binary run in user containers (default: this executable)")
@@ -215,7 +217,7 @@ func newServe() *cobra.Command {
 			if err := cfg.CheckDataDir(); err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			log := cfg.Logger(cmd.ErrOrStderr())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return roles.Run(ctx, cfg, roles.Options{Log: log, Out: cmd.OutOrStdout()})

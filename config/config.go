@@ -8,6 +8,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/mail"
 	"net/url"
@@ -63,6 +65,33 @@ const (
 	DefaultRelayPort       = 8091
 )
 
+// LogFormat names the format of ocmt's log lines.
+type LogFormat string
+
+// The log formats: logfmt-style key=value text, or one JSON object a line.
+const (
+	LogText LogFormat = "text"
+	LogJSON LogFormat = "json"
+)
+
+// LogFormats lists the accepted --log-format values.
+var LogFormats = []LogFormat{LogText, LogJSON}
+
+// LogLevel names the lowest level logged.
+type LogLevel string
+
+// The log levels. Debug adds, among others, the access log lines of
+// probes and scrapes (/livez, /readyz, /healthz, /metrics).
+const (
+	LogDebug LogLevel = "debug"
+	LogInfo  LogLevel = "info"
+	LogWarn  LogLevel = "warn"
+	LogError LogLevel = "error"
+)
+
+// LogLevels lists the accepted --log-level values.
+var LogLevels = []LogLevel{LogDebug, LogInfo, LogWarn, LogError}
+
 // Config is every setting of every role. The zero value is not usable; start
 // from [Default] and then apply flags and environment.
 type Config struct {
@@ -73,6 +102,12 @@ type Config struct {
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed (a reverse
 	// proxy in front of ocmt); empty = use the connection's address.
 	TrustedProxies []string
+	// MetricsListen is the host:port of a second listener serving only
+	// /metrics, /livez and /readyz (Prometheus); "" = no metrics endpoint.
+	// Never the public listener: it may be scraped without a sign-in.
+	MetricsListen string
+	LogFormat     LogFormat // text or json
+	LogLevel      LogLevel  // debug, info, warn or error
 
 	// Agent role.
 	Runtime         Runtime
@@ -135,6 +170,8 @@ func Default() Config {
 	return Config{
 		Role:              RoleAll,
 		Listen:            DefaultListen,
+		LogFormat:         LogText,
+		LogLevel:          LogInfo,
 		DataDir:           defaultDataDir(),
 		Runtime:           RuntimeAuto,
 		Network:           DefaultNetwork,
@@ -197,6 +234,19 @@ func (c *Config) Validate() error {
 	}
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		errs = append(errs, bad("listen", "%q is not host:port (example: 127.0.0.1:8080)", c.Listen))
+	}
+	if c.MetricsListen != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsListen); err != nil || port == "" {
+			errs = append(errs, bad("metrics-listen", "%q is not host:port (example: 127.0.0.1:9464)", c.MetricsListen))
+		} else if c.MetricsListen == c.Listen {
+			errs = append(errs, bad("metrics-listen", "must differ from --listen (metrics stay off the public listener)"))
+		}
+	}
+	if !oneOf(c.LogFormat, LogFormats) {
+		errs = append(errs, bad("log-format", "unknown format %q; accepted: %s", c.LogFormat, join(LogFormats)))
+	}
+	if !oneOf(c.LogLevel, LogLevels) {
+		errs = append(errs, bad("log-level", "unknown level %q; accepted: %s", c.LogLevel, join(LogLevels)))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, bad("data-dir", "must not be empty"))
@@ -285,6 +335,26 @@ func (c *Config) Validate() error {
 		return errs[0]
 	}
 	return nil
+}
+
+// Logger returns the slog.Logger LogFormat and LogLevel ask for, writing
+// to w. Validate must have passed (an unknown format gives text, an
+// unknown level info).
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	lvl := slog.LevelInfo
+	switch c.LogLevel {
+	case LogDebug:
+		lvl = slog.LevelDebug
+	case LogWarn:
+		lvl = slog.LevelWarn
+	case LogError:
+		lvl = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // TrustedProxyNets parses TrustedProxies (Validate has checked them).

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -23,6 +24,7 @@ import (
 	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/datadir"
 	"github.com/ocmt/ocmt/mail"
+	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/roles/agent"
 	"github.com/ocmt/ocmt/roles/agent/docker"
 	"github.com/ocmt/ocmt/roles/agent/process"
@@ -60,6 +62,68 @@ type Options struct {
 	// MailBackoff overrides the mail outbox's first retry wait (tests;
 	// the longest becomes 4×); 0 = mail.DefaultMinBackoff.
 	MailBackoff time.Duration
+	// MetricsListener, if set, is used instead of listening on
+	// cfg.MetricsListen, and turns metrics on (tests).
+	MetricsListener net.Listener
+	// MetricsReady, if set, is called with the metrics listener's address
+	// once it accepts connections.
+	MetricsReady func(addr string)
+}
+
+// newMetrics returns the metrics registry of a run, or nil when metrics
+// are off (no --metrics-listen): nothing is counted then.
+func newMetrics(cfg config.Config, opt Options) *metrics.Registry {
+	if cfg.MetricsListen == "" && opt.MetricsListener == nil {
+		return nil
+	}
+	return metrics.New()
+}
+
+// serveMetrics serves /metrics, /livez and /readyz on the metrics listener
+// (cfg.MetricsListen or opt.MetricsListener); m nil = none (nil server).
+// Serve errors go to serveErr.
+func serveMetrics(cfg config.Config, opt Options, m *metrics.Registry, probes web.Probes, serveErr chan<- error) (*http.Server, error) {
+	if m == nil {
+		return nil, nil
+	}
+	ln := opt.MetricsListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return nil, &config.Error{Setting: "metrics-listen", Msg: fmt.Sprintf("cannot listen on %s: %v", cfg.MetricsListen, errors.Unwrap(err))}
+		}
+	}
+	e := web.New(opt.Log, false)
+	web.Observe(e, opt.Log, m, slog.LevelInfo)
+	e.GET("/metrics", echo.WrapHandler(m.Handler()))
+	probes.Routes(e)
+	srv := web.NewServer(e, opt.BodyDeadline, opt.Log)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	}()
+	opt.Log.Info("metrics serving", "listen", ln.Addr().String())
+	if opt.MetricsReady != nil {
+		opt.MetricsReady(ln.Addr().String())
+	}
+	return srv, nil
+}
+
+// dialCheck is a readiness check that a TCP listener at *addr accepts
+// connections ("" = not up yet).
+func dialCheck(addr *atomic.Pointer[string]) func(context.Context) error {
+	return func(ctx context.Context) error {
+		a := addr.Load()
+		if a == nil || *a == "" {
+			return errors.New("listener not started")
+		}
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", *a)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
 }
 
 // newMailer returns the SMTP mailer of cfg, or the console mailer when no
@@ -117,12 +181,14 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	defer st.Close()
 
+	m := newMetrics(cfg, opt)
 	e := web.New(log, cfg.Secure(), cfg.TrustedProxyNets()...)
 	stopWatch, err := watchProxy(ctx, cfg, st, e, log)
 	if err != nil {
 		return err
 	}
 	defer stopWatch() // before st.Close: it writes the report a last time
+	web.Observe(e, log, m, slog.LevelInfo)
 	var roleNames []string
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -152,7 +218,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 			PidsLimit: cfg.PidsLimit, IdlePauseAfter: cfg.IdlePauseAfter, PausedStopAfter: cfg.PausedStopAfter,
 			WakeTimeout: cfg.WakeTimeout, SweepInterval: opt.SweepInterval, AllowPrivateTargets: cfg.AllowPrivateTargets,
 			HibernateUnlocked: cfg.HibernateUnlocked, VaultAutoLock: cfg.VaultAutoLock,
-			PingInterval: opt.PingInterval, PongTimeout: opt.PongTimeout,
+			PingInterval: opt.PingInterval, PongTimeout: opt.PongTimeout, Metrics: m,
 		})
 		if err != nil {
 			drv.Close()
@@ -186,7 +252,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 				waker = remoteWaker{ac}
 			}
 		}
-		rl, err = relay.New(relay.Options{Store: st, Directory: dir, Waker: waker, Log: log})
+		rl, err = relay.New(relay.Options{Store: st, Directory: dir, Waker: waker, Log: log, Metrics: m})
 		if err != nil {
 			return err
 		}
@@ -212,6 +278,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		}
 		outbox = mail.NewOutbox(mail.OutboxOptions{Store: st, Mailer: mailer, Log: log, Now: opt.Clock,
 			MinBackoff: opt.MailBackoff, MaxBackoff: 4 * opt.MailBackoff})
+		if err := m.Register(outbox); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
 		mailDone := make(chan struct{})
 		go func() { outbox.Run(bg); close(mailDone) }()
 		defer func() { stopBG(); <-mailDone }() // before the store closes
@@ -222,6 +291,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		mg, err = management.New(ctx, management.Options{
 			Store: st, Agent: agentAPI, Outbox: outbox, Log: log, PublicURL: cfg.PublicURL, ServiceSecret: mgSecret,
 			SessionTTL: cfg.SessionTTL, MagicLinkTTL: cfg.MagicLinkTTL, Version: version.String(), Now: opt.Clock,
+			Metrics: m,
 		})
 		if err != nil {
 			return err
@@ -238,6 +308,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	e.GET("/healthz", healthz)
 	e.HEAD("/healthz", healthz)
+	var relayAddr atomic.Pointer[string] // where vaults reach the relay, once it listens
+	probes := web.Probes{Log: log, Checks: readyChecks(st, drv, rl, &relayAddr)}
+	probes.Routes(e)
 
 	ln := opt.Listener
 	if ln == nil {
@@ -251,17 +324,29 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		}
 	}
 	srv := web.NewServer(e, opt.BodyDeadline, log)
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- srv.Serve(ln) }()
+	mainAddr := ln.Addr().String()
+	relayAddr.Store(&mainAddr) // split relay role, or process runtime: vaults use the main listener
 	if rl != nil && ag != nil {
-		relaySrv, err := startContainerRelay(ctx, cfg, drv, rl, ag, ln.Addr().String(), opt.BodyDeadline, log, serveErr)
+		relaySrv, err := startContainerRelay(ctx, cfg, drv, rl, ag, ln.Addr().String(), opt.BodyDeadline, log, m, serveErr)
 		if err != nil {
 			_ = web.Shutdown(srv, time.Second)
 			return err
 		}
 		if relaySrv != nil {
 			defer web.Shutdown(relaySrv, 5*time.Second)
+			a := relaySrv.Addr
+			relayAddr.Store(&a)
 		}
+	}
+	metricsSrv, err := serveMetrics(cfg, opt, m, probes, serveErr)
+	if err != nil {
+		_ = web.Shutdown(srv, time.Second)
+		return err
+	}
+	if metricsSrv != nil {
+		defer web.Shutdown(metricsSrv, 5*time.Second)
 	}
 
 	if ag != nil {
@@ -295,9 +380,10 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 }
 
 func runVault(ctx context.Context, cfg config.Config, opt Options) error {
+	m := newMetrics(cfg, opt)
 	v, err := vault.New(vault.Options{Secret: cfg.VaultSecret, Version: version.String(), Log: opt.Log,
 		DataDir: cfg.DataDir, PublicURL: cfg.PublicURL, UserID: cfg.VaultUser, AutoLock: cfg.VaultAutoLock,
-		RelayURL: cfg.RelayURL, AllowPrivateTargets: cfg.AllowPrivateTargets})
+		RelayURL: cfg.RelayURL, AllowPrivateTargets: cfg.AllowPrivateTargets, Metrics: m})
 	if err != nil {
 		return err
 	}
@@ -308,8 +394,16 @@ func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 		}
 	}
 	srv := web.NewServer(v.Handler(), opt.BodyDeadline, opt.Log)
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	metricsSrv, err := serveMetrics(cfg, opt, m, web.Probes{}, serveErr)
+	if err != nil {
+		_ = web.Shutdown(srv, time.Second)
+		return err
+	}
+	if metricsSrv != nil {
+		defer web.Shutdown(metricsSrv, 5*time.Second)
+	}
 	vctx, stopVault := context.WithCancel(context.Background())
 	vdone := make(chan struct{})
 	go func() { v.Run(vctx); close(vdone) }()
@@ -334,6 +428,20 @@ func runVault(ctx context.Context, cfg config.Config, opt Options) error {
 // the agent role's first start; it labels this deployment's engine objects
 // (runtime.LabelDeployment).
 const deploymentKey = "deployment.id"
+
+// readyChecks are the readiness checks of a run: the database always, the
+// container engine (drv; nil without the agent role), the relay listener
+// with the relay role (addr: where vaults reach it).
+func readyChecks(st *store.Store, drv runtime.Driver, rl *relay.Server, addr *atomic.Pointer[string]) []web.Check {
+	checks := []web.Check{{Name: "database", Func: st.Ping}}
+	if drv != nil {
+		checks = append(checks, web.Check{Name: "engine", Func: drv.Ping})
+	}
+	if rl != nil {
+		checks = append(checks, web.Check{Name: "relay", Func: dialCheck(addr)})
+	}
+	return checks
+}
 
 // agentBinary is the ocmt executable put in images and run by the process driver.
 func agentBinary(cfg config.Config) (string, error) {
@@ -436,7 +544,7 @@ func (w relayWaker) Wake(ctx context.Context, userID string) error {
 // only the agent network's gateway, so the relay routes alone get a second
 // listener there (the management port stays out of their reach). With the
 // process runtime, vaults are local processes and use the main listener.
-func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Driver, rl *relay.Server, ag *agent.Server, mainAddr string, bodyDeadline time.Duration, log *slog.Logger, serveErr chan<- error) (*http.Server, error) {
+func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Driver, rl *relay.Server, ag *agent.Server, mainAddr string, bodyDeadline time.Duration, log *slog.Logger, m *metrics.Registry, serveErr chan<- error) (*http.Server, error) {
 	d, ok := drv.(*docker.Driver)
 	if !ok {
 		ag.SetRelayURL("ws://" + mainAddr + "/relay/v1/connect")
@@ -451,8 +559,10 @@ func startContainerRelay(ctx context.Context, cfg config.Config, drv runtime.Dri
 		return nil, &config.Error{Setting: "relay-port", Msg: fmt.Sprintf("cannot listen on %s:%d for containers: %v", gw, cfg.RelayPort, errors.Unwrap(err))}
 	}
 	e := web.New(log, false)
+	web.Observe(e, log, m, slog.LevelInfo)
 	rl.Routes(e.Group("/relay/v1"))
 	srv := web.NewServer(e, bodyDeadline, log)
+	srv.Addr = ln.Addr().String() // for the readiness check
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- err

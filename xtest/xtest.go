@@ -122,6 +122,10 @@ type Env struct {
 	public    string           // --public-url, or "" for URL
 	ping      [2]time.Duration // proxy ping interval, pong timeout
 	stopped   bool
+
+	// MetricsURL is the base URL of the metrics listener
+	// (Cfg.MetricsListen, e.g. "127.0.0.1:0" via WithConfig); "" = none.
+	MetricsURL string
 }
 
 // Option changes an Env's configuration.
@@ -243,7 +247,8 @@ func (e *Env) start() {
 	go func() {
 		e.errc <- roles.Run(ctx, cfg, roles.Options{Log: log, Out: e.Out, Listener: ln, SweepInterval: e.sweep,
 			WrapMailer: e.mailer, BodyDeadline: e.bodyDL, Clock: e.clock, MailBackoff: e.mailRetry, PingInterval: e.ping[0], PongTimeout: e.ping[1],
-			Ready: func(string) { close(ready) }})
+			MetricsReady: func(a string) { e.MetricsURL = "http://" + a },
+			Ready:        func(string) { close(ready) }})
 	}()
 	select {
 	case <-ready:

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/roles/agent/runtime"
 	"github.com/ocmt/ocmt/store"
 )
@@ -63,7 +64,14 @@ type Options struct {
 	// closed (the browser) or checked with the engine (the container).
 	// A write to either end may take twice as long. 0 = DefaultPongTimeout.
 	PongTimeout time.Duration
+	// Metrics, if set, receives wakes, hibernations and the containers by
+	// state (ocmt_containers, read from the store at scrape time).
+	Metrics *metrics.Registry
 }
+
+// LogTailLines is how many of a container's last output lines are logged
+// when it fails to become healthy.
+const LogTailLines = 20
 
 // Server is the agent role.
 type Server struct {
@@ -147,7 +155,31 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		cancel()
 		return nil, err
 	}
+	if opt.Metrics != nil {
+		if err := opt.Metrics.ContainerStates(containerStates, s.countByState); err != nil {
+			cancel()
+			return nil, fmt.Errorf("agent: metrics: %w", err)
+		}
+	}
 	return s, nil
+}
+
+// containerStates are the states ocmt_containers reports.
+var containerStates = []string{store.StateProvisioning, store.StateRunning, store.StatePaused, store.StateStopped, store.StateError}
+
+// countByState counts the container records by state (a scrape).
+func (s *Server) countByState() (map[string]int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	recs, err := s.st.Containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := make(map[string]int, len(containerStates))
+	for _, r := range recs {
+		n[r.State]++
+	}
+	return n, nil
 }
 
 // Runtime is the driver's name ("docker" or "process").
@@ -419,7 +451,7 @@ func (s *Server) provision(ctx context.Context, userID string, rec store.Contain
 		return fmt.Errorf("start container: %w", err)
 	}
 	s.progress(u, api.PhaseReady, "waiting for your agent to answer", 85)
-	if err := s.waitHealthy(ctx, userID, in.Endpoint); err != nil {
+	if err := s.waitHealthy(ctx, userID, in.ID, in.Endpoint); err != nil {
 		return err
 	}
 	rec.State, rec.Endpoint, rec.LastError, rec.StateSince = store.StateRunning, in.Endpoint, "", s.now()
@@ -466,8 +498,18 @@ func (s *Server) containerEnv(userID string) map[string]string {
 }
 
 // waitHealthy polls the vault role's /healthz with the container secret
-// until it answers 200 or HealthTimeout passes.
-func (s *Server) waitHealthy(ctx context.Context, userID, endpoint string) error {
+// until it answers 200 or HealthTimeout passes, or the instance (engine
+// id) exits. On failure it logs the container's last LogTailLines output
+// lines: the cause (a vault that refused its settings, a crash) is there.
+func (s *Server) waitHealthy(ctx context.Context, userID, id, endpoint string) error {
+	err := s.pollHealthy(ctx, userID, id, endpoint)
+	if err != nil {
+		s.logTail(userID, id, err)
+	}
+	return err
+}
+
+func (s *Server) pollHealthy(ctx context.Context, userID, id, endpoint string) error {
 	if endpoint == "" {
 		return errors.New("container has no endpoint")
 	}
@@ -476,6 +518,7 @@ func (s *Server) waitHealthy(ctx context.Context, userID, endpoint string) error
 	// Poll fast at first (a vault answers within tens of milliseconds of
 	// starting), then back off to 100 ms.
 	delay, fastUntil := 5*time.Millisecond, time.Now().Add(300*time.Millisecond)
+	var lastInspect time.Time
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/healthz", nil)
 		req.Header.Set(runtime.SecretHeader, s.ContainerSecret(userID))
@@ -484,6 +527,12 @@ func (s *Server) waitHealthy(ctx context.Context, userID, endpoint string) error
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
+			}
+		} else if time.Since(lastInspect) >= 250*time.Millisecond {
+			// Not answering: a container that exited never will.
+			lastInspect = time.Now()
+			if in, ierr := s.drv.Inspect(ctx, id); errors.Is(ierr, runtime.ErrNotFound) || ierr == nil && in.State == runtime.EngineStopped {
+				return errors.New("agent exited before becoming healthy")
 			}
 		}
 		select {
@@ -494,6 +543,22 @@ func (s *Server) waitHealthy(ctx context.Context, userID, endpoint string) error
 		if delay < 100*time.Millisecond && time.Now().After(fastUntil) {
 			delay *= 2
 		}
+	}
+}
+
+// logTail logs why a container failed to become healthy: cause, then its
+// last LogTailLines output lines, one log record each ("container output").
+func (s *Server) logTail(userID, id string, cause error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lines, err := s.drv.Logs(ctx, id, LogTailLines)
+	if err != nil {
+		s.log.Error("container did not become healthy; its output could not be read", "user", userID, "err", cause, "logs_err", err)
+		return
+	}
+	s.log.Error("container did not become healthy; its last output follows", "user", userID, "err", cause, "lines", len(lines))
+	for _, l := range lines {
+		s.log.Warn("container output", "user", userID, "line", l)
 	}
 }
 
@@ -528,16 +593,19 @@ func (s *Server) Wake(ctx context.Context, userID string) (store.Container, erro
 	}
 }
 
-func (s *Server) wake(ctx context.Context, userID string) (store.Container, error) {
+func (s *Server) wake(ctx context.Context, userID string) (rec store.Container, err error) {
 	u := s.user(userID)
 	u.op.Lock()
 	defer u.op.Unlock()
-	rec, err := s.st.ContainerByUser(ctx, store.UserID(userID))
+	rec, err = s.st.ContainerByUser(ctx, store.UserID(userID))
 	if err != nil {
 		return rec, err
 	}
 	from := rec.State
 	start := time.Now()
+	if from != store.StateProvisioning && (from != store.StateRunning || rec.Endpoint == "") {
+		defer func() { s.opt.Metrics.Wake(from, time.Since(start), err) }()
+	}
 	recorded := false // the running record below is written already
 	switch rec.State {
 	case store.StateRunning:
@@ -627,7 +695,7 @@ func (s *Server) startOrRecreate(ctx context.Context, userID string, rec *store.
 		return fmt.Errorf("start container: %w", err)
 	}
 	rec.Endpoint = in.Endpoint
-	if err := s.waitHealthy(ctx, userID, in.Endpoint); err != nil {
+	if err := s.waitHealthy(ctx, userID, in.ID, in.Endpoint); err != nil {
 		return err
 	}
 	s.resumeVault(ctx, userID, u, in.Endpoint)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/roles/agent/runtime"
 	"github.com/ocmt/ocmt/store"
 )
@@ -89,6 +90,11 @@ func (s *Server) hibernate(ctx context.Context, uid string, u *userState, want s
 		return
 	}
 	s.log.Info("hibernated container", "user", uid, "state", rec.State)
+	if want == store.StateRunning {
+		s.opt.Metrics.Hibernated(metrics.HibernatePause)
+	} else {
+		s.opt.Metrics.Hibernated(metrics.HibernateStop)
+	}
 	s.audit(uid, action, nil)
 }
 

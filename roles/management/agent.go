@@ -119,6 +119,9 @@ func (s *Server) agentProxy(c echo.Context) error {
 	ctx := context.WithoutCancel(r.Context())
 	if r.Method == http.MethodPost && inner == "/vault/unlock" && (rec.status == http.StatusUnauthorized || rec.status == http.StatusTooManyRequests) {
 		s.audit(ctx, uid, "vault.unlock_failed", uid, map[string]string{"status": fmt.Sprint(rec.status), "ip": c.RealIP()})
+		if rec.status == http.StatusUnauthorized { // wrong password or proof; 429 is the vault's backoff
+			s.opt.Metrics.VaultUnlockFailed()
+		}
 	}
 	if rec.status < 200 || rec.status > 299 {
 		return nil

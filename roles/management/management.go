@@ -23,6 +23,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/mail"
+	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/roles/web"
 	"github.com/ocmt/ocmt/store"
 )
@@ -52,6 +53,9 @@ type Options struct {
 	// ServiceSecret, when set, opens the service-to-service directory
 	// route for a separate relay role.
 	ServiceSecret string
+	// Metrics, if set, counts refused vault unlocks (the vault's answers
+	// pass through agentProxy).
+	Metrics *metrics.Registry
 }
 
 // Server is the management role.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
 
+	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -119,6 +121,9 @@ type Options struct {
 	// relay fails the calls (api.RelayTypeCall) queued for it;
 	// 0 = DefaultConnectGrace.
 	ConnectGrace time.Duration
+	// Metrics, if set, counts envelopes (queued, delivered, dropped) and
+	// reports the open connections.
+	Metrics *metrics.Registry
 }
 
 // Server is the relay role. Make it with [New]; it is safe for concurrent use.
@@ -196,6 +201,12 @@ func New(opt Options) (*Server, error) {
 		s.cancel()
 		return nil, err
 	}
+	if opt.Metrics != nil {
+		if err := opt.Metrics.RelayConnections(s.openConns); err != nil {
+			s.cancel()
+			return nil, fmt.Errorf("relay: metrics: %w", err)
+		}
+	}
 	s.wg.Add(1)
 	go s.sweep()
 	return s, nil
@@ -257,6 +268,7 @@ func (s *Server) sweep() {
 		if err != nil {
 			s.log.Error("relay sweep failed", "err", err)
 		} else if n > 0 {
+			s.opt.Metrics.Envelopes(metrics.EnvelopeDropped, int(n))
 			s.log.Info("relay dropped expired envelopes", "count", n)
 		}
 		s.limiter.prune(now)
@@ -285,6 +297,13 @@ func (s *Server) unregister(c *conn) {
 		delete(s.conns, c.user)
 	}
 	s.mu.Unlock()
+}
+
+// openConns counts the authenticated connections (ocmt_relay_connections).
+func (s *Server) openConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 // connFor returns the user's connection or nil.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -99,6 +100,7 @@ func (c *conn) handleSend(f *Frame) {
 	if h.JTI != "" {
 		s.noteIssuer(ctx, h, now)
 	}
+	s.opt.Metrics.Envelopes(metrics.EnvelopeQueued, 1)
 	s.enforceQueueCap(ctx, rec.Recipient)
 	c.send(&Frame{Type: FrameAccepted, ID: id})
 	s.log.Info("relay envelope accepted", "id", id, "from", h.From, "to", h.To, "type", h.Type,
@@ -128,6 +130,7 @@ func (c *conn) handleAck(f *Frame) {
 		c.sendError(CodeInternal, f.ID, "the relay could not record the ack; retry")
 		return
 	}
+	c.s.opt.Metrics.Envelopes(metrics.EnvelopeDelivered, 1)
 	c.unmarkInflight(f.ID)
 	c.send(&Frame{Type: FrameAcked, ID: f.ID})
 	c.s.log.Info("relay envelope acked", "id", f.ID, "by", c.user)
@@ -149,6 +152,7 @@ func (s *Server) enforceQueueCap(ctx context.Context, recipient store.UserID) {
 	if err != nil {
 		s.log.Error("relay trim queue failed", "to", recipient, "err", err)
 	}
+	s.opt.Metrics.Envelopes(metrics.EnvelopeDropped, len(dropped))
 	for _, d := range dropped {
 		s.log.Warn("relay queue full, dropped oldest envelope", "id", d.ID, "from", d.Sender, "to", d.Recipient,
 			"type", d.Type, "ts", d.TS.UnixMilli())

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -188,6 +189,7 @@ func (s *Server) failCalls(user string) {
 		if err := s.st.DeleteEnvelope(ctx, e.ID, e.Recipient); err != nil {
 			continue // acknowledged meanwhile
 		}
+		s.opt.Metrics.Envelopes(metrics.EnvelopeDropped, 1)
 		s.log.Info("relay dropped call: recipient unavailable", "id", e.ID, "from", e.Sender, "to", e.Recipient)
 		if c := s.connFor(string(e.Sender)); c != nil {
 			c.sendError(CodeRecipientUnavailable, e.ID, unavailableMsg)

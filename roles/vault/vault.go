@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/capability"
+	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/roles/web"
 )
 
@@ -58,10 +60,14 @@ type Options struct {
 	// loopback, private and link-local addresses; off by default (SSRF
 	// guard, SPEC §7.3).
 	AllowPrivateTargets bool
+	// Metrics, if set, counts the capability calls this vault answers
+	// (ocmt_capability_calls_total) and its HTTP requests.
+	Metrics *metrics.Registry
 }
 
 // Server is the vault role's HTTP server.
 type Server struct {
+	metrics      *metrics.Registry
 	secret       []byte
 	version      string
 	log          *slog.Logger
@@ -113,7 +119,7 @@ func New(opt Options) (*Server, error) {
 		secret: []byte(opt.Secret), version: opt.Version, log: opt.Log, started: time.Now(),
 		dataDir: opt.DataDir, publicURL: opt.PublicURL, userID: opt.UserID, keys: k, transcripts: tr,
 		hub: newChatHub(), providerHTTP: opt.ProviderHTTP, base: base, cancel: cancel,
-		allowPrivate: opt.AllowPrivateTargets,
+		allowPrivate: opt.AllowPrivateTargets, metrics: opt.Metrics,
 	}
 	s.loadHibernateDeadline()
 	if opt.RelayURL != "" {
@@ -160,8 +166,11 @@ func (s *Server) Run(ctx context.Context) {
 // Handler returns the vault's routes.
 func (s *Server) Handler() http.Handler {
 	e := web.New(s.log, false)
+	web.Observe(e, s.log, s.metrics, slog.LevelDebug) // the agent proxy logs these requests
 	e.Use(s.requireSecret)
 	e.GET("/healthz", s.healthz)
+	probes := web.Probes{Checks: []web.Check{{Name: "data_dir", Func: s.checkDataDir}}, Log: s.log}
+	probes.Routes(e)
 	e.GET("/ws/echo", s.echo)
 	e.GET("/chat", s.chat)
 	s.vaultRoutes(e.Group("/vault"))
@@ -184,6 +193,12 @@ func (s *Server) requireSecret(next echo.HandlerFunc) echo.HandlerFunc {
 // secretOK compares a header value with the container secret in constant time.
 func (s *Server) secretOK(got string) bool {
 	return len(s.secret) > 0 && subtle.ConstantTimeCompare([]byte(got), s.secret) == 1
+}
+
+// checkDataDir is the vault's readiness: its data directory is there.
+func (s *Server) checkDataDir(ctx context.Context) error {
+	_, err := os.Stat(s.dataDir)
+	return err
 }
 
 func (s *Server) healthz(c echo.Context) error {

@@ -86,7 +86,8 @@ func BodyDeadline(h http.Handler, d time.Duration) http.Handler {
 }
 
 // New returns an echo server with ocmt's error handler and middleware:
-// request IDs, panic recovery, body limit, security headers (HSTS when
+// request IDs (a safe incoming X-Request-Id is kept, else a new one is
+// made; either is sent back), panic recovery, body limit, security headers (HSTS when
 // secure). log receives one line per failed request, never bodies or cookies.
 //
 // The client IP (rate limits, audit) is the connection's peer address;
@@ -104,7 +105,7 @@ func New(log *slog.Logger, secure bool, trustedProxies ...*net.IPNet) *echo.Echo
 		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
 	}
 	e.HTTPErrorHandler = ErrorHandler(log)
-	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID}))
+	e.Pre(requestID)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		log.Error("panic", "path", c.Path(), "err", err, "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 		return err

@@ -1,9 +1,11 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
@@ -133,6 +136,63 @@ func connect(ctx context.Context) (*client.Client, error) {
 		return nil, fmt.Errorf("no docker engine answers at %s: %w", cli.DaemonHost(), err)
 	}
 	return cli, nil
+}
+
+// Ping implements runtime.Driver: the engine answers /_ping within about 3
+// seconds.
+func (d *Driver) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if _, err := d.cli.Ping(ctx, client.PingOptions{}); err != nil {
+		return fmt.Errorf("docker engine ping: %w", err)
+	}
+	return nil
+}
+
+// Logs implements runtime.Driver: the container's last tail lines of
+// stdout and stderr (interleaved as the engine stored them; user
+// containers have no TTY, so the stream is demultiplexed with stdcopy).
+func (d *Driver) Logs(ctx context.Context, id string, tail int) ([]string, error) {
+	if tail <= 0 {
+		return nil, nil
+	}
+	rc, err := d.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(tail)})
+	if err != nil {
+		return nil, engineErr("container logs", id, err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	w := &limitWriter{w: &buf, n: 1 << 20}
+	if _, err := stdcopy.StdCopy(w, w, rc); err != nil && !errors.Is(err, errLimit) {
+		return nil, fmt.Errorf("container logs %s: %w", shortID(id), err)
+	}
+	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return nil, nil
+	}
+	if len(lines) > tail {
+		lines = lines[len(lines)-tail:]
+	}
+	return lines, nil
+}
+
+// errLimit ends a log read that passed limitWriter's bound.
+var errLimit = errors.New("log output over the limit")
+
+// limitWriter passes at most n bytes to w, then fails with errLimit.
+type limitWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if len(p) > l.n {
+		l.w.Write(p[:l.n])
+		l.n = 0
+		return 0, errLimit
+	}
+	l.n -= len(p)
+	return l.w.Write(p)
 }
 
 // Name returns "docker".

@@ -45,6 +45,37 @@ type instance struct {
 	done   chan struct{}
 	paused bool
 	port   int
+	out    *ring // the last lines the process wrote (all its starts); guarded by Driver.mu
+}
+
+// LogLines is how many output lines the driver keeps per instance, for Logs.
+const LogLines = 100
+
+// ring holds the last LogLines lines.
+type ring struct {
+	lines [LogLines]string
+	next  int // index of the slot the next line goes to
+	n     int // lines held, ≤ LogLines
+}
+
+func (r *ring) add(line string) {
+	r.lines[r.next] = line
+	r.next = (r.next + 1) % LogLines
+	if r.n < LogLines {
+		r.n++
+	}
+}
+
+// last returns the last tail lines, oldest first.
+func (r *ring) last(tail int) []string {
+	if tail > r.n {
+		tail = r.n
+	}
+	out := make([]string, 0, max(tail, 0))
+	for i := r.next - tail; i < r.next; i++ {
+		out = append(out, r.lines[(i+LogLines)%LogLines])
+	}
+	return out
 }
 
 // New returns a process driver. log receives the children's stderr lines.
@@ -87,7 +118,7 @@ func (d *Driver) Create(ctx context.Context, spec runtime.Spec) (runtime.Instanc
 	if old := d.ins[id]; old != nil && old.cmd != nil {
 		return runtime.Instance{}, fmt.Errorf("process: %s already exists", id)
 	}
-	d.ins[id] = &instance{spec: spec, config: fp, id: id}
+	d.ins[id] = &instance{spec: spec, config: fp, id: id, out: &ring{}}
 	return d.view(d.ins[id]), nil
 }
 
@@ -155,15 +186,20 @@ func (d *Driver) Start(ctx context.Context, id string) (runtime.Instance, error)
 	cmd.Env = append(in.spec.EnvList(), "HOME="+in.spec.DataDir, "PATH=/usr/bin:/bin")
 	cmd.Dir = in.spec.DataDir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
+	// stdout and stderr both go to one pipe, read line by line (logLines).
+	pr, pw, err := os.Pipe()
 	if err != nil {
 		return runtime.Instance{}, err
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = pw, pw
+	err = cmd.Start()
+	pw.Close() // the child holds its own copy
+	if err != nil {
+		pr.Close()
 		return runtime.Instance{}, fmt.Errorf("process: start vault: %w", err)
 	}
 	in.cmd, in.port, in.paused, in.done = cmd, port, false, make(chan struct{})
-	go d.logLines(in.spec.UserID, stderr)
+	go d.logLines(in, pr)
 	go func(in *instance, cmd *exec.Cmd, done chan struct{}) {
 		_ = cmd.Wait()
 		d.mu.Lock()
@@ -176,12 +212,33 @@ func (d *Driver) Start(ctx context.Context, id string) (runtime.Instance, error)
 	return d.view(in), nil
 }
 
-func (d *Driver) logLines(user string, r io.Reader) {
+// logLines logs each line the child writes and keeps it for Logs, until
+// the child (and every process holding its output) exits.
+func (d *Driver) logLines(in *instance, r io.ReadCloser) {
+	defer r.Close()
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		d.log.Info("vault: "+strings.TrimSpace(sc.Text()), "user", user)
+		line := strings.TrimSpace(sc.Text())
+		d.mu.Lock()
+		in.out.add(line)
+		d.mu.Unlock()
+		d.log.Info("vault: "+line, "user", in.spec.UserID)
 	}
 }
+
+// Logs implements runtime.Driver from the last LogLines lines kept.
+func (d *Driver) Logs(ctx context.Context, id string, tail int) ([]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	in, err := d.get(id)
+	if err != nil {
+		return nil, err
+	}
+	return in.out.last(tail), nil
+}
+
+// Ping implements runtime.Driver: processes need no engine.
+func (d *Driver) Ping(ctx context.Context) error { return nil }
 
 func (d *Driver) signal(id string, sig syscall.Signal, paused bool) error {
 	d.mu.Lock()

@@ -163,6 +163,14 @@ type Driver interface {
 	List(ctx context.Context) ([]Instance, error)
 	// Stats reads current resource use.
 	Stats(ctx context.Context, id string) (Stats, error)
+	// Logs returns the last tail lines (at most) an instance wrote to
+	// stdout and stderr, oldest first, without line ends; they may hold
+	// anything the vault role logs (never secrets, by the vault's rules).
+	// An unknown id gives ErrNotFound.
+	Logs(ctx context.Context, id string, tail int) ([]string, error)
+	// Ping reports whether the engine answers (readiness); the process
+	// runtime always does.
+	Ping(ctx context.Context) error
 	// Close releases the driver (it does not stop instances).
 	Close() error
 }
