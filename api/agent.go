@@ -27,6 +27,28 @@ type VaultWork struct {
 	YoungestMs int64 `json:"youngestMs"` // milliseconds since the youngest started; 0 when none
 }
 
+// VaultStatsPath is the vault's route for VaultStats (GET, container
+// secret in ContainerSecretHeader and LifecycleHeader, like the other
+// /internal/ routes: only the agent role can call it).
+const VaultStatsPath = "/internal/stats"
+
+// VaultStats is the vault's answer to GET VaultStatsPath: its counters
+// since its process started, which the agent role reads from each running
+// container and adds to its own metrics (the vault itself is not scraped).
+//
+// JSON: {"instance":"5f0c…","capabilityCalls":{"ok":12,"revoked":1}}.
+type VaultStats struct {
+	// Instance identifies the vault process: random, chosen at its start
+	// (32 hex digits). Another value than last time means the counters
+	// started again from 0.
+	Instance string `json:"instance"`
+	// CapabilityCalls counts the capability calls this vault answered for
+	// other users, by result: the label values of
+	// ocmt_capability_calls_total (metrics.CapabilityResult: "ok",
+	// "dropped", "error" or the error code sent back). Absent = 0.
+	CapabilityCalls map[string]uint64 `json:"capabilityCalls"`
+}
+
 // CloseAgentAsleep is the WebSocket close code with which the agent
 // role's proxy closes a browser's socket when ocmt stopped the container
 // behind it for hibernation. A client should not redial by itself (the

@@ -15,6 +15,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +60,9 @@ type Registry struct {
 	relayEnvelopes      *prometheus.CounterVec   // event
 	capabilityCalls     *prometheus.CounterVec   // result
 	vaultUnlockFailures prometheus.Counter
+
+	capMu      sync.Mutex
+	capResults map[string]bool // result labels of capabilityCalls in use; guarded by capMu
 }
 
 // New returns a Registry with every ocmt metric, the Go runtime and process
@@ -95,7 +99,7 @@ func New(extra ...prometheus.Collector) *Registry {
 	}, []string{"event"})
 	r.capabilityCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ocmt_capability_calls_total",
-		Help: "Capability calls answered by this vault for other users, by result (ok, or the error code sent back).",
+		Help: "Capability calls answered by vaults for other users, by result (ok, dropped, or the error code sent back). The agent role reports all its vaults.",
 	}, []string{"result"})
 	r.vaultUnlockFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ocmt_vault_unlock_failures_total",
@@ -121,8 +125,10 @@ func New(extra ...prometheus.Collector) *Registry {
 	for _, ev := range []string{EnvelopeQueued, EnvelopeDelivered, EnvelopeDropped} {
 		r.relayEnvelopes.WithLabelValues(ev)
 	}
+	r.capResults = map[string]bool{}
 	for _, res := range []string{ResultOK, ResultError, CapabilityDropped} {
 		r.capabilityCalls.WithLabelValues(res)
+		r.capResults[res] = true
 	}
 	for _, c := range extra {
 		r.reg.MustRegister(c)
@@ -220,18 +226,48 @@ func (r *Registry) RelayConnections(open func() int) error {
 	}, func() float64 { return float64(open()) }))
 }
 
+// MaxCapabilityResults bounds the distinct result labels of
+// ocmt_capability_calls_total (ok, error and dropped included): once that
+// many are in use, other results are recorded as ResultError. The agent
+// role adds the results its vaults report, so a vault cannot grow the
+// label set without bound.
+const MaxCapabilityResults = 32
+
 // CapabilityCall records one capability call answered with result: ResultOK,
 // CapabilityDropped, or the error code sent to the caller (a fixed code
 // such as "revoked"). A result that is not 1..40 characters of a-z and _
-// is recorded as ResultError, so no free text becomes a label.
-func (r *Registry) CapabilityCall(result string) {
-	if r == nil {
+// is recorded as ResultError, so no free text becomes a label (see also
+// MaxCapabilityResults).
+func (r *Registry) CapabilityCall(result string) { r.AddCapabilityCalls(result, 1) }
+
+// AddCapabilityCalls records n capability calls answered with result, as
+// CapabilityCall does for one: the agent role adds what its vaults
+// counted since it last asked them.
+func (r *Registry) AddCapabilityCalls(result string, n uint64) {
+	if r == nil || n == 0 {
 		return
 	}
-	if !codeLabel(result) {
-		result = ResultError
+	result = CapabilityResult(result)
+	r.capMu.Lock()
+	if !r.capResults[result] {
+		if len(r.capResults) < MaxCapabilityResults {
+			r.capResults[result] = true
+		} else {
+			result = ResultError
+		}
 	}
-	r.capabilityCalls.WithLabelValues(result).Inc()
+	r.capMu.Unlock()
+	r.capabilityCalls.WithLabelValues(result).Add(float64(n))
+}
+
+// CapabilityResult is the label value under which a capability call
+// answered with result is counted: result itself when it is 1..40
+// characters of a-z and _, else ResultError.
+func CapabilityResult(result string) string {
+	if !codeLabel(result) {
+		return ResultError
+	}
+	return result
 }
 
 func codeLabel(s string) bool {

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ func TestNilRegistry(t *testing.T) {
 	r.Hibernated(metrics.HibernatePause)
 	r.Envelopes(metrics.EnvelopeQueued, 1)
 	r.CapabilityCall(metrics.ResultOK)
+	r.AddCapabilityCalls(metrics.ResultOK, 3)
 	r.VaultUnlockFailed()
 }
 
@@ -59,6 +61,31 @@ func TestLabelsBounded(t *testing.T) {
 	}
 	if m := values(t, r, "ocmt_http_requests_total", "route"); m[metrics.Unmatched] != 1 {
 		t.Errorf("routes = %v, want unmatched", m)
+	}
+}
+
+// TestAddCapabilityCalls: counts reported by vaults are added under their
+// result; at most MaxCapabilityResults result labels exist, later ones are
+// counted as error.
+func TestAddCapabilityCalls(t *testing.T) {
+	r := metrics.New()
+	r.AddCapabilityCalls(metrics.ResultOK, 5)
+	r.AddCapabilityCalls("revoked", 2)
+	r.AddCapabilityCalls("Not A Code", 1)
+	r.AddCapabilityCalls("expired", 0)
+	for i := range metrics.MaxCapabilityResults {
+		r.AddCapabilityCalls("code_"+strings.Repeat("x", i+1), 1)
+	}
+	caps := values(t, r, "ocmt_capability_calls_total", "result")
+	if len(caps) != metrics.MaxCapabilityResults {
+		t.Errorf("%d result labels, want %d: %v", len(caps), metrics.MaxCapabilityResults, caps)
+	}
+	// ok, error, dropped and revoked leave room for 28 codes; 4 more are errors.
+	if caps[metrics.ResultOK] != 5 || caps["revoked"] != 2 || caps[metrics.ResultError] != 1+4 || caps["code_x"] != 1 {
+		t.Errorf("capability results = %v", caps)
+	}
+	if _, ok := caps["expired"]; ok {
+		t.Error("a result added 0 times has a label")
 	}
 }
 

@@ -96,6 +96,8 @@ type Server struct {
 	relayURL atomic.Pointer[string] // OCMT_RELAY_URL for new containers; see SetRelayURL
 
 	streams sync.Map // api.StreamHeader id → context.CancelCauseFunc of a proxied WebSocket (split mode; routes.go)
+
+	collecting atomic.Bool // a round of collectAllCapCalls is under way (capcalls.go)
 }
 
 // SetRelayURL sets the relay URL that containers created from now on are
@@ -111,6 +113,8 @@ type userState struct {
 	// resumeKey re-opens the vault after the next start (hibernate.go);
 	// nil = none. Memory only; guarded by op.
 	resumeKey *[32]byte
+	// caps is the vault's capability-call counts as last read (capcalls.go).
+	caps capTally
 }
 
 // secretKeyName is the kv key of the master key from which per-container
@@ -437,6 +441,7 @@ func (s *Server) provision(ctx context.Context, userID string, rec store.Contain
 		_ = s.drv.Remove(ctx, rec.EngineID, true)
 	}
 	s.progress(u, api.PhaseCreate, "creating your container", 45)
+	u.caps.started()
 	in, err := s.drv.Create(ctx, s.spec(userID, image))
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
@@ -676,6 +681,7 @@ func (s *Server) startOrRecreate(ctx context.Context, userID string, rec *store.
 		rec.EngineID = ""
 		s.audit(userID, "agent.reconfigured", nil)
 	}
+	u.caps.started()
 	if rec.EngineID != "" {
 		in, err = s.drv.Start(ctx, rec.EngineID)
 	}
@@ -737,6 +743,9 @@ func (s *Server) Do(ctx context.Context, userID, action string) error {
 		err = s.repairLocked(ctx, &rec, u)
 	case api.ActionRemove:
 		forgetResumeKey(u)
+		if rec.State == store.StateRunning {
+			s.collectCapCalls(ctx, userID, rec.Endpoint)
+		}
 		if rec.EngineID != "" {
 			if err = s.drv.Remove(ctx, rec.EngineID, false); errors.Is(err, runtime.ErrNotFound) {
 				err = nil
@@ -744,6 +753,7 @@ func (s *Server) Do(ctx context.Context, userID, action string) error {
 		}
 		if err == nil {
 			err = s.st.DeleteContainer(ctx, rec.UserID)
+			u.caps.forget()
 		}
 	}
 	if err != nil {
@@ -757,6 +767,7 @@ func (s *Server) pauseLocked(ctx context.Context, rec *store.Container) error {
 	if rec.State != store.StateRunning {
 		return api.Conflict("not_running", "only a running container can be paused")
 	}
+	s.collectCapCalls(ctx, string(rec.UserID), rec.Endpoint) // a paused vault cannot be read
 	if err := s.drv.Pause(ctx, rec.EngineID); err != nil {
 		return fmt.Errorf("pause: %w", err)
 	}
@@ -769,6 +780,9 @@ func (s *Server) stopLocked(ctx context.Context, rec *store.Container) error {
 		return nil
 	}
 	if rec.EngineID != "" {
+		if rec.State == store.StateRunning {
+			s.collectCapCalls(ctx, string(rec.UserID), rec.Endpoint) // its counts end with it
+		}
 		if rec.State == store.StatePaused {
 			_ = s.drv.Unpause(ctx, rec.EngineID) // a paused process cannot handle SIGTERM
 		}
@@ -787,6 +801,9 @@ func (s *Server) repairLocked(ctx context.Context, rec *store.Container, u *user
 	if rec.EngineID != "" {
 		if rec.State == store.StatePaused {
 			_ = s.drv.Unpause(ctx, rec.EngineID)
+		}
+		if rec.State == store.StateRunning {
+			s.collectCapCalls(ctx, string(rec.UserID), rec.Endpoint) // its counts end with it
 		}
 		if rec.State == store.StateRunning || rec.State == store.StatePaused {
 			// An unlocked vault that still answers stays unlocked across

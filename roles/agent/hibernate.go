@@ -48,7 +48,8 @@ func (s *Server) flushActivity(ctx context.Context) {
 // PausedStopAfter is stopped. A container with a proxied HTTP request under
 // way, or whose vault reports work in flight (workInFlight), is not paused.
 // Open but idle WebSockets and polling (pollRequest) do not count as
-// activity.
+// activity. Then it starts reading the capability-call counts of every
+// running vault, in the background (capcalls.go).
 func (s *Server) Sweep(ctx context.Context) {
 	s.flushActivity(ctx)
 	s.syncEngine(ctx)
@@ -70,6 +71,7 @@ func (s *Server) Sweep(ctx context.Context) {
 			s.hibernate(ctx, uid, u, store.StatePaused, s.stopLocked, "agent.idle_stop")
 		}
 	}
+	s.collectAllCapCalls()
 }
 
 func (s *Server) hibernate(ctx context.Context, uid string, u *userState, want string, f func(context.Context, *store.Container) error, action string) {
@@ -110,20 +112,8 @@ func (s *Server) workInFlight(ctx context.Context, userID, endpoint string) bool
 	}
 	ctx, cancel := context.WithTimeout(ctx, hibernateCallTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/internal/work", nil)
-	if err != nil {
-		return false
-	}
-	secret := s.ContainerSecret(userID)
-	req.Header.Set(runtime.SecretHeader, secret)
-	req.Header.Set(api.LifecycleHeader, secret)
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
 	var w api.VaultWork
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&w) != nil {
+	if s.getVault(ctx, userID, endpoint, "/internal/work", &w) != nil {
 		return false
 	}
 	if w.InFlight > 0 && time.Duration(w.YoungestMs)*time.Millisecond < api.MaxWorkHold {
@@ -131,6 +121,38 @@ func (s *Server) workInFlight(ctx context.Context, userID, endpoint string) bool
 		return true
 	}
 	return false
+}
+
+// vaultStats reads the vault's counters (GET api.VaultStatsPath) within
+// statsCallTimeout.
+func (s *Server) vaultStats(ctx context.Context, userID, endpoint string) (api.VaultStats, error) {
+	ctx, cancel := context.WithTimeout(ctx, statsCallTimeout)
+	defer cancel()
+	var st api.VaultStats
+	err := s.getVault(ctx, userID, endpoint, api.VaultStatsPath, &st)
+	return st, err
+}
+
+// getVault GETs one of the vault's /internal endpoints with the container
+// secret in both headers and decodes its JSON answer (at most 16 KiB) into
+// out.
+func (s *Server) getVault(ctx context.Context, userID, endpoint, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+path, nil)
+	if err != nil {
+		return err
+	}
+	secret := s.ContainerSecret(userID)
+	req.Header.Set(runtime.SecretHeader, secret)
+	req.Header.Set(api.LifecycleHeader, secret)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("vault answered %d", resp.StatusCode)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 16<<10)).Decode(out)
 }
 
 // syncEngine corrects records whose container changed behind our back (it
@@ -210,6 +232,10 @@ func (s *Server) refresh(ctx context.Context, userID string) bool {
 
 // hibernateCallTimeout bounds each lifecycle call to a vault.
 const hibernateCallTimeout = 5 * time.Second
+
+// statsCallTimeout bounds a read of a vault's counters (metrics only: a
+// vault that does not answer at once is skipped).
+const statsCallTimeout = 2 * time.Second
 
 // lifecycleResp is the vault's answer to /internal/hibernate and /resume.
 type lifecycleResp struct {

@@ -108,14 +108,14 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 	if ic == nil || ic.SubjectUserID != from {
 		// Without the record we know no key of the sender to answer with.
 		k.mu.Unlock()
-		s.metrics.CapabilityCall(metrics.CapabilityDropped)
+		s.capabilityCall(metrics.CapabilityDropped)
 		s.log.Warn("capability call dropped: unknown capability or sender is not its subject", "jti", jti, "from", from)
 		return
 	}
 	var call callPayload
 	if err := s.openBoxLocked(ic.SubjectX25519, env.Payload, &call); err != nil {
 		k.mu.Unlock()
-		s.metrics.CapabilityCall(metrics.CapabilityDropped)
+		s.capabilityCall(metrics.CapabilityDropped)
 		s.log.Warn("capability call dropped: cannot open", "jti", jti, "from", from)
 		return
 	}
@@ -137,7 +137,7 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 	}
 	if code != "" {
 		k.mu.Unlock()
-		s.metrics.CapabilityCall(metrics.CapabilityDropped)
+		s.capabilityCall(metrics.CapabilityDropped)
 		s.log.Warn("capability call dropped", "code", code, "jti", jti, "from", from,
 			"age", now.Sub(time.UnixMilli(call.Header.TS)).Round(time.Second))
 		return
@@ -221,14 +221,14 @@ func (s *Server) replyLocked(ic *issuedCap, res resultPayload) {
 		env, err = s.sealEnvelopeLocked(ic.SubjectUserID, ic.SubjectX25519, envResult, "", &res)
 	}
 	if err != nil {
-		s.metrics.CapabilityCall(metrics.ResultError)
+		s.capabilityCall(metrics.ResultError)
 		s.log.Error("capability result not sealed", "jti", ic.JTI, "err", err)
 		return
 	}
 	if res.Error != nil {
-		s.metrics.CapabilityCall(res.Error.Code)
+		s.capabilityCall(res.Error.Code)
 	} else {
-		s.metrics.CapabilityCall(metrics.ResultOK)
+		s.capabilityCall(metrics.ResultOK)
 	}
 	go func() {
 		if err := s.relay.send(s.base, env); err != nil {

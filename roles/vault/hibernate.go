@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -33,7 +34,8 @@ import (
 // has forgotten the key, so the vault stays locked (the safe failure). A
 // lock, a password unlock or a passed deadline deletes the file.
 //
-// These endpoints (and GET /internal/work, work.go) answer only requests
+// These endpoints (and GET /internal/work, work.go, and GET
+// /internal/stats, stats.go) answer only requests
 // that carry the container secret in api.LifecycleHeader as well; the
 // agent role's proxy strips that header from every proxied request and
 // refuses /internal/ paths, so a browser can never reach them.
@@ -82,6 +84,7 @@ func (s *Server) lifecycleRoutes(g *echo.Group) {
 	g.POST("/hibernate", s.hibernate)
 	g.POST("/resume", s.resume)
 	g.GET("/work", s.work)
+	g.GET(strings.TrimPrefix(api.VaultStatsPath, "/internal"), s.stats)
 }
 
 func (s *Server) hibernatePath() string { return filepath.Join(s.dataDir, hibernateFileName) }

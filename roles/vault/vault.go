@@ -18,6 +18,7 @@
 //	POST /internal/hibernate the agent role, before a stop (hibernate.go)
 //	POST /internal/resume    the agent role, after the next start
 //	GET  /internal/work      the agent role, before an idle pause (work.go)
+//	GET  /internal/stats     the agent role, for its metrics (stats.go)
 package vault
 
 import (
@@ -61,7 +62,9 @@ type Options struct {
 	// guard, SPEC §7.3).
 	AllowPrivateTargets bool
 	// Metrics, if set, counts the capability calls this vault answers
-	// (ocmt_capability_calls_total) and its HTTP requests.
+	// (ocmt_capability_calls_total) and its HTTP requests, served by
+	// --metrics-listen. Without it the capability calls are still counted
+	// for the agent role (GET /internal/stats, stats.go).
 	Metrics *metrics.Registry
 }
 
@@ -90,6 +93,9 @@ type Server struct {
 	allowPrivate bool
 	// inflight counts chat runs and capability calls under way (work.go).
 	inflight workTracker
+	// instance and capCalls answer GET /internal/stats (stats.go).
+	instance string
+	capCalls capCounts
 	// hibernateDeadline is the deadline of the hibernation file on the
 	// volume, unix ms; 0 = none (hibernate.go).
 	hibernateDeadline atomic.Int64
@@ -119,7 +125,7 @@ func New(opt Options) (*Server, error) {
 		secret: []byte(opt.Secret), version: opt.Version, log: opt.Log, started: time.Now(),
 		dataDir: opt.DataDir, publicURL: opt.PublicURL, userID: opt.UserID, keys: k, transcripts: tr,
 		hub: newChatHub(), providerHTTP: opt.ProviderHTTP, base: base, cancel: cancel,
-		allowPrivate: opt.AllowPrivateTargets, metrics: opt.Metrics,
+		allowPrivate: opt.AllowPrivateTargets, metrics: opt.Metrics, instance: newInstanceID(),
 	}
 	s.loadHibernateDeadline()
 	if opt.RelayURL != "" {
