@@ -234,14 +234,15 @@ func testSpec(image string) runtime.Spec {
 }
 
 // createInstance creates spec's container and registers the removal of
-// the container and its volume.
+// the container and its volume (first: a Create that fails after making
+// the volume leaves nothing behind either).
 func createInstance(t testing.TB, d *Driver, spec runtime.Spec) runtime.Instance {
 	t.Helper()
+	t.Cleanup(func() { removeUser(t, d, spec.Name, spec.UserID) })
 	inst, err := d.Create(context.Background(), spec)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	t.Cleanup(func() { removeUser(t, d, spec.Name, spec.UserID) })
 	return inst
 }
 
