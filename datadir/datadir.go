@@ -66,7 +66,10 @@ type Held struct {
 // (missing directory, permissions) are wrapped errors naming the file.
 func Lock(dir string, info Holder) (*Held, error) {
 	path := filepath.Join(dir, FileName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600) // Go opens with O_CLOEXEC
+	// O_NOFOLLOW: a symlink planted at the lock's name must not make
+	// Lock truncate and write the file it points to. Go opens with
+	// O_CLOEXEC.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock data directory: %w", err)
 	}
@@ -152,7 +155,7 @@ func (l *Held) writeLocked() error {
 // with an *InUseError naming the last recorded holder. A missing lock
 // file means not held.
 func HolderOf(dir string) (h Holder, held bool, err error) {
-	f, err := os.Open(filepath.Join(dir, FileName))
+	f, err := os.OpenFile(filepath.Join(dir, FileName), os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return Holder{}, false, nil
 	}

@@ -196,3 +196,27 @@ func TestInUseErrorUnknownHolder(t *testing.T) {
 		}
 	}
 }
+
+// TestLockRefusesSymlink: a symlink at the lock's name (planted by someone
+// who can write the data directory) is refused, and the file it points to
+// is neither truncated nor written.
+func TestLockRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, FileName)); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := Lock(dir, Holder{PID: 1}); err == nil {
+		l.Close()
+		t.Fatal("Lock followed a symlink")
+	}
+	if _, _, err := HolderOf(dir); err == nil {
+		t.Error("HolderOf followed a symlink")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious" {
+		t.Fatalf("symlink target changed: %q", b)
+	}
+}
