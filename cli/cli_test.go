@@ -52,6 +52,8 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"metrics on the public listener", nil, []string{"serve", "--listen=127.0.0.1:8080", "--metrics-listen=127.0.0.1:8080"}, "--metrics-listen: must differ from --listen"},
 		{"unknown flag", nil, []string{"serve", "--colour=blue"}, "unknown flag"},
 		{"smtp auth in clear", nil, []string{"serve", "--smtp-host=mail.example.org", "--smtp-tls=none", "--smtp-username=u"}, "--smtp-username: SMTP AUTH needs --smtp-tls=starttls or tls"},
+		{"smtp port too big", nil, []string{"serve", "--smtp-port=99999"}, "--smtp-port: must be a port number, 1 to 65535"},
+		{"smtp port zero", nil, []string{"serve", "--smtp-port=0"}, "--smtp-port: must be a port number"},
 		{"missing smtp ca file", nil, []string{"serve", "--smtp-ca-file=/nonexistent/ca.pem"}, "--smtp-ca-file: cannot read"},
 		{"smtp ca file without PEM", nil, []string{"serve", "--smtp-ca-file=" + notDir}, "--smtp-ca-file: " + notDir + " holds no PEM certificate"},
 		{"bad mail from", map[string]string{"OCMT_MAIL_FROM": "ocmt at example"}, []string{"serve"}, "--mail-from: not an address"},

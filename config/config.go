@@ -304,9 +304,12 @@ func (c *Config) Validate() error {
 	if c.SMTPTLS == "none" && c.SMTPUsername != "" {
 		errs = append(errs, bad("smtp-username", "SMTP AUTH needs --smtp-tls=starttls or tls (the password is never sent in clear)"))
 	}
+	if c.SMTPPort < 1 || c.SMTPPort > 65535 {
+		errs = append(errs, bad("smtp-port", "must be a port number, 1 to 65535 (usually 587 for starttls, 465 for tls)"))
+	}
 	if c.SMTPCAFile != "" {
 		if b, err := os.ReadFile(c.SMTPCAFile); err != nil {
-			errs = append(errs, bad("smtp-ca-file", "cannot read %s", c.SMTPCAFile))
+			errs = append(errs, bad("smtp-ca-file", "cannot read %s: %v", c.SMTPCAFile, errors.Unwrap(err)))
 		} else if !strings.Contains(string(b), "-----BEGIN CERTIFICATE-----") {
 			errs = append(errs, bad("smtp-ca-file", "%s holds no PEM certificate", c.SMTPCAFile))
 		}

@@ -127,7 +127,9 @@ func dialCheck(addr *atomic.Pointer[string]) func(context.Context) error {
 }
 
 // newMailer returns the SMTP mailer of cfg, or the console mailer when no
-// SMTP host is set. It warns loudly when certificate checks are off.
+// SMTP host is set. It warns loudly when certificate checks are off, and
+// when mail to a server off this machine goes in clear (--smtp-tls=none):
+// sign-in mail carries live links.
 func newMailer(cfg config.Config, out io.Writer, log *slog.Logger) (mail.Mailer, error) {
 	if cfg.SMTPHost == "" {
 		return &mail.Console{W: out}, nil
@@ -144,7 +146,20 @@ func newMailer(cfg config.Config, out io.Writer, log *slog.Logger) (mail.Mailer,
 	if cfg.SMTPTLSInsecure && cfg.SMTPTLS != mail.TLSNone {
 		log.Warn("SMTP SERVER CERTIFICATE IS NOT VERIFIED (--smtp-tls-insecure): anyone between ocmt and the mail server can read sign-in links and sign in as your users; for tests only")
 	}
+	if cfg.SMTPTLS == mail.TLSNone && !loopbackHost(cfg.SMTPHost) {
+		log.Warn("MAIL GOES TO "+cfg.SMTPHost+" IN CLEAR (--smtp-tls=none): anyone on the way can read sign-in links and sign in as your users; use starttls or tls unless the server is on this machine", "smtp_host", cfg.SMTPHost)
+	}
 	return m, nil
+}
+
+// loopbackHost reports whether host ("localhost", an IP address) is this
+// machine's loopback.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Run runs the roles of cfg until ctx ends, then shuts down gracefully:
