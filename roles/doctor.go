@@ -130,6 +130,10 @@ func proxyChecks(ctx context.Context, cfg config.Config) []Check {
 		conf.Warn, conf.Detail = true, "--public-url is https but --trusted-proxies is empty: ocmt serves no TLS itself, "+
 			"so a proxy is in front, and every user counts as the proxy's address (one shared sign-in rate limit, "+
 			"the proxy's address in the audit log); "+web.ProxyFix(web.ProxyUntrustedPeer)
+	} else if wide := wideProxyNets(cfg); len(wide) > 0 {
+		conf.Warn, conf.Detail = true, "--trusted-proxies "+strings.Join(wide, ", ")+" trusts far more than a proxy: "+
+			"every client in it can write its own X-Forwarded-For and pick the address ocmt rate-limits and audits; "+
+			"list only the proxy's own address (e.g. 127.0.0.1/32 for a proxy on this machine)"
 	} else {
 		conf.OK, conf.Detail = true, "https through proxies at "+strings.Join(cfg.TrustedProxies, ", ")
 	}
@@ -191,8 +195,23 @@ func describeProxyReport(rep web.ProxyReport) string {
 	if len(rep.TrustedProxies) > 0 {
 		trusted = strings.Join(rep.TrustedProxies, ",")
 	}
-	return fmt.Sprintf("since ocmt started at %s with --public-url %s and --trusted-proxies %s, %s",
+	return fmt.Sprintf("since ocmt started at %s with --public-url %s and --trusted-proxies %s, %s "+
+		"(a running ocmt saves these counts at most once a minute, and at shutdown)",
 		at(rep.SinceMS), rep.PublicURL, trusted, strings.Join(parts, "; "))
+}
+
+// wideProxyNets returns the --trusted-proxies CIDRs wider than a proxy
+// needs: shorter than /16 for IPv4 (65,536 addresses) or /48 for IPv6,
+// which includes 0.0.0.0/0 and ::/0 (everyone).
+func wideProxyNets(cfg config.Config) []string {
+	var wide []string
+	for _, n := range cfg.TrustedProxyNets() {
+		ones, bits := n.Mask.Size()
+		if (bits == 32 && ones < 16) || (bits == 128 && ones < 48) {
+			wide = append(wide, n.String())
+		}
+	}
+	return wide
 }
 
 // defaultDockerSocket is where the engine listens when DOCKER_HOST is unset.

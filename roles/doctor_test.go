@@ -93,6 +93,30 @@ func TestDoctorProxy(t *testing.T) {
 			}
 		}
 	})
+	t.Run("trusting everyone", func(t *testing.T) {
+		reverseProxy := func(nets ...string) roles.Check {
+			cfg := config.Default()
+			cfg.PublicURL, cfg.TrustedProxies, cfg.DataDir, cfg.Runtime = public, nets, t.TempDir(), config.RuntimeProcess
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range roles.Doctor(context.Background(), cfg) {
+				if c.Name == "reverse proxy" {
+					return c
+				}
+			}
+			t.Fatal("no reverse proxy line")
+			return roles.Check{}
+		}
+		for _, nets := range [][]string{{"0.0.0.0/0"}, {"127.0.0.1/32", "::/0"}, {"10.0.0.0/8"}} {
+			if c := reverseProxy(nets...); !c.Warn || !strings.Contains(c.Detail, "trusts far more than a proxy") {
+				t.Errorf("%v: %+v", nets, c)
+			}
+		}
+		if c := reverseProxy("127.0.0.1/32", "172.17.0.0/16", "fd00::/64"); !c.OK || c.Warn {
+			t.Errorf("proxy-sized nets: %+v", c)
+		}
+	})
 	t.Run("http", func(t *testing.T) {
 		env := xtest.NewEnv(t)
 		get(t, env, "/signin")
