@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ocmt/ocmt/datadir"
@@ -367,3 +368,101 @@ func TestRestoreWithForceKeepsOldStateOnBadArchive(t *testing.T) {
 
 // emptySHA256 is the SHA-256 of no bytes: a link entry's content.
 const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// TestCreateRefusesBadTo: --to must be a file name: an existing symbolic
+// link (as /dev/stdout is), fifo or directory is refused even with Force
+// and left as it was; a path inside the data directory is refused.
+func TestCreateRefusesBadTo(t *testing.T) {
+	src := processDataDir(t)
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("not an archive"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "stdout") // stands for /dev/stdout -> /proc/self/fd/1
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, to, want string }{
+		{"symlink", link, "not a regular file"},
+		{"fifo", fifo, "not a regular file"},
+		{"directory", sub, "is a directory"},
+		{"inside the data directory", filepath.Join(src, "b.tar.gz"), "the next backup would include it"},
+		{"inside the data directory, below", filepath.Join(src, "users", "b.tar.gz"), "inside --data-dir"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Create(context.Background(), CreateOptions{DataDir: src, To: c.to, Force: true})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v; want %q", err, c.want)
+			}
+		})
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the symlink was replaced: %v %v", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "not an archive" {
+		t.Fatalf("the link's target changed: %q", b)
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("the fifo was replaced: %v %v", fi.Mode(), err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "b.tar.gz")); err == nil {
+		t.Fatal("an archive was written inside the data directory")
+	}
+}
+
+// TestRestoreRefusesNonRegularFrom: a pipe (or /dev/stdin) cannot be read
+// twice: refused with a clear error before anything is created.
+func TestRestoreRefusesNonRegularFrom(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "stdin") // a link to a pipe, as /dev/stdin may be
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	// A writer feeds the archive into the pipe once, as `cat archive |`
+	// would. It waits for a reader; the cleanup opens one (non-blocking)
+	// if the restore did not, and closes it, ending a write still waiting.
+	archive, err := os.ReadFile(createArchive(t, processDataDir(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		w.Write(archive)
+		w.Close()
+	}()
+	t.Cleanup(func() {
+		r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err == nil {
+			r.Close()
+		}
+		<-done
+	})
+	for _, from := range []string{fifo, link, dir} {
+		dst := filepath.Join(t.TempDir(), "data")
+		_, err := Restore(context.Background(), RestoreOptions{From: from, DataDir: dst, Force: true})
+		if err == nil || !strings.Contains(err.Error(), "--from must be a regular file (an archive is read twice)") {
+			t.Fatalf("%s: err = %v", from, err)
+		}
+		if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: the data directory was created (%v)", from, err)
+		}
+	}
+}

@@ -233,11 +233,23 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 	if out == nil {
 		out = io.Discard
 	}
+	// The archive is read twice (check, then write): a pipe cannot be.
+	// Stat before opening, as opening a fifo waits for a writer.
+	if fi, err := os.Stat(opt.From); err != nil {
+		return Manifest{}, fmt.Errorf("--from: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return Manifest{}, errFromNotRegular(opt.From, fi)
+	}
 	f, err := os.Open(opt.From)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("--from: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return Manifest{}, fmt.Errorf("--from: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return Manifest{}, errFromNotRegular(opt.From, fi)
+	}
 	m, err := Read(f)
 	if err != nil {
 		return Manifest{}, err
@@ -318,6 +330,10 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 	fmt.Fprintf(out, "restored %s into %s: database (schema %d, deployment %s), %d data-directory entries, %d volumes\n",
 		opt.From, opt.DataDir, m.SchemaVersion, m.Deployment, w.files, w.volumes)
 	return m, nil
+}
+
+func errFromNotRegular(from string, fi fs.FileInfo) error {
+	return fmt.Errorf("--from: %s is not a regular file (%s): --from must be a regular file (an archive is read twice); copy it to a file first", from, fi.Mode().Type())
 }
 
 // checkDataDir refuses a non-empty data directory without force.
