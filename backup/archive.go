@@ -146,8 +146,13 @@ func splitEntry(p string) (kind, user, rel string, ok bool) {
 		return "db", "", "", true
 	case strings.HasPrefix(p, dataPrefix):
 		rel = strings.TrimPrefix(p, dataPrefix)
-		if skipDataFile(rel) && !strings.Contains(rel, "/") && strings.HasPrefix(rel, "ocmt.db") {
-			return "", "", "", false // would shadow the database
+		// Nothing backup leaves out (skipDataFile) may come back: not
+		// the database's side files, a lock (restore's own ocmt.lock),
+		// a temporary or dot file, nor anything under such a directory.
+		for i := 0; i <= len(rel); i++ {
+			if (i == len(rel) || rel[i] == '/') && skipDataFile(rel[:i]) {
+				return "", "", "", false
+			}
 		}
 		return "data", "", rel, true
 	case strings.HasPrefix(p, volPrefix):

@@ -293,6 +293,11 @@ func TestRestoreRefusesBadArchives(t *testing.T) {
 				(*ents)[0], (*ents)[i] = (*ents)[i], (*ents)[0]
 			})
 		}, "the manifest says"},
+		{"setuid mode", func(t *testing.T) string {
+			return rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
+				m.Entries[find(t, m, *ents, vault)].Mode = 0o4700
+			})
+		}, "bad mode"},
 		{"extra entry", func(t *testing.T) string {
 			return rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
 				*ents = append(*ents, tarEntry{&tar.Header{Name: "data/extra", Typeflag: tar.TypeReg, Mode: 0o600}, []byte("x")})
@@ -312,6 +317,14 @@ func TestRestoreRefusesBadArchives(t *testing.T) {
 		{"volume traversal", "volumes/../evil", tar.TypeReg, "unsafe"},
 		{"unknown top level", "evil/file", tar.TypeReg, "unsafe"},
 		{"shadows the database", "data/ocmt.db-wal", tar.TypeReg, "unsafe"},
+		{"restore's own lock", "data/ocmt.lock", tar.TypeReg, "lock, temporary or database journal"},
+		{"a lock file", "data/users/usr_alice/x.lock", tar.TypeReg, "unsafe"},
+		{"a temporary file", "data/users/usr_alice/vault.ocv.tmp", tar.TypeReg, "unsafe"},
+		{"a dot file", "data/users/usr_alice/.vault.ocv.ocmt-tmp-1", tar.TypeReg, "unsafe"},
+		{"under a dot directory", "data/.hidden/file", tar.TypeReg, "unsafe"},
+		{"the database journal", "data/ocmt.db-journal", tar.TypeReg, "unsafe"},
+		{"no directory entry", "data/users/usr_bob/vault.ocv", tar.TypeReg, "without) its directory"},
+		{"a file as directory", "data/" + store.AuditKeyFile + "/x", tar.TypeReg, "without) its directory"},
 		{"symlink", "data/users/usr_alice/link", tar.TypeSymlink, "links are refused"},
 		{"hard link", "data/users/usr_alice/hard", tar.TypeLink, "links are refused"},
 	} {
@@ -464,5 +477,53 @@ func TestRestoreRefusesNonRegularFrom(t *testing.T) {
 		if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("%s: the data directory was created (%v)", from, err)
 		}
+	}
+}
+
+// TestRestoreClampsModes: group and other bits in an archive are not
+// restored: files come back owner-only (read and write at least),
+// directories 0700.
+func TestRestoreClampsModes(t *testing.T) {
+	good := createArchive(t, processDataDir(t))
+	open := rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
+		for i := range m.Entries {
+			if m.Entries[i].Dir {
+				m.Entries[i].Mode = 0o777
+			} else {
+				m.Entries[i].Mode = 0o666
+			}
+		}
+		m.Entries[find(t, m, *ents, "data/users/usr_alice/vault.ocv")].Mode = 0o755
+	})
+	dst := filepath.Join(t.TempDir(), "data")
+	if _, err := Restore(context.Background(), RestoreOptions{From: open, DataDir: dst}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == dst {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		switch rel, _ := filepath.Rel(dst, p); {
+		case d.IsDir():
+			want = 0o700
+		case rel == "users/usr_alice/vault.ocv":
+			want = 0o700
+		case rel == datadir.FileName:
+			return nil // restore's own lock, not from the archive
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v; want %v", p, fi.Mode().Perm(), want)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n < 5 {
+		t.Fatalf("walk: %d entries, %v", n, err)
 	}
 }

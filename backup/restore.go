@@ -154,15 +154,24 @@ func parseManifest(b []byte) (Manifest, error) {
 		users[u.ID] = u
 	}
 	lastVol := ""
+	dirs := map[string]bool{}
 	for _, e := range m.Entries {
 		kind, user, rel, ok := splitEntry(e.Path)
 		if !ok {
-			return Manifest{}, invalid("manifest: unsafe or unknown path %q", e.Path)
+			return Manifest{}, invalid("manifest: unsafe or unknown path %q (or a lock, temporary or database journal file, which backup never writes)", e.Path)
 		}
 		if seen[e.Path] {
 			return Manifest{}, invalid("manifest: %q appears twice", e.Path)
 		}
 		seen[e.Path] = true
+		// Every directory comes before what it holds (as backup writes
+		// them), so the writing pass never has to make one up.
+		if parent := path.Dir(e.Path); kind != "db" && strings.Contains(rel, "/") && !dirs[parent] {
+			return Manifest{}, invalid("manifest: %q comes before (or without) its directory %q", e.Path, parent)
+		}
+		if e.Dir {
+			dirs[e.Path] = true
+		}
 		if e.Mode&^0o777 != 0 || e.Size < 0 || e.Dir && (e.Size != 0 || e.SHA256 != "") || !e.Dir && len(e.SHA256) != 64 {
 			return Manifest{}, invalid("manifest: bad mode, size or checksum for %q", e.Path)
 		}
@@ -392,7 +401,7 @@ func (w *restorer) entry(e Entry, content io.Reader) error {
 		if user != w.volUser {
 			w.startVolume(user)
 		}
-		h := &tar.Header{Name: "data", Mode: int64(e.Mode), Uid: VolumeUID, Gid: VolumeUID, ModTime: time.Now().Truncate(time.Second)}
+		h := &tar.Header{Name: "data", Mode: int64(ownerOnly(e)), Uid: VolumeUID, Gid: VolumeUID, ModTime: time.Now().Truncate(time.Second)}
 		if rel != "" {
 			h.Name += "/" + rel
 		}
@@ -411,6 +420,17 @@ func (w *restorer) entry(e Entry, content io.Reader) error {
 		}
 		return nil
 	}
+}
+
+// ownerOnly is the mode e is restored with: 0700 for a directory, the
+// owner's bits of the archived mode plus read and write for a file. Group
+// and other bits are dropped: everything ocmt keeps is its own (a volume's
+// files belong to the vault's uid 65532), whatever an archive says.
+func ownerOnly(e Entry) fs.FileMode {
+	if e.Dir {
+		return 0o700
+	}
+	return fs.FileMode(e.Mode)&0o700 | 0o600
 }
 
 // volumeFailed returns the engine's error if the import ended, else err.
@@ -470,7 +490,7 @@ func (w *restorer) abortVolume(err error) {
 // writeData writes one data-directory entry. With force, an archived
 // users/<id> directory first replaces the existing one.
 func (w *restorer) writeData(e Entry, rel string, content io.Reader) error {
-	mode := fs.FileMode(e.Mode)
+	mode := ownerOnly(e)
 	if e.Dir {
 		if parts := strings.Split(rel, "/"); w.force && len(parts) == 2 && parts[0] == "users" {
 			if _, err := w.root.Lstat(rel); err == nil {
@@ -480,7 +500,7 @@ func (w *restorer) writeData(e Entry, rel string, content io.Reader) error {
 				fmt.Fprintf(w.out, "replaced directory %s\n", rel)
 			}
 		}
-		if err := w.root.MkdirAll(rel, mode|0o700); err != nil {
+		if err := w.root.MkdirAll(rel, mode); err != nil {
 			return fmt.Errorf("restore %s: %w", rel, err)
 		}
 		return w.root.Chmod(rel, mode)
