@@ -446,7 +446,7 @@ func TestRestoreRefusesNonRegularFrom(t *testing.T) {
 	}
 	// A writer feeds the archive into the pipe once, as `cat archive |`
 	// would. It waits for a reader; the cleanup opens one (non-blocking)
-	// if the restore did not, and closes it, ending a write still waiting.
+	// and reads to the end, so the writer ends whether or not restore read.
 	archive, err := os.ReadFile(createArchive(t, processDataDir(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -463,10 +463,13 @@ func TestRestoreRefusesNonRegularFrom(t *testing.T) {
 	}()
 	t.Cleanup(func() {
 		r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-		if err == nil {
-			r.Close()
+		if err != nil {
+			t.Error(err)
+			return
 		}
+		go io.Copy(io.Discard, r) // the writer ends once all is read
 		<-done
+		r.Close()
 	})
 	for _, from := range []string{fifo, link, dir} {
 		dst := filepath.Join(t.TempDir(), "data")
@@ -524,6 +527,42 @@ func TestRestoreClampsModes(t *testing.T) {
 		return nil
 	})
 	if err != nil || n < 5 {
+		t.Fatalf("walk: %d entries, %v", n, err)
+	}
+}
+
+// TestRestoreOwner: with Owner, every restored file and directory, the
+// data directory itself and its lock belong to that uid and gid (the
+// server image's 65532), so the image can open them. Needs root.
+func TestRestoreOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TestRestoreOwner needs root (CI=true)")
+		}
+		t.Skip("skipping: changing owners needs root; run as root or with CI=true to make this a failure")
+	}
+	to := createArchive(t, processDataDir(t))
+	dst := filepath.Join(t.TempDir(), "data")
+	if _, err := Restore(context.Background(), RestoreOptions{From: to, DataDir: dst, Owner: &Owner{UID: 65532, GID: 65532}}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != 65532 || st.Gid != 65532 {
+			t.Errorf("%s owned by %d:%d; want 65532:65532", p, st.Uid, st.Gid)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n < 8 {
 		t.Fatalf("walk: %d entries, %v", n, err)
 	}
 }

@@ -215,8 +215,17 @@ type RestoreOptions struct {
 	// Engine connects to the container engine; needed only if the archive
 	// holds docker volumes.
 	Engine Engine
-	Out    io.Writer // what was restored; nil discards
+	// Owner, if set, owns every restored data-directory file and
+	// directory, the data directory itself and its lock file (e.g.
+	// 65532:65532 for the server image). It needs root.
+	Owner *Owner
+	Out   io.Writer // what was restored; nil discards
 }
+
+// Owner is a numeric user and group id.
+type Owner struct{ UID, GID int }
+
+func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
 
 // Restore puts the archive opt.From back: first it reads the whole archive
 // (Read: nothing is written if anything in it is wrong) and checks the
@@ -236,7 +245,9 @@ type RestoreOptions struct {
 // each archived volume replaces the existing volume (the user's container
 // in this deployment is removed first; ocmt recreates it at its next start),
 // and everything else is left as it is. The archive is read twice (check,
-// then write) and checked again while written.
+// then write) and checked again while written, so opt.From must be a
+// regular file. Restored files are owner-only (see ownerOnly); with
+// opt.Owner they and the data directory belong to that uid and gid.
 func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 	out := opt.Out
 	if out == nil {
@@ -258,6 +269,9 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("--from: %w", err)
 	} else if !fi.Mode().IsRegular() {
 		return Manifest{}, errFromNotRegular(opt.From, fi)
+	}
+	if opt.Owner != nil && os.Geteuid() != 0 {
+		return Manifest{}, fmt.Errorf("--owner %s: changing owners needs root; run restore as root, or leave --owner out and chown -R the data directory afterwards", opt.Owner)
 	}
 	m, err := Read(f)
 	if err != nil {
@@ -284,10 +298,10 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 	}
 	if len(volUsers) > 0 {
 		if opt.Engine == nil {
-			return Manifest{}, fmt.Errorf("the archive holds %d docker volumes, but no container engine is available", len(volUsers))
+			return Manifest{}, fmt.Errorf("the archive holds %s, but no container engine is available", fmt.Sprintf("%d docker volumes", len(volUsers)))
 		}
 		if vols, err = opt.Engine(ctx, m.Deployment); err != nil {
-			return Manifest{}, fmt.Errorf("the archive holds %d docker volumes: %w", len(volUsers), err)
+			return Manifest{}, fmt.Errorf("the archive holds %s: %w", fmt.Sprintf("%d docker volumes", len(volUsers)), err)
 		}
 		defer vols.Close()
 		for _, id := range volUsers {
@@ -314,11 +328,18 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("--data-dir: %w", err)
 	}
 	defer root.Close()
+	if o := opt.Owner; o != nil {
+		for _, name := range []string{".", datadir.FileName} {
+			if err := root.Lchown(name, o.UID, o.GID); err != nil {
+				return Manifest{}, fmt.Errorf("--owner: %w", err)
+			}
+		}
+	}
 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Manifest{}, err
 	}
-	w := &restorer{ctx: ctx, root: root, force: opt.Force, vols: vols, out: out}
+	w := &restorer{ctx: ctx, root: root, force: opt.Force, owner: opt.Owner, vols: vols, out: out}
 	defer w.cleanup()
 	err = walk(f, func(m2 Manifest) error {
 		if m2.CreatedAt != m.CreatedAt || len(m2.Entries) != len(m.Entries) {
@@ -336,8 +357,8 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 	if err := w.installDB(m.SchemaVersion); err != nil {
 		return Manifest{}, err
 	}
-	fmt.Fprintf(out, "restored %s into %s: database (schema %d, deployment %s), %d data-directory entries, %d volumes\n",
-		opt.From, opt.DataDir, m.SchemaVersion, m.Deployment, w.files, w.volumes)
+	fmt.Fprintf(out, "restored %s into %s: database (schema %d, deployment %s), %s, %s\n",
+		opt.From, opt.DataDir, m.SchemaVersion, m.Deployment, fmt.Sprintf("%d data-directory entries", w.files), fmt.Sprintf("%d volumes", w.volumes))
 	return m, nil
 }
 
@@ -366,6 +387,7 @@ type restorer struct {
 	ctx     context.Context
 	root    *os.Root
 	force   bool
+	owner   *Owner // nil: keep the restoring process's
 	vols    Volumes
 	out     io.Writer
 	dbTmp   string // temporary name of the restored database in root
@@ -503,6 +525,11 @@ func (w *restorer) writeData(e Entry, rel string, content io.Reader) error {
 		if err := w.root.MkdirAll(rel, mode); err != nil {
 			return fmt.Errorf("restore %s: %w", rel, err)
 		}
+		if w.owner != nil {
+			if err := w.root.Lchown(rel, w.owner.UID, w.owner.GID); err != nil {
+				return fmt.Errorf("restore %s: %w", rel, err)
+			}
+		}
 		return w.root.Chmod(rel, mode)
 	}
 	dir, base := path.Split(rel)
@@ -534,6 +561,9 @@ func (w *restorer) writeTemp(dir, base string, content io.Reader, mode fs.FileMo
 		return "", fmt.Errorf("restore %s: %w", path.Join(dir, base), err)
 	}
 	_, err = io.Copy(f, content)
+	if err == nil && w.owner != nil {
+		err = f.Chown(w.owner.UID, w.owner.GID)
+	}
 	if err == nil {
 		err = f.Chmod(mode)
 	}

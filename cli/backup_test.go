@@ -40,6 +40,8 @@ func TestBackupRestoreFlags(t *testing.T) {
 		{"restore", nil, []string{"restore", "--from", archive, "--data-dir", dst}, 0, "restored " + archive},
 		{"restore over data", nil, []string{"restore", "--from", archive, "--data-dir", dst}, 1, "not empty; give --force"},
 		{"restore --force", nil, []string{"restore", "--from", archive, "--data-dir", dst, "--force"}, 0, "replaced file ocmt.db"},
+		{"restore --owner not numbers", nil, []string{"restore", "--from", archive, "--data-dir", t.TempDir(), "--owner", "nobody:nogroup"}, 1, `--owner: "nobody:nogroup" is not UID:GID`},
+		{"restore --owner one number", nil, []string{"restore", "--from", archive, "--data-dir", t.TempDir(), "--owner", "65532"}, 1, "is not UID:GID"},
 		{"restore of a non-archive", nil, []string{"restore", "--from", filepath.Join(src, store.FileName), "--data-dir", t.TempDir()}, 1, "not a usable ocmt backup"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
