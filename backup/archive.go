@@ -164,3 +164,15 @@ func splitEntry(p string) (kind, user, rel string, ok bool) {
 	}
 	return "", "", "", false
 }
+
+// Count returns "1 <noun>" or "<n> <noun>s" ("entry" becomes "entries"),
+// for messages.
+func Count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -298,10 +298,10 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 	}
 	if len(volUsers) > 0 {
 		if opt.Engine == nil {
-			return Manifest{}, fmt.Errorf("the archive holds %s, but no container engine is available", fmt.Sprintf("%d docker volumes", len(volUsers)))
+			return Manifest{}, fmt.Errorf("the archive holds %s, but no container engine is available", Count(len(volUsers), "docker volume"))
 		}
 		if vols, err = opt.Engine(ctx, m.Deployment); err != nil {
-			return Manifest{}, fmt.Errorf("the archive holds %s: %w", fmt.Sprintf("%d docker volumes", len(volUsers)), err)
+			return Manifest{}, fmt.Errorf("the archive holds %s: %w", Count(len(volUsers), "docker volume"), err)
 		}
 		defer vols.Close()
 		for _, id := range volUsers {
@@ -358,7 +358,7 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 		return Manifest{}, err
 	}
 	fmt.Fprintf(out, "restored %s into %s: database (schema %d, deployment %s), %s, %s\n",
-		opt.From, opt.DataDir, m.SchemaVersion, m.Deployment, fmt.Sprintf("%d data-directory entries", w.files), fmt.Sprintf("%d volumes", w.volumes))
+		opt.From, opt.DataDir, m.SchemaVersion, m.Deployment, Count(w.files, "data-directory entry"), Count(w.volumes, "volume"))
 	return m, nil
 }
 

@@ -72,8 +72,9 @@ func newBackup() *cobra.Command {
 					vols++
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s: %d users, %d volumes, %d entries, %d bytes, schema %d, in %s\n",
-				to, len(m.Users), vols, len(m.Entries), fi.Size(), m.SchemaVersion, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s: %s, %s, %s, %d bytes, schema %d, in %s\n",
+				to, backup.Count(len(m.Users), "user"), backup.Count(vols, "volume"), backup.Count(len(m.Entries), "entry"),
+				fi.Size(), m.SchemaVersion, time.Since(start).Round(time.Millisecond))
 			return nil
 		},
 	}
@@ -123,7 +124,8 @@ func newRestore() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&from, "from", "", "archive written by ocmt backup")
 	f.BoolVar(&force, "force", false, "restore into a non-empty data directory and over existing volumes (replaces ocmt.db, the archived files and users' directories, and the archived users' volumes and containers)")
-	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory to restore into (empty or missing unless --force)")
+	// No default shown: restore requires --data-dir (or OCMT_DATA_DIR).
+	f.StringVar(&cfg.DataDir, "data-dir", "", "data directory to restore into (required; empty or missing unless --force)")
 	f.StringVar(&owner, "owner", "", "UID:GID (numbers) to own the restored data directory and its files, e.g. 65532:65532 for the server image; needs root")
 	f.StringVar(&cfg.AgentBinary, "agent-binary", cfg.AgentBinary, "ocmt binary to build a helper image from if no agent image exists (default: this executable)")
 	f.StringVar(&cfg.AgentImage, "agent-image", cfg.AgentImage, "agent image for helper containers")

@@ -55,3 +55,40 @@ func TestBackupRestoreFlags(t *testing.T) {
 		t.Fatalf("restored data directory has no audit key: %v", err)
 	}
 }
+
+// TestRestoreHelpShowsNoDataDirDefault: restore requires --data-dir, so
+// its help shows no default for it (backup's, which has one, does).
+func TestRestoreHelpShowsNoDataDirDefault(t *testing.T) {
+	_, out, errOut := run(t, nil, "restore", "--help")
+	line := ""
+	for _, l := range strings.Split(out+errOut, "\n") {
+		if strings.Contains(l, "--data-dir string") {
+			line = l
+		}
+	}
+	if line == "" || strings.Contains(line, "default") || !strings.Contains(line, "required") {
+		t.Fatalf("restore --help, --data-dir line: %q", line)
+	}
+}
+
+// TestBackupSaysOneUser: one user is "1 user", not "1 users".
+func TestBackupSaysOneUser(t *testing.T) {
+	src := t.TempDir()
+	st, err := store.Open(context.Background(), filepath.Join(src, store.FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutContainer(context.Background(), store.Container{UserID: "usr_one", Runtime: "process", State: store.StateStopped}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	archive := filepath.Join(t.TempDir(), "b.tar.gz")
+	code, out, errOut := run(t, nil, "backup", "--runtime=process", "--to", archive, "--data-dir", src)
+	if code != 0 || !strings.Contains(out, ": 1 user, 0 volumes,") {
+		t.Fatalf("exit %d: %q %q", code, out, errOut)
+	}
+	code, out, errOut = run(t, nil, "restore", "--from", archive, "--data-dir", filepath.Join(t.TempDir(), "d"))
+	if code != 0 || !strings.Contains(out, "1 data-directory entry, 0 volumes") {
+		t.Fatalf("exit %d: %q %q", code, out, errOut)
+	}
+}
