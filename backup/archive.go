@@ -91,6 +91,9 @@ type Volumes interface {
 	VolumeExists(ctx context.Context, userID string) (bool, error)
 	// ExportVolume streams the volume as a tar of "data/…" entries.
 	ExportVolume(ctx context.Context, userID string) (io.ReadCloser, error)
+	// LiveContainers lists the running or paused containers of these
+	// users in any deployment, as "<name> (<state>)".
+	LiveContainers(ctx context.Context, userIDs []string) ([]string, error)
 	// ImportVolume creates the volume and extracts a tar of "data/…"
 	// entries into it, replacing an existing one only if replace is set.
 	ImportVolume(ctx context.Context, userID string, content io.Reader, replace bool) error

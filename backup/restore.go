@@ -238,8 +238,10 @@ func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
 //   - the database last: db/ocmt.db to a temporary file, checked, renamed
 //     to ocmt.db.
 //
-// The data directory must be empty or missing and no volume of an archived
-// user may exist, unless opt.Force: then ocmt.db (and any -wal/-shm beside
+// A running or paused container of an archived user, in any deployment on
+// the engine (Volumes.LiveContainers), is refused even with opt.Force:
+// volume names are engine-wide. The data directory must be empty or
+// missing and no volume of an archived user may exist, unless opt.Force: then ocmt.db (and any -wal/-shm beside
 // it) is replaced, every archived file replaces the file at its path, each
 // archived users/<id> directory replaces the existing one as a whole,
 // each archived volume replaces the existing volume (the user's container
@@ -304,6 +306,24 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 			return Manifest{}, fmt.Errorf("the archive holds %s: %w", Count(len(volUsers), "docker volume"), err)
 		}
 		defer vols.Close()
+		// Volume names are engine-wide: a deployment still running on
+		// this engine would lose its volumes, whatever --data-dir says.
+		var ids []string
+		for _, u := range m.Users {
+			ids = append(ids, u.ID)
+		}
+		live, err := vols.LiveContainers(ctx, ids)
+		if err != nil {
+			return Manifest{}, err
+		}
+		if len(live) > 0 {
+			names := make([]string, len(live))
+			for i, l := range live {
+				names[i], _, _ = strings.Cut(l, " ")
+			}
+			return Manifest{}, fmt.Errorf("containers of the archive's users run on this engine: %s; restoring would replace their volumes under them (volume names are engine-wide, whatever --data-dir). Stop the ocmt that runs them, then its containers (docker stop %s; a user's: docker stop $(docker ps -q --filter label=ocmt.user=<id>)), or restore on another engine",
+				strings.Join(live, ", "), strings.Join(names, " "))
+		}
 		for _, id := range volUsers {
 			ok, err := vols.VolumeExists(ctx, id)
 			if err != nil {
