@@ -91,6 +91,9 @@ type Volumes interface {
 	VolumeExists(ctx context.Context, userID string) (bool, error)
 	// ExportVolume streams the volume as a tar of "data/…" entries.
 	ExportVolume(ctx context.Context, userID string) (io.ReadCloser, error)
+	// LiveContainers lists the running or paused containers of these
+	// users in any deployment, as "<name> (<state>)".
+	LiveContainers(ctx context.Context, userIDs []string) ([]string, error)
 	// ImportVolume creates the volume and extracts a tar of "data/…"
 	// entries into it, replacing an existing one only if replace is set.
 	ImportVolume(ctx context.Context, userID string, content io.Reader, replace bool) error
@@ -146,8 +149,13 @@ func splitEntry(p string) (kind, user, rel string, ok bool) {
 		return "db", "", "", true
 	case strings.HasPrefix(p, dataPrefix):
 		rel = strings.TrimPrefix(p, dataPrefix)
-		if skipDataFile(rel) && !strings.Contains(rel, "/") && strings.HasPrefix(rel, "ocmt.db") {
-			return "", "", "", false // would shadow the database
+		// Nothing backup leaves out (skipDataFile) may come back: not
+		// the database's side files, a lock (restore's own ocmt.lock),
+		// a temporary or dot file, nor anything under such a directory.
+		for i := 0; i <= len(rel); i++ {
+			if (i == len(rel) || rel[i] == '/') && skipDataFile(rel[:i]) {
+				return "", "", "", false
+			}
 		}
 		return "data", "", rel, true
 	case strings.HasPrefix(p, volPrefix):
@@ -158,4 +166,16 @@ func splitEntry(p string) (kind, user, rel string, ok bool) {
 		return "volume", user, rel, true
 	}
 	return "", "", "", false
+}
+
+// Count returns "1 <noun>" or "<n> <noun>s" ("entry" becomes "entries"),
+// for messages.
+func Count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ocmt/ocmt/datadir"
@@ -292,6 +293,11 @@ func TestRestoreRefusesBadArchives(t *testing.T) {
 				(*ents)[0], (*ents)[i] = (*ents)[i], (*ents)[0]
 			})
 		}, "the manifest says"},
+		{"setuid mode", func(t *testing.T) string {
+			return rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
+				m.Entries[find(t, m, *ents, vault)].Mode = 0o4700
+			})
+		}, "bad mode"},
 		{"extra entry", func(t *testing.T) string {
 			return rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
 				*ents = append(*ents, tarEntry{&tar.Header{Name: "data/extra", Typeflag: tar.TypeReg, Mode: 0o600}, []byte("x")})
@@ -311,6 +317,14 @@ func TestRestoreRefusesBadArchives(t *testing.T) {
 		{"volume traversal", "volumes/../evil", tar.TypeReg, "unsafe"},
 		{"unknown top level", "evil/file", tar.TypeReg, "unsafe"},
 		{"shadows the database", "data/ocmt.db-wal", tar.TypeReg, "unsafe"},
+		{"restore's own lock", "data/ocmt.lock", tar.TypeReg, "lock, temporary or database journal"},
+		{"a lock file", "data/users/usr_alice/x.lock", tar.TypeReg, "unsafe"},
+		{"a temporary file", "data/users/usr_alice/vault.ocv.tmp", tar.TypeReg, "unsafe"},
+		{"a dot file", "data/users/usr_alice/.vault.ocv.ocmt-tmp-1", tar.TypeReg, "unsafe"},
+		{"under a dot directory", "data/.hidden/file", tar.TypeReg, "unsafe"},
+		{"the database journal", "data/ocmt.db-journal", tar.TypeReg, "unsafe"},
+		{"no directory entry", "data/users/usr_bob/vault.ocv", tar.TypeReg, "without) its directory"},
+		{"a file as directory", "data/" + store.AuditKeyFile + "/x", tar.TypeReg, "without) its directory"},
 		{"symlink", "data/users/usr_alice/link", tar.TypeSymlink, "links are refused"},
 		{"hard link", "data/users/usr_alice/hard", tar.TypeLink, "links are refused"},
 	} {
@@ -367,3 +381,188 @@ func TestRestoreWithForceKeepsOldStateOnBadArchive(t *testing.T) {
 
 // emptySHA256 is the SHA-256 of no bytes: a link entry's content.
 const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// TestCreateRefusesBadTo: --to must be a file name: an existing symbolic
+// link (as /dev/stdout is), fifo or directory is refused even with Force
+// and left as it was; a path inside the data directory is refused.
+func TestCreateRefusesBadTo(t *testing.T) {
+	src := processDataDir(t)
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("not an archive"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "stdout") // stands for /dev/stdout -> /proc/self/fd/1
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, to, want string }{
+		{"symlink", link, "not a regular file"},
+		{"fifo", fifo, "not a regular file"},
+		{"directory", sub, "is a directory"},
+		{"inside the data directory", filepath.Join(src, "b.tar.gz"), "the next backup would include it"},
+		{"inside the data directory, below", filepath.Join(src, "users", "b.tar.gz"), "inside --data-dir"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Create(context.Background(), CreateOptions{DataDir: src, To: c.to, Force: true})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v; want %q", err, c.want)
+			}
+		})
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the symlink was replaced: %v %v", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "not an archive" {
+		t.Fatalf("the link's target changed: %q", b)
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("the fifo was replaced: %v %v", fi.Mode(), err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "b.tar.gz")); err == nil {
+		t.Fatal("an archive was written inside the data directory")
+	}
+}
+
+// TestRestoreRefusesNonRegularFrom: a pipe (or /dev/stdin) cannot be read
+// twice: refused with a clear error before anything is created.
+func TestRestoreRefusesNonRegularFrom(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "stdin") // a link to a pipe, as /dev/stdin may be
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	// A writer feeds the archive into the pipe once, as `cat archive |`
+	// would. It waits for a reader; the cleanup opens one (non-blocking)
+	// and reads to the end, so the writer ends whether or not restore read.
+	archive, err := os.ReadFile(createArchive(t, processDataDir(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		w.Write(archive)
+		w.Close()
+	}()
+	t.Cleanup(func() {
+		r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		go io.Copy(io.Discard, r) // the writer ends once all is read
+		<-done
+		r.Close()
+	})
+	for _, from := range []string{fifo, link, dir} {
+		dst := filepath.Join(t.TempDir(), "data")
+		_, err := Restore(context.Background(), RestoreOptions{From: from, DataDir: dst, Force: true})
+		if err == nil || !strings.Contains(err.Error(), "--from must be a regular file (an archive is read twice)") {
+			t.Fatalf("%s: err = %v", from, err)
+		}
+		if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: the data directory was created (%v)", from, err)
+		}
+	}
+}
+
+// TestRestoreClampsModes: group and other bits in an archive are not
+// restored: files come back owner-only (read and write at least),
+// directories 0700.
+func TestRestoreClampsModes(t *testing.T) {
+	good := createArchive(t, processDataDir(t))
+	open := rewrite(t, good, func(m *Manifest, ents *[]tarEntry) {
+		for i := range m.Entries {
+			if m.Entries[i].Dir {
+				m.Entries[i].Mode = 0o777
+			} else {
+				m.Entries[i].Mode = 0o666
+			}
+		}
+		m.Entries[find(t, m, *ents, "data/users/usr_alice/vault.ocv")].Mode = 0o755
+	})
+	dst := filepath.Join(t.TempDir(), "data")
+	if _, err := Restore(context.Background(), RestoreOptions{From: open, DataDir: dst}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == dst {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		switch rel, _ := filepath.Rel(dst, p); {
+		case d.IsDir():
+			want = 0o700
+		case rel == "users/usr_alice/vault.ocv":
+			want = 0o700
+		case rel == datadir.FileName:
+			return nil // restore's own lock, not from the archive
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v; want %v", p, fi.Mode().Perm(), want)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n < 5 {
+		t.Fatalf("walk: %d entries, %v", n, err)
+	}
+}
+
+// TestRestoreOwner: with Owner, every restored file and directory, the
+// data directory itself and its lock belong to that uid and gid (the
+// server image's 65532), so the image can open them. Needs root.
+func TestRestoreOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TestRestoreOwner needs root (CI=true)")
+		}
+		t.Skip("skipping: changing owners needs root; run as root or with CI=true to make this a failure")
+	}
+	to := createArchive(t, processDataDir(t))
+	dst := filepath.Join(t.TempDir(), "data")
+	if _, err := Restore(context.Background(), RestoreOptions{From: to, DataDir: dst, Owner: &Owner{UID: 65532, GID: 65532}}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != 65532 || st.Gid != 65532 {
+			t.Errorf("%s owned by %d:%d; want 65532:65532", p, st.Uid, st.Gid)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n < 8 {
+		t.Fatalf("walk: %d entries, %v", n, err)
+	}
+}

@@ -62,8 +62,8 @@ func Create(ctx context.Context, opt CreateOptions) (Manifest, error) {
 	if _, err := os.Stat(dbPath); err != nil {
 		return Manifest{}, fmt.Errorf("--data-dir: no ocmt database at %s", dbPath)
 	}
-	if _, err := os.Lstat(opt.To); err == nil && !opt.Force {
-		return Manifest{}, fmt.Errorf("--to: %s exists; give --force to replace it", opt.To)
+	if err := checkTo(opt.To, opt.DataDir, opt.Force); err != nil {
+		return Manifest{}, err
 	}
 	dir := filepath.Dir(opt.To)
 	work, err := os.MkdirTemp(dir, ".ocmt-backup-*.tmp")
@@ -133,6 +133,44 @@ func Create(ctx context.Context, opt CreateOptions) (Manifest, error) {
 		return Manifest{}, err
 	}
 	return m, nil
+}
+
+// checkTo refuses an archive path Create must not write: an existing
+// path that is not a regular file (a directory, a symbolic link such as
+// /dev/stdout, a device, a fifo), even with force, since the archive
+// replaces it by rename; an existing file without force; and a path inside
+// the data directory, which the next backup would include.
+func checkTo(to, dataDir string, force bool) error {
+	if fi, err := os.Lstat(to); err == nil {
+		switch {
+		case fi.IsDir():
+			return fmt.Errorf("--to: %s is a directory; give a file name in it, e.g. %s", to, filepath.Join(to, "ocmt-backup.tar.gz"))
+		case !fi.Mode().IsRegular():
+			return fmt.Errorf("--to: %s is not a regular file (%s); the archive is written beside it and renamed over it, so it must be a file name, not a link, device or pipe", to, fi.Mode().Type())
+		case !force:
+			return fmt.Errorf("--to: %s exists; give --force to replace it", to)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--to: %w", err)
+	}
+	if inside(filepath.Dir(to), dataDir) {
+		return fmt.Errorf("--to: %s is inside --data-dir %s: the next backup would include it; write the archive elsewhere", to, dataDir)
+	}
+	return nil
+}
+
+// inside reports whether directory p is dir or below it, comparing paths
+// with symbolic links resolved where they exist.
+func inside(p, dir string) bool {
+	resolve := func(s string) string {
+		if r, err := filepath.EvalSymlinks(s); err == nil {
+			s = r
+		}
+		a, _ := filepath.Abs(s)
+		return a
+	}
+	rel, err := filepath.Rel(resolve(dir), resolve(p))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // readSnapshot reads the deployment id and the container records from the

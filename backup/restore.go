@@ -154,15 +154,24 @@ func parseManifest(b []byte) (Manifest, error) {
 		users[u.ID] = u
 	}
 	lastVol := ""
+	dirs := map[string]bool{}
 	for _, e := range m.Entries {
 		kind, user, rel, ok := splitEntry(e.Path)
 		if !ok {
-			return Manifest{}, invalid("manifest: unsafe or unknown path %q", e.Path)
+			return Manifest{}, invalid("manifest: unsafe or unknown path %q (or a lock, temporary or database journal file, which backup never writes)", e.Path)
 		}
 		if seen[e.Path] {
 			return Manifest{}, invalid("manifest: %q appears twice", e.Path)
 		}
 		seen[e.Path] = true
+		// Every directory comes before what it holds (as backup writes
+		// them), so the writing pass never has to make one up.
+		if parent := path.Dir(e.Path); kind != "db" && strings.Contains(rel, "/") && !dirs[parent] {
+			return Manifest{}, invalid("manifest: %q comes before (or without) its directory %q", e.Path, parent)
+		}
+		if e.Dir {
+			dirs[e.Path] = true
+		}
 		if e.Mode&^0o777 != 0 || e.Size < 0 || e.Dir && (e.Size != 0 || e.SHA256 != "") || !e.Dir && len(e.SHA256) != 64 {
 			return Manifest{}, invalid("manifest: bad mode, size or checksum for %q", e.Path)
 		}
@@ -206,8 +215,17 @@ type RestoreOptions struct {
 	// Engine connects to the container engine; needed only if the archive
 	// holds docker volumes.
 	Engine Engine
-	Out    io.Writer // what was restored; nil discards
+	// Owner, if set, owns every restored data-directory file and
+	// directory, the data directory itself and its lock file (e.g.
+	// 65532:65532 for the server image). It needs root.
+	Owner *Owner
+	Out   io.Writer // what was restored; nil discards
 }
+
+// Owner is a numeric user and group id.
+type Owner struct{ UID, GID int }
+
+func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
 
 // Restore puts the archive opt.From back: first it reads the whole archive
 // (Read: nothing is written if anything in it is wrong) and checks the
@@ -220,24 +238,43 @@ type RestoreOptions struct {
 //   - the database last: db/ocmt.db to a temporary file, checked, renamed
 //     to ocmt.db.
 //
-// The data directory must be empty or missing and no volume of an archived
-// user may exist, unless opt.Force: then ocmt.db (and any -wal/-shm beside
+// A running or paused container of an archived user, in any deployment on
+// the engine (Volumes.LiveContainers), is refused even with opt.Force:
+// volume names are engine-wide. The data directory must be empty or
+// missing and no volume of an archived user may exist, unless opt.Force: then ocmt.db (and any -wal/-shm beside
 // it) is replaced, every archived file replaces the file at its path, each
 // archived users/<id> directory replaces the existing one as a whole,
 // each archived volume replaces the existing volume (the user's container
 // in this deployment is removed first; ocmt recreates it at its next start),
 // and everything else is left as it is. The archive is read twice (check,
-// then write) and checked again while written.
+// then write) and checked again while written, so opt.From must be a
+// regular file. Restored files are owner-only (see ownerOnly); with
+// opt.Owner they and the data directory belong to that uid and gid.
 func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 	out := opt.Out
 	if out == nil {
 		out = io.Discard
+	}
+	// The archive is read twice (check, then write): a pipe cannot be.
+	// Stat before opening, as opening a fifo waits for a writer.
+	if fi, err := os.Stat(opt.From); err != nil {
+		return Manifest{}, fmt.Errorf("--from: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return Manifest{}, errFromNotRegular(opt.From, fi)
 	}
 	f, err := os.Open(opt.From)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("--from: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return Manifest{}, fmt.Errorf("--from: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return Manifest{}, errFromNotRegular(opt.From, fi)
+	}
+	if opt.Owner != nil && os.Geteuid() != 0 {
+		return Manifest{}, fmt.Errorf("--owner %s: changing owners needs root; run restore as root, or leave --owner out and chown -R the data directory afterwards", opt.Owner)
+	}
 	m, err := Read(f)
 	if err != nil {
 		return Manifest{}, err
@@ -263,12 +300,30 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 	}
 	if len(volUsers) > 0 {
 		if opt.Engine == nil {
-			return Manifest{}, fmt.Errorf("the archive holds %d docker volumes, but no container engine is available", len(volUsers))
+			return Manifest{}, fmt.Errorf("the archive holds %s, but no container engine is available", Count(len(volUsers), "docker volume"))
 		}
 		if vols, err = opt.Engine(ctx, m.Deployment); err != nil {
-			return Manifest{}, fmt.Errorf("the archive holds %d docker volumes: %w", len(volUsers), err)
+			return Manifest{}, fmt.Errorf("the archive holds %s: %w", Count(len(volUsers), "docker volume"), err)
 		}
 		defer vols.Close()
+		// Volume names are engine-wide: a deployment still running on
+		// this engine would lose its volumes, whatever --data-dir says.
+		var ids []string
+		for _, u := range m.Users {
+			ids = append(ids, u.ID)
+		}
+		live, err := vols.LiveContainers(ctx, ids)
+		if err != nil {
+			return Manifest{}, err
+		}
+		if len(live) > 0 {
+			names := make([]string, len(live))
+			for i, l := range live {
+				names[i], _, _ = strings.Cut(l, " ")
+			}
+			return Manifest{}, fmt.Errorf("containers of the archive's users run on this engine: %s; restoring would replace their volumes under them (volume names are engine-wide, whatever --data-dir). Stop the ocmt that runs them, then its containers (docker stop %s; a user's: docker stop $(docker ps -q --filter label=ocmt.user=<id>)), or restore on another engine",
+				strings.Join(live, ", "), strings.Join(names, " "))
+		}
 		for _, id := range volUsers {
 			ok, err := vols.VolumeExists(ctx, id)
 			if err != nil {
@@ -293,11 +348,18 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("--data-dir: %w", err)
 	}
 	defer root.Close()
+	if o := opt.Owner; o != nil {
+		for _, name := range []string{".", datadir.FileName} {
+			if err := root.Lchown(name, o.UID, o.GID); err != nil {
+				return Manifest{}, fmt.Errorf("--owner: %w", err)
+			}
+		}
+	}
 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Manifest{}, err
 	}
-	w := &restorer{ctx: ctx, root: root, force: opt.Force, vols: vols, out: out}
+	w := &restorer{ctx: ctx, root: root, force: opt.Force, owner: opt.Owner, vols: vols, out: out}
 	defer w.cleanup()
 	err = walk(f, func(m2 Manifest) error {
 		if m2.CreatedAt != m.CreatedAt || len(m2.Entries) != len(m.Entries) {
@@ -315,9 +377,13 @@ func Restore(ctx context.Context, opt RestoreOptions) (Manifest, error) {
 	if err := w.installDB(m.SchemaVersion); err != nil {
 		return Manifest{}, err
 	}
-	fmt.Fprintf(out, "restored %s into %s: database (schema %d, deployment %s), %d data-directory entries, %d volumes\n",
-		opt.From, opt.DataDir, m.SchemaVersion, m.Deployment, w.files, w.volumes)
+	fmt.Fprintf(out, "restored %s into %s: database (schema %d, deployment %s), %s, %s\n",
+		opt.From, opt.DataDir, m.SchemaVersion, m.Deployment, Count(w.files, "data-directory entry"), Count(w.volumes, "volume"))
 	return m, nil
+}
+
+func errFromNotRegular(from string, fi fs.FileInfo) error {
+	return fmt.Errorf("--from: %s is not a regular file (%s): --from must be a regular file (an archive is read twice); copy it to a file first", from, fi.Mode().Type())
 }
 
 // checkDataDir refuses a non-empty data directory without force.
@@ -341,6 +407,7 @@ type restorer struct {
 	ctx     context.Context
 	root    *os.Root
 	force   bool
+	owner   *Owner // nil: keep the restoring process's
 	vols    Volumes
 	out     io.Writer
 	dbTmp   string // temporary name of the restored database in root
@@ -376,7 +443,7 @@ func (w *restorer) entry(e Entry, content io.Reader) error {
 		if user != w.volUser {
 			w.startVolume(user)
 		}
-		h := &tar.Header{Name: "data", Mode: int64(e.Mode), Uid: VolumeUID, Gid: VolumeUID, ModTime: time.Now().Truncate(time.Second)}
+		h := &tar.Header{Name: "data", Mode: int64(ownerOnly(e)), Uid: VolumeUID, Gid: VolumeUID, ModTime: time.Now().Truncate(time.Second)}
 		if rel != "" {
 			h.Name += "/" + rel
 		}
@@ -395,6 +462,17 @@ func (w *restorer) entry(e Entry, content io.Reader) error {
 		}
 		return nil
 	}
+}
+
+// ownerOnly is the mode e is restored with: 0700 for a directory, the
+// owner's bits of the archived mode plus read and write for a file. Group
+// and other bits are dropped: everything ocmt keeps is its own (a volume's
+// files belong to the vault's uid 65532), whatever an archive says.
+func ownerOnly(e Entry) fs.FileMode {
+	if e.Dir {
+		return 0o700
+	}
+	return fs.FileMode(e.Mode)&0o700 | 0o600
 }
 
 // volumeFailed returns the engine's error if the import ended, else err.
@@ -454,7 +532,7 @@ func (w *restorer) abortVolume(err error) {
 // writeData writes one data-directory entry. With force, an archived
 // users/<id> directory first replaces the existing one.
 func (w *restorer) writeData(e Entry, rel string, content io.Reader) error {
-	mode := fs.FileMode(e.Mode)
+	mode := ownerOnly(e)
 	if e.Dir {
 		if parts := strings.Split(rel, "/"); w.force && len(parts) == 2 && parts[0] == "users" {
 			if _, err := w.root.Lstat(rel); err == nil {
@@ -464,8 +542,13 @@ func (w *restorer) writeData(e Entry, rel string, content io.Reader) error {
 				fmt.Fprintf(w.out, "replaced directory %s\n", rel)
 			}
 		}
-		if err := w.root.MkdirAll(rel, mode|0o700); err != nil {
+		if err := w.root.MkdirAll(rel, mode); err != nil {
 			return fmt.Errorf("restore %s: %w", rel, err)
+		}
+		if w.owner != nil {
+			if err := w.root.Lchown(rel, w.owner.UID, w.owner.GID); err != nil {
+				return fmt.Errorf("restore %s: %w", rel, err)
+			}
 		}
 		return w.root.Chmod(rel, mode)
 	}
@@ -498,6 +581,9 @@ func (w *restorer) writeTemp(dir, base string, content io.Reader, mode fs.FileMo
 		return "", fmt.Errorf("restore %s: %w", path.Join(dir, base), err)
 	}
 	_, err = io.Copy(f, content)
+	if err == nil && w.owner != nil {
+		err = f.Chown(w.owner.UID, w.owner.GID)
+	}
 	if err == nil {
 		err = f.Chmod(mode)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -70,8 +72,9 @@ func newBackup() *cobra.Command {
 					vols++
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s: %d users, %d volumes, %d entries, %d bytes, schema %d, in %s\n",
-				to, len(m.Users), vols, len(m.Entries), fi.Size(), m.SchemaVersion, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s: %s, %s, %s, %d bytes, schema %d, in %s\n",
+				to, backup.Count(len(m.Users), "user"), backup.Count(vols, "volume"), backup.Count(len(m.Entries), "entry"),
+				fi.Size(), m.SchemaVersion, time.Since(start).Round(time.Millisecond))
 			return nil
 		},
 	}
@@ -87,7 +90,7 @@ func newBackup() *cobra.Command {
 
 func newRestore() *cobra.Command {
 	cfg := config.Default()
-	var from string
+	var from, owner string
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "restore --from FILE --data-dir DIR",
@@ -103,9 +106,17 @@ func newRestore() *cobra.Command {
 			if !cmd.Flags().Changed("data-dir") && os.Getenv(EnvName("data-dir")) == "" {
 				return &config.Error{Setting: "data-dir", Msg: "required: the data directory to restore into"}
 			}
+			var own *backup.Owner
+			if owner != "" {
+				o, err := parseOwner(owner)
+				if err != nil {
+					return err
+				}
+				own = &o
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), backupTimeout)
 			defer cancel()
-			_, err := backup.Restore(ctx, backup.RestoreOptions{From: from, DataDir: cfg.DataDir, Force: force,
+			_, err := backup.Restore(ctx, backup.RestoreOptions{From: from, DataDir: cfg.DataDir, Force: force, Owner: own,
 				Engine: engineFor(cfg.AgentBinary, cfg.AgentImage), Out: cmd.OutOrStdout()})
 			return err
 		},
@@ -113,8 +124,21 @@ func newRestore() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&from, "from", "", "archive written by ocmt backup")
 	f.BoolVar(&force, "force", false, "restore into a non-empty data directory and over existing volumes (replaces ocmt.db, the archived files and users' directories, and the archived users' volumes and containers)")
-	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory to restore into (empty or missing unless --force)")
+	// No default shown: restore requires --data-dir (or OCMT_DATA_DIR).
+	f.StringVar(&cfg.DataDir, "data-dir", "", "data directory to restore into (required; empty or missing unless --force)")
+	f.StringVar(&owner, "owner", "", "UID:GID (numbers) to own the restored data directory and its files, e.g. 65532:65532 for the server image; needs root")
 	f.StringVar(&cfg.AgentBinary, "agent-binary", cfg.AgentBinary, "ocmt binary to build a helper image from if no agent image exists (default: this executable)")
 	f.StringVar(&cfg.AgentImage, "agent-image", cfg.AgentImage, "agent image for helper containers")
 	return cmd
+}
+
+// parseOwner parses restore's --owner "UID:GID" (decimal, 0 to 2^31-1).
+func parseOwner(s string) (backup.Owner, error) {
+	u, g, ok := strings.Cut(s, ":")
+	uid, err1 := strconv.ParseUint(u, 10, 31)
+	gid, err2 := strconv.ParseUint(g, 10, 31)
+	if !ok || err1 != nil || err2 != nil {
+		return backup.Owner{}, &config.Error{Setting: "owner", Msg: fmt.Sprintf("%q is not UID:GID (two numbers, e.g. 65532:65532)", s)}
+	}
+	return backup.Owner{UID: int(uid), GID: int(gid)}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/ocmt/ocmt/backup"
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/roles/agent/docker"
+	"github.com/ocmt/ocmt/roles/agent/runtime"
 	"github.com/ocmt/ocmt/store"
 	"github.com/ocmt/ocmt/testdata/fakeprovider"
 	"github.com/ocmt/ocmt/version"
@@ -306,4 +307,93 @@ func BenchmarkBackupRestore50Docker(b *testing.B) {
 	b.ReportMetric(float64(backupTime.Milliseconds())/float64(b.N), "backup-ms")
 	b.ReportMetric(float64(restoreTime.Milliseconds())/float64(b.N), "restore-ms")
 	b.ReportMetric(float64(fi.Size()), "archive-bytes")
+}
+
+// TestRestoreRefusesLiveContainers: restoring a deployment's backup on the
+// engine where its user's container still runs (or is paused) is refused,
+// even with --force into another data directory, naming the container;
+// the container and its volume are left as they were. Once stopped, the
+// restore goes ahead.
+func TestRestoreRefusesLiveContainers(t *testing.T) {
+	ctx := context.Background()
+	if _, err := docker.Ping(ctx); err != nil {
+		xtest.SkipOrFail(t, "no Docker engine answers: "+err.Error())
+	}
+	dep := store.NewID("dep")
+	user := store.NewID("usr")
+	nw := "ocmt-test-live-" + strings.ToLower(string(user)[4:12])
+	dataDir := t.TempDir()
+	st, err := store.Open(ctx, filepath.Join(dataDir, store.FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.GetOrCreateKV(ctx, "deployment.id", func() []byte { return []byte(dep) })
+	if err := st.PutContainer(ctx, store.Container{UserID: store.UserID(user), Runtime: "docker", State: store.StateStopped}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	engine := func(ctx context.Context, deployment string) (backup.Volumes, error) {
+		return docker.New(ctx, docker.Options{Binary: xtest.Binary(t), Network: nw, Version: version.String(), Deployment: deployment})
+	}
+	d, err := docker.New(ctx, docker.Options{Binary: xtest.Binary(t), Network: nw, Version: version.String(), Deployment: dep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cli := d.Client()
+	name := "ocmt-" + string(user)
+	t.Cleanup(func() {
+		cli.ContainerRemove(context.Background(), name, client.ContainerRemoveOptions{Force: true})
+		cli.VolumeRemove(context.Background(), docker.VolumeName(string(user)), client.VolumeRemoveOptions{Force: true})
+		cli.NetworkRemove(context.Background(), nw, client.NetworkRemoveOptions{})
+	})
+	image, err := d.Prepare(ctx, func(api.Progress) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := d.Create(ctx, runtime.Spec{UserID: string(user), Name: name, Secret: "live-test-secret-0123456789", Image: image, MemoryMiB: 64, NanoCPUs: 500_000_000, PidsLimit: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Start(ctx, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "b.tar.gz")
+	if _, err := backup.Create(ctx, backup.CreateOptions{DataDir: dataDir, To: archive, Engine: engine, Version: version.String()}); err != nil {
+		t.Fatal(err)
+	}
+	vol0, err := cli.VolumeInspect(ctx, docker.VolumeName(string(user)), client.VolumeInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, state := range []string{"running", "paused"} {
+		if state == "paused" {
+			if err := d.Pause(ctx, inst.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		other := filepath.Join(t.TempDir(), "other")
+		_, err := backup.Restore(ctx, backup.RestoreOptions{From: archive, DataDir: other, Force: true, Engine: engine})
+		if err == nil || !strings.Contains(err.Error(), name+" ("+state+")") || !strings.Contains(err.Error(), "docker stop "+name) {
+			t.Fatalf("%s: restore beside the live deployment: %v", state, err)
+		}
+		if _, err := os.Stat(other); err == nil {
+			t.Fatalf("%s: the refused restore created its data directory", state)
+		}
+		c, err := cli.ContainerInspect(ctx, inst.ID, client.ContainerInspectOptions{})
+		if err != nil || string(c.Container.State.Status) != state {
+			t.Fatalf("%s: container after the refused restore: %v", state, err)
+		}
+		vol, err := cli.VolumeInspect(ctx, docker.VolumeName(string(user)), client.VolumeInspectOptions{})
+		if err != nil || vol.Volume.CreatedAt != vol0.Volume.CreatedAt {
+			t.Fatalf("%s: the volume was replaced: %v", state, err)
+		}
+	}
+	if err := d.Stop(ctx, inst.ID, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "other")
+	if _, err := backup.Restore(ctx, backup.RestoreOptions{From: archive, DataDir: out, Force: true, Engine: engine}); err != nil {
+		t.Fatalf("restore once the container is stopped: %v", err)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -173,6 +175,34 @@ func (d *Driver) removeUserContainers(ctx context.Context, userID string) error 
 		d.log.Info("container removed to replace its volume", "user", userID, "container", shortID(c.ID))
 	}
 	return nil
+}
+
+// LiveContainers returns the containers of userIDs that are running,
+// paused or restarting, in any deployment (volume names are engine-wide):
+// those labelled runtime.LabelUser=<id> or named "ocmt-<id>". Each is
+// "<name> (<state>)", sorted.
+func (d *Driver) LiveContainers(ctx context.Context, userIDs []string) ([]string, error) {
+	want := map[string]bool{}
+	for _, id := range userIDs {
+		want[id] = true
+	}
+	res, err := d.cli.ContainerList(ctx, client.ContainerListOptions{Filters: make(client.Filters).Add("status", "running", "paused", "restarting")})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var out []string
+	for _, c := range res.Items {
+		name := c.ID
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		byName, ok := strings.CutPrefix(name, "ocmt-")
+		if want[c.Labels[runtime.LabelUser]] || ok && want[byName] {
+			out = append(out, name+" ("+string(c.State)+")")
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // createHelper creates (does not start) a throwaway container with

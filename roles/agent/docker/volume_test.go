@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,4 +96,43 @@ func TestVolumeImportExport(t *testing.T) {
 			t.Errorf("helper container %s left behind", c.Names)
 		}
 	}
+}
+
+// TestLiveContainers: a user's container is listed while running or
+// paused, whatever its deployment, and not once stopped.
+func TestLiveContainers(t *testing.T) {
+	f := engineFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := New(ctx, Options{Binary: f.binary, Network: f.network, Version: "test", Logger: testLogger(), Deployment: "dep_live" + randHex(4)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	spec := testSpec(f.image)
+	inst := createInstance(t, d, spec)
+	if _, err := d.Start(ctx, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	other, err := New(ctx, Options{Binary: f.binary, Network: f.network, Logger: testLogger(), Deployment: "dep_other" + randHex(4)}) // another deployment sees it too
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	check := func(want string) {
+		t.Helper()
+		got, err := other.LiveContainers(ctx, []string{"usr_nobody", spec.UserID})
+		if err != nil || strings.Join(got, ",") != want {
+			t.Fatalf("LiveContainers = %v, %v; want %q", got, err, want)
+		}
+	}
+	check(spec.Name + " (running)")
+	if err := d.Pause(ctx, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	check(spec.Name + " (paused)")
+	if err := d.Stop(ctx, inst.ID, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	check("")
 }
