@@ -3,15 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/config"
@@ -23,20 +20,7 @@ import (
 // user id or an email fails the test.
 func capCalls(t *testing.T, env *xtest.Env) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(env.MetricsURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET /metrics: %s\n%s", resp.Status, b)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
+	fams := xtest.ScrapeMetrics(t, env.MetricsURL)
 	f := fams["ocmt_capability_calls_total"]
 	if f == nil || f.GetType() != dto.MetricType_COUNTER {
 		t.Fatalf("ocmt_capability_calls_total missing or not a counter: %v", f)

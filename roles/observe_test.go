@@ -13,34 +13,12 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/roles"
 	"github.com/ocmt/ocmt/xtest"
 )
-
-// scrape GETs url/metrics and parses it as the Prometheus text format.
-func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET /metrics: %s\n%s", resp.Status, b)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	return fams
-}
 
 // labels returns a metric's labels as a map.
 func labels(m *dto.Metric) map[string]string {
@@ -102,7 +80,7 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatalf("wake by request: %v %+v", err, r)
 	}
 
-	fams := scrape(t, env.MetricsURL)
+	fams := xtest.ScrapeMetrics(t, env.MetricsURL)
 	for name, want := range map[string]struct {
 		typ    dto.MetricType
 		labels []string
