@@ -73,12 +73,11 @@ func TestBackupRestoreDocker(t *testing.T) {
 	cal := newFakeAPI(t, ln)
 
 	const (
-		alicePW, bobPW   = "alice's long backup password", "bob's long backup password"
-		aliceQ, bobQ     = "Where did the narwhal hide the map?", "Which lighthouse sings at dawn?"
-		aliceR, bobR     = "Under the third violet glacier.", "The one painted in tangerine stripes."
-		calendarSecret   = "Bearer alice-backup-calendar-8008"
-		providerKey      = "sk-ant-backup-7e1f"
-		receivedCapsPath = "/api/v1/me/agent/vault/capabilities?direction=received"
+		alicePW, bobPW = "alice's long backup password", "bob's long backup password"
+		aliceQ, bobQ   = "Where did the narwhal hide the map?", "Which lighthouse sings at dawn?"
+		aliceR, bobR   = "Under the third violet glacier.", "The one painted in tangerine stripes."
+		calendarSecret = "Bearer alice-backup-calendar-8008"
+		providerKey    = "sk-ant-backup-7e1f"
 	)
 	alice, au := env.Admin("alice@example.org")
 	bob, bu := env.Invite(alice, "bob@example.org")
@@ -111,16 +110,7 @@ func TestBackupRestoreDocker(t *testing.T) {
 		JTI string `json:"jti"`
 	}
 	av.json("POST", "/capabilities", map[string]any{"subjectEmail": "bob@example.org", "resource": "calendar", "scope": []string{"read"}, "expiresIn": 7 * 24 * 3600, "maxCalls": 50}, &share)
-	xtest.Eventually(t, 10*time.Second, func() error {
-		var got map[string]any
-		if err := bob.JSON(ctx, "GET", receivedCapsPath, nil, &got); err != nil {
-			return err
-		}
-		if !strings.Contains(mustJSONString(got), share.JTI) {
-			return errString("share not received yet")
-		}
-		return nil
-	})
+	waitReceived(t, bob, share.JTI, 10*time.Second)
 	call := func() *api.Response {
 		t.Helper()
 		r, err := bob.Do(ctx, "POST", "/api/v1/me/agent/vault/capabilities/"+share.JTI+"/call", map[string]string{"operation": "read", "path": "/events"})

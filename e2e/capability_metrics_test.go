@@ -61,16 +61,7 @@ func capMetricsEnv(t *testing.T, sweep time.Duration) (env *xtest.Env, alice *ap
 		JTI string `json:"jti"`
 	}
 	av.json("POST", "/capabilities", map[string]any{"subjectEmail": "bob@example.org", "resource": "calendar", "scope": []string{"read"}, "expiresIn": 3600}, &share)
-	xtest.Eventually(t, 10*time.Second, func() error {
-		var got map[string]any
-		if err := bob.JSON(ctx, "GET", "/api/v1/me/agent/vault/capabilities?direction=received", nil, &got); err != nil {
-			return err
-		}
-		if !strings.Contains(mustJSONString(got), share.JTI) {
-			return errString("grant not received yet")
-		}
-		return nil
-	})
+	waitReceived(t, bob, share.JTI, 10*time.Second)
 	call = func() {
 		t.Helper()
 		r, err := bob.Do(ctx, "POST", "/api/v1/me/agent/vault/capabilities/"+share.JTI+"/call", map[string]string{"operation": "read", "path": "/events"})

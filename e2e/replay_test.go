@@ -77,16 +77,7 @@ func TestReplayedCallRunsOnce(t *testing.T) {
 	}
 	av.json("POST", "/capabilities", map[string]any{"subjectEmail": "bob@example.org", "resource": "calendar", "scope": []string{"read"},
 		"expiresIn": 3600, "maxCalls": 5}, &out)
-	xtest.Eventually(t, 10*time.Second, func() error {
-		var got map[string]any
-		if err := bob.JSON(ctx, "GET", "/api/v1/me/agent/vault/capabilities?direction=received", nil, &got); err != nil {
-			return err
-		}
-		if !strings.Contains(mustJSONString(got), out.JTI) {
-			return errString("not received yet")
-		}
-		return nil
-	})
+	waitReceived(t, bob, out.JTI, 10*time.Second)
 	call := func() {
 		t.Helper()
 		r, err := bob.Do(ctx, "POST", "/api/v1/me/agent/vault/capabilities/"+out.JTI+"/call", map[string]string{"operation": "read", "path": "/events"})

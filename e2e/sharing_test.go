@@ -142,19 +142,9 @@ func runSharing(t *testing.T, env *xtest.Env, cal *fakeAPI, containerData func(u
 			t.Fatalf("share: %+v", out)
 		}
 		// The grant reaches Bob's container through the relay.
-		xtest.Eventually(t, 10*time.Second, func() error {
-			var got map[string]any
-			if err := bob.JSON(ctx, "GET", "/api/v1/me/agent/vault/capabilities?direction=received", nil, &got); err != nil {
-				return err
-			}
-			if !strings.Contains(mustJSONString(got), out.JTI) {
-				return errString("not received yet")
-			}
-			if !strings.Contains(mustJSONString(got), `"issuerEmail":"alice@example.org"`) {
-				t.Fatalf("received list without the issuer's email: %v", got)
-			}
-			return nil
-		})
+		if list := waitReceived(t, bob, out.JTI, 10*time.Second); !strings.Contains(list, `"issuerEmail":"alice@example.org"`) {
+			t.Fatalf("received list without the issuer's email: %s", list)
+		}
 		return out.JTI
 	}
 	call := func(jti string) *api.Response {
@@ -277,6 +267,25 @@ func runSharing(t *testing.T, env *xtest.Env, cal *fakeAPI, containerData func(u
 	_ = bv
 }
 
+// waitReceived waits up to timeout until jti is in the received list of
+// the recipient's vault (the grant came through the relay) and returns
+// that list as JSON text.
+func waitReceived(t *testing.T, recipient *api.Client, jti string, timeout time.Duration) string {
+	t.Helper()
+	var list string
+	xtest.Eventually(t, timeout, func() error {
+		var got map[string]any
+		if err := recipient.JSON(context.Background(), "GET", "/api/v1/me/agent/vault/capabilities?direction=received", nil, &got); err != nil {
+			return err
+		}
+		if list = mustJSONString(got); !strings.Contains(list, jti) {
+			return errString("grant " + jti + " not received yet")
+		}
+		return nil
+	})
+	return list
+}
+
 type errString string
 
 func (e errString) Error() string { return string(e) }
@@ -316,16 +325,7 @@ func TestSharingOfflineAndRelayRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	bv.unlock(bobKey)
-	xtest.Eventually(t, 15*time.Second, func() error {
-		var got map[string]any
-		if err := bob.JSON(ctx, "GET", "/api/v1/me/agent/vault/capabilities?direction=received", nil, &got); err != nil {
-			return err
-		}
-		if !strings.Contains(mustJSONString(got), out.JTI) {
-			return errString("grant not delivered")
-		}
-		return nil
-	})
+	waitReceived(t, bob, out.JTI, 15*time.Second)
 }
 
 // TestSharingSplitRoles runs the sharing story with management, agent and
