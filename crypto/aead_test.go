@@ -77,7 +77,7 @@ func TestWrapDEK(t *testing.T) {
 	for name, f := range map[string]func() (DEK, error){
 		"wrong kek":  func() (DEK, error) { return UnwrapDEK(&other, w, ad) },
 		"wrong salt": func() (DEK, error) { return UnwrapDEK(&kek, w, WrapAD(WrapPassword, []byte("0123456789abcdeF"))) },
-		"wrong kind": func() (DEK, error) { return UnwrapDEK(&kek, w, WrapAD(WrapRecovery, []byte("0123456789abcdef"))) },
+		"wrong kind": func() (DEK, error) { return UnwrapDEK(&kek, w, WrapAD(WrapPhrase, []byte("0123456789abcdef"))) },
 		"truncated":  func() (DEK, error) { return UnwrapDEK(&kek, w[:len(w)-1], ad) },
 		"not a DEK": func() (DEK, error) {
 			s, _ := Seal((*[32]byte)(&kek), make([]byte, 31), ad)

@@ -400,6 +400,94 @@ func (v *VaultFile) RemoveWrap(dek *DEK, kind, id string) error {
 	return v.reseal(dek, h)
 }
 
+// ErrNoWrap is returned by [VaultFile.UnlockWrap] when the vault has no
+// wrap of that kind and id.
+var ErrNoWrap = errors.New("crypto: no such way into the vault")
+
+// wayAD is the associated data of a non-password wrap:
+// WrapAD(kind, id), so a wrap cannot be moved to another kind or id.
+func wayAD(kind, id string) []byte { return WrapAD(kind, []byte(id)) }
+
+// AddWrap wraps dek under kek as a way in of the given kind and id
+// (associated data WrapAD(kind, id)), replacing a wrap with the same kind
+// and id, and re-seals the body under the new header. The password wrap
+// cannot be added this way (use [VaultFile.SetPassword]). dek must open the
+// current body (otherwise [ErrDecrypt]); v is unchanged on error.
+func (v *VaultFile) AddWrap(dek *DEK, kind, id string, kek *KEK) error {
+	if kind == WrapPassword {
+		return vaultFormatError("use SetPassword to change the password wrap")
+	}
+	wrapped, err := WrapDEK(kek, dek, wayAD(kind, id))
+	if err != nil {
+		return err
+	}
+	return v.PutWrap(dek, Wrap{Kind: kind, ID: id, Wrapped: wrapped})
+}
+
+// HasWrap reports whether the header has a wrap of that kind and id.
+func (v *VaultFile) HasWrap(kind, id string) bool {
+	for _, w := range v.header.Wraps {
+		if w.Kind == kind && w.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// UnlockWrap unwraps the DEK from the wrap of the given kind and id with
+// kek: the password wrap as [VaultFile.Unlock] does, any other with
+// associated data WrapAD(kind, id) ([VaultFile.AddWrap]). It returns
+// [ErrNoWrap] if there is no such wrap and [ErrDecrypt] for a wrong key.
+// Like Unlock it does not authenticate the rest of the header.
+func (v *VaultFile) UnlockWrap(kind, id string, kek *KEK) (DEK, error) {
+	if kind == WrapPassword && id == "" {
+		return v.Unlock(kek)
+	}
+	for _, w := range v.header.Wraps {
+		if w.Kind == kind && w.ID == id {
+			return UnwrapDEK(kek, w.Wrapped, wayAD(kind, id))
+		}
+	}
+	return DEK{}, ErrNoWrap
+}
+
+// SetPassword replaces the password wrap with one under newKEK (derived
+// from the new password with newSalt and newParams, which it stores in the
+// header), given the DEK from any way in: this is how a recovery path
+// sets a new password, after which the old one no longer opens the vault.
+// With keepOthers false every other wrap is removed too ("sign out all
+// devices"). dek must open the current body (otherwise [ErrDecrypt]); v is
+// unchanged on error.
+func (v *VaultFile) SetPassword(dek *DEK, newKEK *KEK, newSalt []byte, newParams KDFParams, keepOthers bool) error {
+	if err := newParams.Validate(); err != nil {
+		return err
+	}
+	if err := CheckSalt(newSalt); err != nil {
+		return err
+	}
+	body, err := v.OpenBody(dek)
+	if err != nil {
+		return err
+	}
+	defer clear(body)
+	wrapped, err := WrapDEK(newKEK, dek, WrapAD(WrapPassword, newSalt))
+	if err != nil {
+		return err
+	}
+	h := v.header
+	h.KDF = newParams
+	h.Salt = bytes.Clone(newSalt)
+	h.Wraps = []Wrap{{Kind: WrapPassword, Wrapped: wrapped}}
+	if keepOthers {
+		for _, w := range v.Wraps() {
+			if w.Kind != WrapPassword {
+				h.Wraps = append(h.Wraps, w)
+			}
+		}
+	}
+	return v.commit(dek, h, body)
+}
+
 // reseal opens the body with dek and seals it again under header h.
 func (v *VaultFile) reseal(dek *DEK, h vaultHeader) error {
 	body, err := v.OpenBody(dek)

@@ -227,7 +227,7 @@ func TestParseVaultFileStrict(t *testing.T) {
 		raw, _ := json.Marshal(c)
 		return assembleVault(raw, body)
 	}
-	extraWrap := Wrap{Kind: WrapDevice, ID: "d1", Wrapped: make([]byte, WrappedDEKSize)}
+	extraWrap := Wrap{Kind: WrapPasskey, ID: "d1", Wrapped: make([]byte, WrappedDEKSize)}
 	for _, tc := range []struct {
 		name string
 		b    []byte
@@ -290,8 +290,8 @@ func TestVaultFileRewrap(t *testing.T) {
 	body := []byte("the secrets")
 	v, oldKEK, dek := newTestVault(t, body)
 	recKey := randomKEK(t)
-	recWrap, _ := WrapDEK(&recKey, &dek, WrapAD(WrapRecovery, nil))
-	if err := v.PutWrap(&dek, Wrap{Kind: WrapRecovery, Wrapped: recWrap}); err != nil {
+	recWrap, _ := WrapDEK(&recKey, &dek, WrapAD(WrapPhrase, nil))
+	if err := v.PutWrap(&dek, Wrap{Kind: WrapPhrase, Wrapped: recWrap}); err != nil {
 		t.Fatal(err)
 	}
 	newKEK := randomKEK(t)
@@ -346,11 +346,11 @@ func TestVaultFileRewrap(t *testing.T) {
 	// The recovery wrap survived the password change.
 	var rec []byte
 	for _, w := range p.Wraps() {
-		if w.Kind == WrapRecovery {
+		if w.Kind == WrapPhrase {
 			rec = w.Wrapped
 		}
 	}
-	if d, err := UnwrapDEK(&recKey, rec, WrapAD(WrapRecovery, nil)); err != nil || !d.Equal(&dek) {
+	if d, err := UnwrapDEK(&recKey, rec, WrapAD(WrapPhrase, nil)); err != nil || !d.Equal(&dek) {
 		t.Errorf("recovery wrap after Rewrap: %v", err)
 	}
 }
@@ -358,14 +358,14 @@ func TestVaultFileRewrap(t *testing.T) {
 func TestVaultFileWraps(t *testing.T) {
 	v, kek, dek := newTestVault(t, []byte("b"))
 	devKey := randomKEK(t)
-	w1, _ := WrapDEK(&devKey, &dek, WrapAD(WrapDevice, []byte("d1")))
-	if err := v.PutWrap(&dek, Wrap{Kind: WrapDevice, ID: "d1", Wrapped: w1}); err != nil {
+	w1, _ := WrapDEK(&devKey, &dek, WrapAD(WrapPasskey, []byte("d1")))
+	if err := v.PutWrap(&dek, Wrap{Kind: WrapPasskey, ID: "d1", Wrapped: w1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.PutWrap(&dek, Wrap{Kind: WrapDevice, ID: "d2", Wrapped: w1}); err != nil {
+	if err := v.PutWrap(&dek, Wrap{Kind: WrapPasskey, ID: "d2", Wrapped: w1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.PutWrap(&dek, Wrap{Kind: WrapDevice, ID: "d1", Wrapped: w1}); err != nil { // replace
+	if err := v.PutWrap(&dek, Wrap{Kind: WrapPasskey, ID: "d1", Wrapped: w1}); err != nil { // replace
 		t.Fatal(err)
 	}
 	if n := len(v.Wraps()); n != 3 {
@@ -374,16 +374,16 @@ func TestVaultFileWraps(t *testing.T) {
 	wrongDEK, _ := NewDEK()
 	for name, err := range map[string]error{
 		"password kind": v.PutWrap(&dek, Wrap{Kind: WrapPassword, Wrapped: w1}),
-		"bad size":      v.PutWrap(&dek, Wrap{Kind: WrapDevice, Wrapped: w1[:5]}),
+		"bad size":      v.PutWrap(&dek, Wrap{Kind: WrapPasskey, Wrapped: w1[:5]}),
 		"bad kind":      v.PutWrap(&dek, Wrap{Kind: "", Wrapped: w1}),
-		"wrong DEK":     v.PutWrap(&wrongDEK, Wrap{Kind: WrapDevice, ID: "d3", Wrapped: w1}),
+		"wrong DEK":     v.PutWrap(&wrongDEK, Wrap{Kind: WrapPasskey, ID: "d3", Wrapped: w1}),
 		"remove pw":     v.RemoveWrap(&dek, WrapPassword, ""),
 	} {
 		if err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	if err := v.RemoveWrap(&dek, WrapDevice, "d2"); err != nil {
+	if err := v.RemoveWrap(&dek, WrapPasskey, "d2"); err != nil {
 		t.Fatal(err)
 	}
 	p, err := ParseVaultFile(v.Marshal())
@@ -394,7 +394,7 @@ func TestVaultFileWraps(t *testing.T) {
 	if len(ws) != 2 || ws[0].Kind != WrapPassword || ws[1].ID != "d1" {
 		t.Errorf("wraps = %+v", ws)
 	}
-	if d, err := UnwrapDEK(&devKey, ws[1].Wrapped, WrapAD(WrapDevice, []byte("d1"))); err != nil || !d.Equal(&dek) {
+	if d, err := UnwrapDEK(&devKey, ws[1].Wrapped, WrapAD(WrapPasskey, []byte("d1"))); err != nil || !d.Equal(&dek) {
 		t.Errorf("device unwrap: %v", err)
 	}
 	d, _ := p.Unlock(&kek)
@@ -431,7 +431,7 @@ func FuzzParseVaultFile(f *testing.F) {
 	f.Add(assembleVault([]byte(`{"v":1,"kdf":null,"salt":null,"wraps":[{}]}`), body))
 	f.Add(assembleVault(header, nil))
 	w, _ := WrapDEK(&KEK{}, &dek, nil)
-	v.PutWrap(&dek, Wrap{Kind: WrapRecovery, ID: "r", Wrapped: w})
+	v.PutWrap(&dek, Wrap{Kind: WrapPhrase, ID: "r", Wrapped: w})
 	f.Add(v.Marshal())
 	var kek KEK
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -7,14 +7,25 @@ const WrappedDEKSize = Overhead + KeySize
 // wrapADPrefix starts the associated data of every DEK wrap; see WrapAD.
 const wrapADPrefix = "ocmt/v1/wrap/"
 
-// Wrap kinds used in vault headers. Only WrapPassword is produced by this
-// package; the others are reserved names for SPEC §6 (recovery phrase,
-// hardware backup key, device/passkey keys), stored through
-// [VaultFile.PutWrap].
+// Wrap kinds used in vault headers (SPEC §6): each is one way into the
+// vault, a copy of the DEK wrapped under a different KEK. The password
+// wrap is bound to the vault's salt (WrapAD("password", salt)); every
+// other kind is bound to its kind and id ([VaultFile.AddWrap]), which stay
+// the same when the password changes.
 const (
+	// WrapPassword is the KEK the browser derives from the password with
+	// Argon2id; exactly one per vault.
 	WrapPassword = "password"
-	WrapRecovery = "recovery"
-	WrapDevice   = "device"
+	// WrapPhrase is the KEK derived from the BIP39 recovery phrase; id "".
+	WrapPhrase = "phrase"
+	// WrapBackupKey is the KEK derived from the printed backup key; id "".
+	WrapBackupKey = "backup-key"
+	// WrapSocial is the KEK derived from the recovery secret that is
+	// Shamir-split among trusted contacts; id "".
+	WrapSocial = "social"
+	// WrapPasskey is the KEK derived from a passkey's PRF output; one per
+	// registered device, id chosen by the vault.
+	WrapPasskey = "passkey"
 	// WrapHibernate is a short-lived wrap under a key the agent role holds
 	// in memory while a container is stopped for hibernation; the vault
 	// role keeps it in its own file, not in the vault header.

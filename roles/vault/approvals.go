@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -25,11 +24,10 @@ import (
 // Approving is issuing: the browser sends POST /capabilities (which the
 // management role completes with the subject's keys) with "approvalId" and
 // the request as asked or narrower (see takeApprovalLocked). The approvals
-// live in the sealed vault body (Settings[approvalSettingsKey], a JSON
-// array); expired ones are dropped on the next change.
+// live in the sealed vault body (record "approvals", body.go); expired
+// ones are dropped on the next change.
 
 const (
-	approvalSettingsKey = "approvals"
 	approvalKindIssue   = "issue_capability"
 	approvalTTL         = 24 * time.Hour // how long a request waits for the user
 	maxPendingApprovals = 20
@@ -65,25 +63,28 @@ func errApprovalNotFound() error {
 	return api.E(http.StatusNotFound, "approval_not_found", "no pending approval has this id: it was approved, denied or has expired")
 }
 
-// loadApprovalsLocked returns the stored approvals, expired ones included.
-// k.mu held, unlocked.
-func (s *Server) loadApprovalsLocked() []*approval {
-	var all []*approval
-	if v := s.keys.sec.Settings[approvalSettingsKey]; v != "" {
-		if err := json.Unmarshal([]byte(v), &all); err != nil {
-			s.log.Error("approval records unreadable", "err", err)
-			return nil
-		}
+// loadApprovalsLocked returns a copy of the stored approvals, expired
+// ones included, or vault_state_unreadable. k.mu held, unlocked.
+func (s *Server) loadApprovalsLocked() ([]*approval, error) {
+	if err := s.keys.recordErrLocked(recApprovals); err != nil {
+		return nil, err
 	}
-	return slices.DeleteFunc(all, func(a *approval) bool { return a == nil })
+	var all []*approval
+	if err := deepCopy(&all, &s.keys.sec.Approvals); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(a *approval) bool { return a == nil }), nil
 }
 
 // pendingLocked returns the approvals not expired at now (unix seconds) and
 // whether any were dropped. k.mu held, unlocked.
-func (s *Server) pendingLocked(now int64) ([]*approval, bool) {
-	all := s.loadApprovalsLocked()
+func (s *Server) pendingLocked(now int64) ([]*approval, bool, error) {
+	all, err := s.loadApprovalsLocked()
+	if err != nil {
+		return nil, false, err
+	}
 	live := slices.DeleteFunc(slices.Clone(all), func(a *approval) bool { return now >= a.ExpiresAt })
-	return live, len(live) != len(all)
+	return live, len(live) != len(all), nil
 }
 
 // saveApprovalsLocked stores list in the sealed vault. k.mu held, unlocked.
@@ -91,7 +92,7 @@ func (s *Server) saveApprovalsLocked(list []*approval) error {
 	if list == nil {
 		list = []*approval{}
 	}
-	return s.keys.updateLocked(func(sec *secrets) error { return putSetting(sec, approvalSettingsKey, list) })
+	return s.keys.updateLocked(func(sec *secrets) error { sec.Approvals = list; return nil })
 }
 
 // requestApproval records the agent's request for a share (already checked
@@ -109,7 +110,10 @@ func (s *Server) requestApproval(req approvalRequest, reason string) (a *approva
 		return nil, false, errUnknownResource(req.Resource)
 	}
 	now := s.capNow()
-	live, _ := s.pendingLocked(now.Unix())
+	live, _, err := s.pendingLocked(now.Unix())
+	if err != nil {
+		return nil, false, err
+	}
 	for _, p := range live {
 		if p.Kind == approvalKindIssue && p.Request.same(req) {
 			return p, true, nil
@@ -169,7 +173,11 @@ func (s *Server) takeApprovalLocked(req issueReq) ([]*approval, error) {
 	now := s.capNow().Unix()
 	var found *approval
 	var rest []*approval
-	for _, a := range s.loadApprovalsLocked() {
+	all, err := s.loadApprovalsLocked()
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range all {
 		switch {
 		case a.ID == req.ApprovalID && a.Kind == approvalKindIssue:
 			found = a
@@ -199,7 +207,10 @@ func (s *Server) listApprovals(c echo.Context) error {
 	if err := k.useLocked(s.publicURL); err != nil {
 		return err
 	}
-	live, dropped := s.pendingLocked(s.capNow().Unix())
+	live, dropped, err := s.pendingLocked(s.capNow().Unix())
+	if err != nil {
+		return err
+	}
 	if dropped {
 		if err := s.saveApprovalsLocked(live); err != nil {
 			return err
@@ -222,7 +233,10 @@ func (s *Server) denyApproval(c echo.Context) error {
 	if err := k.useLocked(s.publicURL); err != nil {
 		return err
 	}
-	live, _ := s.pendingLocked(s.capNow().Unix())
+	live, _, err := s.pendingLocked(s.capNow().Unix())
+	if err != nil {
+		return err
+	}
 	i := slices.IndexFunc(live, func(a *approval) bool { return a.ID == id })
 	if i < 0 {
 		return errApprovalNotFound()

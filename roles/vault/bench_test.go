@@ -113,7 +113,7 @@ func BenchmarkCallReplayCheck(b *testing.B) {
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				cs := s.loadCapsLocked()
+				cs := s.capsForTest()
 				pruneSeen(cs, now)
 				ic := cs.Issued["cap0"]
 				id := newRandomID()

@@ -44,16 +44,15 @@ import (
 // does not know the issuer's X25519 key yet; every other payload is the box.
 // Every sealed payload carries a copy of its envelope's header, which the
 // recipient checks (envelope_binding.go). The records live in the sealed
-// vault body (Settings[capSettingsKey]).
+// vault body (record "capabilities", body.go).
 
 const (
-	capSettingsKey = "capabilities"
-	envGrant       = api.RelayTypeGrant
-	envCall        = api.RelayTypeCall
-	envResult      = "capability.result"
-	callTimeout    = 30 * time.Second
-	maxExpiresIn   = 365 * 24 * 3600
-	maxCallBody    = 32 << 10
+	envGrant     = api.RelayTypeGrant
+	envCall      = api.RelayTypeCall
+	envResult    = "capability.result"
+	callTimeout  = 30 * time.Second
+	maxExpiresIn = 365 * 24 * 3600
+	maxCallBody  = 32 << 10
 )
 
 // issuedCap is a capability this vault granted.
@@ -115,13 +114,27 @@ type capState struct {
 	Received map[string]*receivedCap `json:"received"`
 }
 
-// loadCapsLocked decodes the capability records. k.mu held, unlocked.
-func (s *Server) loadCapsLocked() *capState {
+// receivedCapsLocked returns the received capabilities for reading (not
+// a copy: the caller must not change them), or none while the record is
+// unreadable, in which case every save is refused too, so nothing is
+// lost. k.mu held, unlocked.
+func (s *Server) receivedCapsLocked() map[string]*receivedCap {
+	if s.keys.recordErrLocked(recCapabilities) != nil {
+		return nil
+	}
+	return s.keys.sec.Capabilities.Received
+}
+
+// loadCapsLocked returns a copy of the capability records, to change and
+// pass to saveCapsLocked, or vault_state_unreadable if the record failed
+// to decode. k.mu held, unlocked.
+func (s *Server) loadCapsLocked() (*capState, error) {
+	if err := s.keys.recordErrLocked(recCapabilities); err != nil {
+		return nil, err
+	}
 	cs := &capState{}
-	if v := s.keys.sec.Settings[capSettingsKey]; v != "" {
-		if err := json.Unmarshal([]byte(v), cs); err != nil {
-			s.log.Error("capability records unreadable", "err", err)
-		}
+	if err := deepCopy(cs, &s.keys.sec.Capabilities); err != nil {
+		return nil, err
 	}
 	if cs.Issued == nil {
 		cs.Issued = map[string]*issuedCap{}
@@ -129,26 +142,12 @@ func (s *Server) loadCapsLocked() *capState {
 	if cs.Received == nil {
 		cs.Received = map[string]*receivedCap{}
 	}
-	return cs
+	return cs, nil
 }
 
 // saveCapsLocked stores cs in the sealed vault. k.mu held, unlocked.
 func (s *Server) saveCapsLocked(cs *capState) error {
-	return s.keys.updateLocked(func(sec *secrets) error { return putSetting(sec, capSettingsKey, cs) })
-}
-
-// putSetting stores v as JSON in sec.Settings[key]; call it inside
-// keyring.updateLocked.
-func putSetting(sec *secrets, key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if sec.Settings == nil {
-		sec.Settings = map[string]string{}
-	}
-	sec.Settings[key] = string(b)
-	return nil
+	return s.keys.updateLocked(func(sec *secrets) error { sec.Capabilities = *cs; return nil })
 }
 
 // isUnlocked reports whether the vault is open (without extending auto-lock).
@@ -419,17 +418,19 @@ func (s *Server) issueCapability(c echo.Context) error {
 	p, _ := capability.Parse(tok)
 	cl := p.Claims()
 	jti := cl.JTI.String()
-	cs := s.loadCapsLocked()
+	cs, err := s.loadCapsLocked()
+	if err != nil {
+		k.mu.Unlock()
+		return err
+	}
 	ic := &issuedCap{JTI: jti, SubjectUserID: req.Subject.UserID, SubjectEmail: req.SubjectEmail, SubjectEd25519: rec.Ed25519,
 		SubjectX25519: rec.X25519, Resource: req.Resource, Scope: req.Scope, IssuedAt: cl.IssuedAt.Unix(), Exp: cl.Expires.Unix(),
 		MaxCalls: req.MaxCalls, Token: tok}
 	cs.Issued[jti] = ic
 	err = k.updateLocked(func(sec *secrets) error { // one sealed write: no approval can issue twice
-		if err := putSetting(sec, capSettingsKey, cs); err != nil {
-			return err
-		}
+		sec.Capabilities = *cs
 		if req.ApprovalID != "" {
-			return putSetting(sec, approvalSettingsKey, approvals)
+			sec.Approvals = approvals
 		}
 		return nil
 	})
@@ -497,7 +498,10 @@ func (s *Server) sendGrant(ctx context.Context, jti string, env *api.RelayEnvelo
 	if k.dek == nil {
 		return true
 	}
-	cs := s.loadCapsLocked()
+	cs, err := s.loadCapsLocked()
+	if err != nil {
+		return false // keep the grant queued; the state cannot be saved
+	}
 	if ic := cs.Issued[jti]; ic != nil {
 		ic.Delivered, ic.Token = true, ""
 		s.saveCapsLocked(cs)
@@ -529,7 +533,10 @@ func (s *Server) listCaps(dir string) ([]capJSON, error) {
 	if err := k.useLocked(s.publicURL); err != nil {
 		return nil, err
 	}
-	cs := s.loadCapsLocked()
+	cs, err := s.loadCapsLocked()
+	if err != nil {
+		return nil, err
+	}
 	now := s.capNow().Unix()
 	out := []capJSON{}
 	if dir == "issued" {
@@ -583,7 +590,11 @@ func (s *Server) revokeCap(ctx context.Context, jti string) error {
 		k.mu.Unlock()
 		return err
 	}
-	cs := s.loadCapsLocked()
+	cs, err := s.loadCapsLocked()
+	if err != nil {
+		k.mu.Unlock()
+		return err
+	}
 	ic := cs.Issued[jti]
 	if ic == nil {
 		k.mu.Unlock()
@@ -628,7 +639,10 @@ func (s *Server) sendRevocation(ctx context.Context, jti string, f *api.RelayFra
 	if k.dek == nil {
 		return
 	}
-	cs := s.loadCapsLocked()
+	cs, err := s.loadCapsLocked()
+	if err != nil {
+		return
+	}
 	if ic := cs.Issued[jti]; ic != nil && !ic.RelayRevoked {
 		ic.RelayRevoked = true
 		s.saveCapsLocked(cs)
@@ -650,7 +664,11 @@ func (s *Server) relayResync(ctx context.Context) {
 		k.mu.Unlock()
 		return
 	}
-	cs := s.loadCapsLocked()
+	cs, err := s.loadCapsLocked()
+	if err != nil {
+		k.mu.Unlock()
+		return
+	}
 	now := time.Now().Unix()
 	for jti, ic := range cs.Issued {
 		switch {
@@ -740,7 +758,10 @@ func (s *Server) receiveGrant(env *api.RelayEnvelope) {
 		s.log.Warn("capability grant dropped: token does not match", "from", from)
 		return
 	}
-	cs := s.loadCapsLocked()
+	cs, err := s.loadCapsLocked()
+	if err != nil {
+		return
+	}
 	jti := cl.JTI.String()
 	if _, dup := cs.Received[jti]; dup {
 		return
@@ -928,7 +949,11 @@ func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultP
 		k.mu.Unlock()
 		return none, err
 	}
-	cs := s.loadCapsLocked()
+	cs, err := s.loadCapsLocked()
+	if err != nil {
+		k.mu.Unlock()
+		return none, err
+	}
 	rc := cs.Received[jti]
 	if rc == nil {
 		k.mu.Unlock()
@@ -1002,7 +1027,10 @@ func (s *Server) noteResult(jti, code string, ok bool) {
 	if k.dek == nil {
 		return
 	}
-	cs := s.loadCapsLocked()
+	cs, err := s.loadCapsLocked()
+	if err != nil {
+		return
+	}
 	rc := cs.Received[jti]
 	if rc == nil {
 		return
@@ -1036,7 +1064,13 @@ func (s *Server) receiveResult(env *api.RelayEnvelope) {
 	var res resultPayload
 	err := errors.New("unknown sender")
 	tried := map[string]bool{}
-	for _, rc := range s.loadCapsLocked().Received {
+	cs, lerr := s.loadCapsLocked()
+	if lerr != nil {
+		k.mu.Unlock()
+		s.log.Error("capability result dropped: vault state unreadable", "from", from)
+		return
+	}
+	for _, rc := range cs.Received {
 		if rc.IssuerUserID != from || tried[rc.IssuerX25519] {
 			continue
 		}

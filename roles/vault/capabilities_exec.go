@@ -103,7 +103,13 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 		k.mu.Unlock()
 		return
 	}
-	cs := s.loadCapsLocked()
+	cs, err := s.loadCapsLocked()
+	if err != nil {
+		k.mu.Unlock()
+		s.capabilityCall(metrics.CapabilityDropped)
+		s.log.Error("capability call dropped: vault state unreadable", "jti", jti)
+		return
+	}
 	ic := cs.Issued[jti]
 	if ic == nil || ic.SubjectUserID != from {
 		// Without the record we know no key of the sender to answer with.

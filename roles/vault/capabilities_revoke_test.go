@@ -109,7 +109,7 @@ func TestRelayRevocationMustVerify(t *testing.T) {
 	}
 	k := bob.s.keys
 	k.mu.Lock()
-	cs := bob.s.loadCapsLocked()
+	cs := bob.s.capsForTest()
 	cs.Received[jti.String()] = &receivedCap{JTI: jti.String(), Token: tok, IssuerUserID: "usr_aliceaaaaaaaaaaaaaaaaaaaaa",
 		IssuerEd25519: alice.Public().Ed25519Text(), IssuerX25519: alice.Public().X25519Text(), Resource: "calendar",
 		Scope: []string{"read"}, Exp: now.Add(time.Hour).Unix(), ReceivedAt: now.Unix()}

@@ -293,7 +293,7 @@ func TestSharingThroughRelay(t *testing.T) {
 		t.Fatalf("revoke: %d %v", st, body)
 	}
 	alice.s.keys.mu.Lock()
-	relayRevoked := alice.s.loadCapsLocked().Issued[jti2].RelayRevoked
+	relayRevoked := alice.s.capsForTest().Issued[jti2].RelayRevoked
 	alice.s.keys.mu.Unlock()
 	if !relayRevoked {
 		t.Fatal("the relay did not confirm the revocation")

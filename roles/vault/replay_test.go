@@ -142,7 +142,7 @@ func (p *replayPair) spent() int {
 	k := p.alice.s.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return p.alice.s.loadCapsLocked().Issued[p.jti].Calls
+	return p.alice.s.capsForTest().Issued[p.jti].Calls
 }
 
 // token is Bob's copy of the capability.
@@ -150,7 +150,7 @@ func (p *replayPair) token() string {
 	k := p.bob.s.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return p.bob.s.loadCapsLocked().Received[p.jti].Token
+	return p.bob.s.capsForTest().Received[p.jti].Token
 }
 
 func (p *replayPair) expect(t *testing.T, what string, hits int64, spent int) {
@@ -440,7 +440,7 @@ func TestGrantBinding(t *testing.T) {
 		k := p.bob.s.keys
 		k.mu.Lock()
 		defer k.mu.Unlock()
-		return p.bob.s.loadCapsLocked().Received[jti] != nil
+		return p.bob.s.capsForTest().Received[jti] != nil
 	}
 	for _, tc := range []struct {
 		name string
@@ -470,7 +470,7 @@ func TestGrantBinding(t *testing.T) {
 			t.Errorf("%s: stored", tc.name)
 			k := p.bob.s.keys
 			k.mu.Lock()
-			cs := p.bob.s.loadCapsLocked()
+			cs := p.bob.s.capsForTest()
 			delete(cs.Received, jti)
 			p.bob.s.saveCapsLocked(cs)
 			k.mu.Unlock()

@@ -96,15 +96,15 @@ type chatProvider struct {
 	shared *sharedChoice // nil for an own key
 }
 
-// chatProviderLocked resolves Settings["defaultProvider"]: a received
+// chatProviderLocked resolves the defaultProvider record: a received
 // capability ("shared:<jti>"), an own key by name, or else any own key.
 // It returns nil when there is none. k.mu held, unlocked.
 func (s *Server) chatProviderLocked() *chatProvider {
 	k := s.keys
-	sel := k.sec.Settings["defaultProvider"]
+	sel := k.sec.DefaultProvider
 	if jti, ok := strings.CutPrefix(sel, sharedProviderPrefix); ok {
 		ch := &sharedChoice{jti: jti, status: "gone"}
-		if rc := s.loadCapsLocked().Received[jti]; rc != nil {
+		if rc := s.receivedCapsLocked()[jti]; rc != nil {
 			p, _ := sharedProviderName(rc.Resource)
 			ch.provider, ch.model, ch.customServer, ch.maxCalls = p, rc.Model, rc.CustomServer, rc.MaxCalls
 			ch.status = rc.status(s.capNow().Unix())
@@ -323,7 +323,7 @@ type sharedProviderJSON struct {
 func (s *Server) sharedProvidersLocked(chosen string) []sharedProviderJSON {
 	out := []sharedProviderJSON{}
 	now := s.capNow().Unix()
-	for _, rc := range s.loadCapsLocked().Received {
+	for _, rc := range s.receivedCapsLocked() {
 		p, ok := sharedProviderName(rc.Resource)
 		if !ok || !hasOp(rc.Scope, string(capability.OpWrite)) {
 			continue
@@ -375,7 +375,11 @@ func (s *Server) putDefaultProvider(c echo.Context) error {
 		return err
 	}
 	if jti, ok := strings.CutPrefix(req.Provider, sharedProviderPrefix); ok {
-		rc := s.loadCapsLocked().Received[jti]
+		cs, err := s.loadCapsLocked()
+		if err != nil {
+			return err
+		}
+		rc := cs.Received[jti]
 		if rc == nil {
 			return api.NotFound("no key with this id is shared with you")
 		}
@@ -393,10 +397,7 @@ func (s *Server) putDefaultProvider(c echo.Context) error {
 		return api.NotFound("no key for this provider")
 	}
 	if err := k.updateLocked(func(sec *secrets) error {
-		if sec.Settings == nil {
-			sec.Settings = map[string]string{}
-		}
-		sec.Settings["defaultProvider"] = req.Provider
+		sec.DefaultProvider = req.Provider
 		return nil
 	}); err != nil {
 		return err

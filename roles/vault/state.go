@@ -36,14 +36,6 @@ const (
 	maxProviderBytes = 4096
 )
 
-// secrets is the sealed body of the vault file (JSON).
-type secrets struct {
-	Identity     []byte                 `json:"identity"` // crypto.Identity.Bytes()
-	APIKeys      map[string]apiKey      `json:"apiKeys"`
-	Integrations map[string]integration `json:"integrations,omitempty"`
-	Settings     map[string]string      `json:"settings,omitempty"`
-}
-
 // integration is a generic HTTP API the vault can call on the user's (or a
 // capability holder's) behalf, with its credential injected (SPEC §7.3, §11).
 type integration struct {
@@ -117,6 +109,7 @@ type keyring struct {
 	dek      *crypto.DEK       // nil while locked
 	id       *crypto.Identity  // nil while locked
 	sec      *secrets          // nil while locked
+	records  recordSet         // body records kept raw (broken, unknown); zero while locked
 	tkey     *crypto.SubKey    // transcript key; nil while locked
 	lastUse  time.Time         // wall clock (monotonic reading stripped)
 	chals    map[string]challenge
@@ -171,7 +164,7 @@ func (k *keyring) lockLocked() {
 	if k.sec != nil {
 		clear(k.sec.Identity)
 	}
-	k.dek, k.id, k.sec, k.tkey = nil, nil, nil, nil
+	k.dek, k.id, k.sec, k.tkey, k.records = nil, nil, nil, nil, recordSet{}
 }
 
 // expiresIn is the time until auto-lock (0 when locked). k.mu held.
@@ -357,20 +350,18 @@ func (k *keyring) failLocked() {
 	k.nextTry = k.wall().Add(d)
 }
 
-// openLocked decrypts the body and identity with dek and keeps them. k.mu held.
+// openLocked decrypts the body with dek, decodes its records (body.go)
+// and keeps them. A version 1 body is saved as version 2 at once, unless
+// one of its records is unreadable (then nothing is written). k.mu held.
 func (k *keyring) openLocked(dek crypto.DEK) error {
 	body, err := k.file.OpenBody(&dek)
 	if err != nil {
 		return fmt.Errorf("open vault body: %w", err)
 	}
-	var s secrets
-	err = json.Unmarshal(body, &s)
+	s, rs, migrated, err := decodeBody(body)
 	clear(body)
 	if err != nil {
 		return fmt.Errorf("decode vault body: %w", err)
-	}
-	if s.APIKeys == nil {
-		s.APIKeys = map[string]apiKey{}
 	}
 	id, err := crypto.IdentityFromBytes(s.Identity)
 	if err != nil {
@@ -380,8 +371,14 @@ func (k *keyring) openLocked(dek crypto.DEK) error {
 	if err != nil {
 		return err
 	}
-	k.dek, k.sec, k.id, k.tkey = &dek, &s, id, &tk
+	k.dek, k.sec, k.records, k.id, k.tkey = &dek, s, rs, id, &tk
 	k.lastUse = k.wall()
+	if migrated && len(rs.broken) == 0 {
+		if err := k.saveLocked(); err != nil {
+			k.lockLocked()
+			return fmt.Errorf("migrate vault body to version %d: %w", bodyVersion, err)
+		}
+	}
 	if k.onOpen != nil {
 		k.onOpen()
 	}
@@ -390,39 +387,75 @@ func (k *keyring) openLocked(dek crypto.DEK) error {
 
 // saveLocked re-seals the secrets and writes the vault file atomically. k.mu held.
 func (k *keyring) saveLocked() error {
-	body, err := json.Marshal(k.sec)
+	return k.commitLocked(nil)
+}
+
+// commitLocked writes the vault file once: a copy of the header changed by
+// editHeader (nil: unchanged) with the current secrets sealed under it,
+// then, only after the atomic write succeeded, the copy becomes k.file. It
+// refuses (errUnreadable) while any record is broken. k.mu held, unlocked.
+func (k *keyring) commitLocked(editHeader func(next *crypto.VaultFile) error) error {
+	body, err := encodeBody(k.sec, k.records)
 	if err != nil {
 		return err
 	}
 	defer clear(body)
-	if err := k.file.SealBody(k.dek, body); err != nil {
+	next, err := crypto.ParseVaultFile(k.file.Marshal())
+	if err != nil {
 		return err
 	}
-	return crypto.WriteFileAtomic(filepath.Join(k.dir, vaultFileName), k.file.Marshal(), 0o600)
+	if editHeader != nil {
+		if err := editHeader(next); err != nil {
+			return err
+		}
+	}
+	if err := next.SealBody(k.dek, body); err != nil {
+		return err
+	}
+	if err := crypto.WriteFileAtomic(filepath.Join(k.dir, vaultFileName), next.Marshal(), 0o600); err != nil {
+		return err
+	}
+	k.file = next
+	return nil
 }
 
 // updateLocked applies change to the unlocked secrets and saves the vault;
 // if change or the write fails, the secrets are restored as they were, so
-// memory never disagrees with the file. k.mu held, unlocked.
+// memory never disagrees with the file. While any record of the body is
+// unreadable it refuses before calling change (500
+// vault_state_unreadable): a save would overwrite that record. k.mu held,
+// unlocked.
 func (k *keyring) updateLocked(change func(*secrets) error) error {
-	snapshot, err := json.Marshal(k.sec)
+	return k.changeLocked(nil, change)
+}
+
+// changeLocked is updateLocked with a header edit (a wrap added, replaced
+// or removed) written in the same atomic file write as the body change.
+func (k *keyring) changeLocked(editHeader func(next *crypto.VaultFile) error, change func(*secrets) error) error {
+	if k.sec == nil {
+		return errors.New("vault locked")
+	}
+	if len(k.records.broken) > 0 {
+		return errUnreadable(k.records.broken)
+	}
+	snapshot, err := encodeBody(k.sec, k.records)
 	if err != nil {
 		return err
 	}
 	defer clear(snapshot)
-	err = change(k.sec)
+	if change != nil {
+		err = change(k.sec)
+	}
 	if err == nil {
-		err = k.saveLocked()
+		err = k.commitLocked(editHeader)
 	}
 	if err != nil {
-		var prev secrets
-		if uerr := json.Unmarshal(snapshot, &prev); uerr != nil {
-			return errors.Join(err, uerr)
+		prev, _, _, derr := decodeBody(snapshot)
+		if derr != nil {
+			return errors.Join(err, derr)
 		}
-		if k.sec != nil {
-			clear(k.sec.Identity)
-		}
-		k.sec = &prev
+		clear(k.sec.Identity)
+		k.sec = prev
 	}
 	return err
 }

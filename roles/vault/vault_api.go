@@ -34,7 +34,11 @@ type (
 		Salt string           `json:"salt"`
 		KDF  crypto.KDFParams `json:"kdf"`
 	}
+	// unlockReq is POST /unlock: Kind is the way in ("" or "password",
+	// "phrase", "backup-key", "social"; see unlockKinds) and ID its wrap id.
 	unlockReq struct {
+		Kind        string `json:"kind,omitempty"`
+		ID          string `json:"id,omitempty"`
 		ChallengeID string `json:"challengeId"`
 		DerivedKey  string `json:"derivedKey"`
 		Proof       string `json:"proof"`
@@ -44,6 +48,7 @@ type (
 		NewDerivedKey string           `json:"newDerivedKey"`
 		NewSalt       string           `json:"newSalt"`
 		NewKDF        crypto.KDFParams `json:"newKdf"`
+		SignOutAll    bool             `json:"signOutAll"` // remove every other way in (passkeys, phrase, ...)
 	}
 	apiKeyReq struct {
 		Key     string `json:"key"`
@@ -72,6 +77,7 @@ func (s *Server) vaultRoutes(g *echo.Group) {
 	g.PUT("/apikeys/:provider", s.putAPIKey)
 	g.DELETE("/apikeys/:provider", s.deleteAPIKey)
 	g.PUT("/default-provider", s.putDefaultProvider)
+	s.waysRoutes(g)
 	g.GET("/integrations", s.listIntegrations)
 	g.PUT("/integrations/:name", s.putIntegration)
 	g.DELETE("/integrations/:name", s.deleteIntegration)
@@ -160,10 +166,9 @@ func (s *Server) init(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var sec secrets
-	sec.Identity = id.Bytes()
-	sec.APIKeys = map[string]apiKey{}
-	body, err := jsonMarshal(&sec)
+	sec := &secrets{Identity: id.Bytes()}
+	sec.normalize()
+	body, err := encodeBody(sec, recordSet{})
 	if err != nil {
 		return err
 	}
@@ -215,6 +220,15 @@ func (s *Server) checkUnlockLocked(req unlockReq) (crypto.DEK, error) {
 	if k.file == nil {
 		return crypto.DEK{}, api.Conflict("vault_not_initialized", "create your vault first")
 	}
+	if req.Kind == "" {
+		req.Kind = crypto.WrapPassword
+	}
+	if _, ok := unlockKinds[req.Kind]; !ok {
+		return crypto.DEK{}, api.BadRequest("invalid_way", `kind must be "password", "phrase", "backup-key" or "social"`)
+	}
+	if req.Kind == crypto.WrapPassword && req.ID != "" {
+		return crypto.DEK{}, api.BadRequest("invalid_way", "the password way has no id")
+	}
 	if err := k.backoffLocked(); err != nil {
 		return crypto.DEK{}, err
 	}
@@ -229,14 +243,7 @@ func (s *Server) checkUnlockLocked(req unlockReq) (crypto.DEK, error) {
 		}
 		return crypto.DEK{}, err
 	}
-	dek, err := k.file.Unlock(kek)
-	if err != nil {
-		k.failLocked()
-		s.log.Warn("unlock failed: wrong key", "failures", k.failures)
-		return crypto.DEK{}, api.E(http.StatusUnauthorized, "wrong_key", "wrong password")
-	}
-	k.failures = 0
-	return dek, nil
+	return s.unwrapWayLocked(req.Kind, req.ID, kek)
 }
 
 func (s *Server) unlock(c echo.Context) error {
@@ -251,11 +258,9 @@ func (s *Server) unlock(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	k.lockLocked()
-	if err := k.openLocked(dek); err != nil {
+	if err := s.openWithLocked(dek); err != nil {
 		return err
 	}
-	s.dropHibernation() // the password opened it; an older hibernation wrap is of no further use
 	return c.JSON(http.StatusOK, map[string]int64{"expiresIn": int64(k.expiresIn().Seconds())})
 }
 
@@ -287,46 +292,25 @@ func (s *Server) password(c echo.Context) error {
 	if err := web.Bind(c, &req); err != nil {
 		return err
 	}
-	salt, err := base64.StdEncoding.DecodeString(req.NewSalt)
-	if err != nil {
-		return api.BadRequest("invalid_salt", "newSalt must be 16 to 64 random bytes, base64")
+	if req.Kind != "" && req.Kind != crypto.WrapPassword {
+		return api.BadRequest("invalid_way", "prove the current password to change it (or use POST /vault/recovery/reset)")
 	}
-	if err := crypto.CheckSalt(salt); err != nil {
-		return api.BadRequest("invalid_salt", "newSalt must be 16 to 64 random bytes, base64 (not all zero or a pattern)")
-	}
-	if err := checkKDF("newKdf", req.NewKDF); err != nil {
-		return err
-	}
-	newKEK, err := decodeKey(req.NewDerivedKey)
+	np, err := parseNewPassword(req.NewDerivedKey, req.NewSalt, req.NewKDF, req.SignOutAll)
 	if err != nil {
 		return err
 	}
-	defer newKEK.Zero()
+	defer np.kek.Zero()
 	k := s.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	oldKEK, err := decodeKey(req.DerivedKey)
-	if err != nil {
-		return err
-	}
-	defer oldKEK.Zero()
 	dek, err := s.checkUnlockLocked(req.unlockReq)
 	if err != nil {
 		return err
 	}
-	dek.Zero()
-	next, err := crypto.ParseVaultFile(k.file.Marshal()) // work on a copy
-	if err != nil {
+	if err := s.setPasswordLocked(dek, np, false); err != nil {
 		return err
 	}
-	if err := next.Rewrap(oldKEK, newKEK, salt, req.NewKDF); err != nil {
-		return err
-	}
-	if err := crypto.WriteFileAtomic(filepath.Join(s.dataDir, vaultFileName), next.Marshal(), 0o600); err != nil {
-		return err
-	}
-	k.file = next
-	s.log.Info("vault password changed")
+	s.log.Info("vault password changed", "signOutAll", req.SignOutAll)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -404,10 +388,7 @@ func (s *Server) putAPIKey(c echo.Context) error {
 	key := apiKey{Key: req.Key, BaseURL: req.BaseURL, Model: req.Model, AddedAt: k.wall().UTC()}
 	if err := k.updateLocked(func(sec *secrets) error {
 		sec.APIKeys[provider] = key
-		if sec.Settings == nil {
-			sec.Settings = map[string]string{}
-		}
-		sec.Settings["defaultProvider"] = provider
+		sec.DefaultProvider = provider
 		return nil
 	}); err != nil {
 		return err
@@ -431,8 +412,8 @@ func (s *Server) deleteAPIKey(c echo.Context) error {
 	}
 	if err := k.updateLocked(func(sec *secrets) error {
 		delete(sec.APIKeys, provider)
-		if sec.Settings["defaultProvider"] == provider {
-			delete(sec.Settings, "defaultProvider")
+		if sec.DefaultProvider == provider {
+			sec.DefaultProvider = ""
 		}
 		return nil
 	}); err != nil {
