@@ -63,7 +63,7 @@ func (s *Server) agentProxy(c echo.Context) error {
 	if strings.Contains(inner, "..") || strings.Contains(inner, "//") {
 		return api.BadRequest("invalid_path", "invalid path")
 	}
-	if r.Method == http.MethodPost && (inner == "/vault/unlock" || inner == "/vault/password") && !s.unlockByUser.allow(uid) {
+	if r.Method == http.MethodPost && (inner == api.VaultUnlockPath || inner == api.VaultPasswordPath || inner == api.VaultRecoveryResetPath) && !s.unlockByUser.allow(uid) {
 		return api.TooMany("too many unlock attempts; wait a minute")
 	}
 	r2 := r.Clone(r.Context())
@@ -117,8 +117,8 @@ func (s *Server) agentProxy(c echo.Context) error {
 		h.ServeHTTP(rec, r2)
 	}
 	ctx := context.WithoutCancel(r.Context())
-	if r.Method == http.MethodPost && inner == "/vault/unlock" && (rec.status == http.StatusUnauthorized || rec.status == http.StatusTooManyRequests) {
-		s.audit(ctx, uid, "vault.unlock_failed", uid, map[string]string{"status": fmt.Sprint(rec.status), "ip": c.RealIP()})
+	if r.Method == http.MethodPost && (inner == api.VaultUnlockPath || inner == api.VaultRecoveryResetPath) && (rec.status == http.StatusUnauthorized || rec.status == http.StatusTooManyRequests) {
+		s.audit(ctx, uid, "vault.unlock_failed", uid, map[string]string{"status": fmt.Sprint(rec.status), "ip": c.RealIP(), "path": inner})
 		if rec.status == http.StatusUnauthorized { // wrong password or proof; 429 is the vault's backoff
 			s.opt.Metrics.VaultUnlockFailed()
 		}
@@ -162,12 +162,18 @@ func (s *Server) agentProxy(c echo.Context) error {
 		s.audit(ctx, uid, "vault.integration_configured", uid, map[string]string{"name": strings.TrimPrefix(inner, "/vault/integrations/")})
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/integrations/"):
 		s.audit(ctx, uid, "vault.integration_removed", uid, map[string]string{"name": strings.TrimPrefix(inner, "/vault/integrations/")})
-	case r.Method == http.MethodPost && inner == "/vault/unlock":
+	case r.Method == http.MethodPost && inner == api.VaultUnlockPath:
 		s.audit(ctx, uid, "vault.unlocked", uid, nil)
 	case r.Method == http.MethodPost && inner == "/vault/lock":
 		s.audit(ctx, uid, "vault.locked", uid, nil)
-	case r.Method == http.MethodPost && inner == "/vault/password":
+	case r.Method == http.MethodPost && inner == api.VaultPasswordPath:
 		s.audit(ctx, uid, "vault.password_changed", uid, nil)
+	case r.Method == http.MethodPost && inner == api.VaultRecoveryResetPath:
+		s.audit(ctx, uid, "vault.password_reset", uid, map[string]string{"ip": c.RealIP()})
+	case r.Method == http.MethodPut && strings.HasPrefix(inner, api.VaultWaysPath+"/"):
+		s.audit(ctx, uid, "vault.way_added", uid, map[string]string{"kind": strings.TrimPrefix(inner, api.VaultWaysPath+"/")})
+	case r.Method == http.MethodDelete && strings.HasPrefix(inner, api.VaultWaysPath+"/"):
+		s.audit(ctx, uid, "vault.way_removed", uid, map[string]string{"kind": strings.TrimPrefix(inner, api.VaultWaysPath+"/")})
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"sort"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -206,10 +207,11 @@ type (
 )
 
 func (s *Server) waysRoutes(g *echo.Group) {
-	g.GET("/ways", s.getWays)
-	g.PUT("/ways/:kind", s.putWay)
-	g.DELETE("/ways/:kind", s.deleteWay)
-	g.POST("/recovery/reset", s.recoveryReset)
+	ways := strings.TrimPrefix(api.VaultWaysPath, "/vault")
+	g.GET(ways, s.getWays)
+	g.PUT(ways+"/:kind", s.putWay)
+	g.DELETE(ways+"/:kind", s.deleteWay)
+	g.POST(strings.TrimPrefix(api.VaultRecoveryResetPath, "/vault"), s.recoveryReset)
 }
 
 // waysLocked builds the GET /ways answer. k.mu held.

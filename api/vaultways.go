@@ -1,0 +1,16 @@
+package api
+
+// Routes of the container vault's "ways back in" (issue 10; SPEC §6),
+// defined once for the vault that serves them and for management, which
+// rate-limits and audits them as metadata (the bodies carry keys that only
+// the vault may read; management never parses them).
+const (
+	// VaultUnlockPath is POST {kind?, id?, challengeId, derivedKey, proof}.
+	VaultUnlockPath = "/vault/unlock"
+	// VaultPasswordPath is POST: change the password (signOutAll drops every other way).
+	VaultPasswordPath = "/vault/password"
+	// VaultRecoveryResetPath is POST: a recovery way sets a new password.
+	VaultRecoveryResetPath = "/vault/recovery/reset"
+	// VaultWaysPath is GET (list) and, with "/{kind}", PUT/DELETE a way.
+	VaultWaysPath = "/vault/ways"
+)
