@@ -302,27 +302,35 @@ func TestVaultChatDocker(t *testing.T) {
 	fp := fakeprovider.NewOn(ln)
 	defer fp.Close()
 	runVaultChat(t, env, fp, func(uid string) map[string][]byte {
-		out := map[string][]byte{}
-		res, err := cli.CopyFromContainer(context.Background(), "ocmt-"+uid, client.CopyFromContainerOptions{SourcePath: "/data"})
-		if err != nil {
-			t.Errorf("copy /data: %v", err)
-			return out
-		}
-		defer res.Content.Close()
-		tr := tar.NewReader(res.Content)
-		for {
-			h, err := tr.Next()
-			if err != nil {
-				break
-			}
-			b, _ := io.ReadAll(tr)
-			out[h.Name] = b
-		}
+		out := containerData(t, cli, uid)
 		if len(out) < 3 {
 			t.Errorf("container /data has only %d files; the check would prove nothing", len(out))
 		}
 		return out
 	})
+}
+
+// copyContainerDir returns the files under dir of a container (a stopped
+// one too), by name as the tar stream gives it.
+func copyContainerDir(t *testing.T, cli *client.Client, container, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	res, err := cli.CopyFromContainer(context.Background(), container, client.CopyFromContainerOptions{SourcePath: dir})
+	if err != nil {
+		t.Errorf("copy %s: %v", dir, err)
+		return out
+	}
+	defer res.Content.Close()
+	tr := tar.NewReader(res.Content)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		b, _ := io.ReadAll(tr)
+		out[h.Name] = b
+	}
+	return out
 }
 
 // TestDirectoryLookup: a signed-in user finds another user's verified keys

@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/crypto"
+	"github.com/ocmt/ocmt/roles/agent/docker"
+	"github.com/ocmt/ocmt/xtest"
+)
+
+// recorder is an http.RoundTripper that keeps every response body the
+// management role sends, for byte searches.
+type recorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	all  bytes.Buffer
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err != nil || resp.Body == nil {
+		return resp, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	r.mu.Lock()
+	r.all.Write(b)
+	r.mu.Unlock()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp, err
+}
+
+func (r *recorder) bytes() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Clone(r.all.Bytes())
+}
+
+// record makes c keep every response body in the returned recorder.
+func record(c *api.Client) *recorder {
+	rt := c.HC.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	r := &recorder{next: rt}
+	c.HC.Transport = r
+	return r
+}
+
+// proveWay returns the body of POST /unlock or /recovery/reset: kind's KEK
+// proved against a fresh challenge, plus extra fields.
+func (v vaultAPI) proveWay(kind string, k crypto.KEK, extra map[string]any) map[string]any {
+	v.t.Helper()
+	var ch struct {
+		ChallengeID string `json:"challengeId"`
+		Challenge   string `json:"challenge"`
+	}
+	v.json("POST", "/unlock/challenge", nil, &ch)
+	chb, _ := base64.StdEncoding.DecodeString(ch.Challenge)
+	m := map[string]any{"kind": kind, "challengeId": ch.ChallengeID, "derivedKey": base64.StdEncoding.EncodeToString(k[:]),
+		"proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&k, chb))}
+	for n, x := range extra {
+		m[n] = x
+	}
+	return m
+}
+
+// newPassword derives a new password's KEK with fresh salt as the browser
+// does and returns it with the request fields that carry it.
+func (v vaultAPI) newPassword(password string, signOutAll bool) (crypto.KEK, map[string]any) {
+	v.t.Helper()
+	kdf := crypto.DefaultKDFParams()
+	salt, _ := crypto.NewSalt()
+	k, err := crypto.DeriveKEK([]byte(password), salt, kdf)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return k, map[string]any{"newDerivedKey": base64.StdEncoding.EncodeToString(k[:]), "newSalt": base64.StdEncoding.EncodeToString(salt),
+		"newKdf": kdf, "signOutAll": signOutAll}
+}
+
+// containerData returns the files under /data of the user's container.
+func containerData(t *testing.T, cli *client.Client, uid string) map[string][]byte {
+	t.Helper()
+	return copyContainerDir(t, cli, "ocmt-"+uid, "/data")
+}
+
+// TestWaysLeaveNoKeysOnPlatform (issue 10, byte search): ways back in are
+// set up, used to unlock and to reset the password through the management
+// role, with Docker containers; afterwards no derived key (recovery phrase,
+// backup key, old or new password) is in the platform's data directory,
+// its logs, any response body management sent, or the container's /data
+// (which holds only wraps).
+func TestWaysLeaveNoKeysOnPlatform(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := docker.Ping(ctx); err != nil {
+		xtest.SkipOrFail(t, "no Docker engine answers: "+err.Error())
+	}
+	env := xtest.NewEnv(t, xtest.WithRuntime(config.RuntimeDocker))
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	admin, au := env.Admin("alice@example.org")
+	rec := record(admin)
+	if err := admin.ProvisionAgent(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer wcancel()
+	if _, err := admin.WaitAgent(wctx, api.StateRunning); err != nil {
+		t.Fatal(err)
+	}
+	v := vaultAPI{t: t, c: admin, env: env}
+	pw := v.deriveKey(e2ePassword)
+	v.json("POST", "/init", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(pw[:])}, nil)
+	v.json("PUT", "/apikeys/anthropic", map[string]string{"key": e2eAPIKey}, nil)
+	phrase, backup := randomKEK(t), randomKEK(t)
+	v.json("PUT", "/ways/phrase", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(phrase[:])}, nil)
+	v.json("PUT", "/ways/backup-key", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(backup[:])}, nil)
+	v.json("POST", "/lock", nil, nil)
+	v.json("POST", "/unlock", v.proveWay("backup-key", backup, nil), nil)
+	v.json("POST", "/lock", nil, nil)
+	newPW, fields := v.newPassword("a brand new password for alice", false)
+	v.json("POST", "/recovery/reset", v.proveWay("phrase", phrase, fields), nil)
+	var ways struct {
+		Wraps []struct{ Kind string } `json:"wraps"`
+	}
+	v.json("GET", "/ways", nil, &ways)
+	if len(ways.Wraps) != 3 {
+		t.Fatalf("ways after reset: %+v", ways)
+	}
+	// The audit log has the reset and the ways as metadata.
+	var audit struct {
+		Events []api.AuditEvent `json:"events"`
+	}
+	admin.JSON(context.Background(), "GET", "/api/v1/audit?action=vault.", nil, &audit)
+	seen := map[string]bool{}
+	for _, e := range audit.Events {
+		seen[e.Action+"/"+e.Detail["kind"]] = true
+	}
+	for _, want := range []string{"vault.password_reset/", "vault.way_added/phrase", "vault.way_added/backup-key"} {
+		if !seen[want] {
+			t.Errorf("no audit event %s in %v", want, seen)
+		}
+	}
+	files := containerData(t, cli, string(au.ID))
+	env.Stop()
+
+	var needles [][]byte
+	for _, k := range []crypto.KEK{pw, phrase, backup, newPW} {
+		needles = append(needles, bytes.Clone(k[:]), []byte(base64.StdEncoding.EncodeToString(k[:])), []byte(base64.RawURLEncoding.EncodeToString(k[:])))
+	}
+	check := func(where string, b []byte) {
+		for i, n := range needles {
+			if bytes.Contains(b, n) {
+				t.Errorf("%s holds derived key %d (encoding %d)", where, i/3, i%3)
+			}
+		}
+	}
+	check("server log", []byte(env.Log.String()))
+	check("console", []byte(env.Out.String()))
+	check("management responses", rec.bytes())
+	n := 0
+	filepath.Walk(env.Cfg.DataDir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			b, _ := os.ReadFile(p)
+			check(p, b)
+			n++
+		}
+		return nil
+	})
+	for name, b := range files {
+		check("container "+name, b)
+	}
+	if n == 0 || len(files) < 3 || len(rec.bytes()) == 0 {
+		t.Fatalf("searched %d platform files, %d container files, %d response bytes: the search proves nothing", n, len(files), len(rec.bytes()))
+	}
+}
+
+func randomKEK(t *testing.T) crypto.KEK {
+	t.Helper()
+	b := make([]byte, 32)
+	rand.Read(b)
+	k, err := crypto.KEKFromBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
