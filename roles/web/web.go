@@ -110,9 +110,18 @@ func New(log *slog.Logger, secure bool, trustedProxies ...*net.IPNet) *echo.Echo
 		log.Error("panic", "path", c.Path(), "err", err, "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 		return err
 	}}))
-	e.Use(middleware.BodyLimit("1M"))
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M", Skipper: ownBodyLimit}))
 	e.Use(SecurityHeaders(secure))
 	return e
+}
+
+// ownBodyLimit reports the requests that bound their body themselves
+// instead of at 1 MiB: a vault restore (PUT api.VaultRestorePath, in the
+// container or on the agent role's proxy route), whose handler reads at
+// most api.MaxVaultBackupBytes of vault file (api.DecodeVaultBackup).
+func ownBodyLimit(c echo.Context) bool {
+	r := c.Request()
+	return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, api.VaultRestorePath)
 }
 
 func newRequestID() string {
