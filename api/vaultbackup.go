@@ -112,30 +112,32 @@ func DecodeVaultBackup(r io.Reader) (VaultBackup, error) {
 }
 
 // FetchVaultBackup asks userID's container, through a.Proxy (which wakes
-// it), for its sealed vault, and Checks the answer. Errors are *Error: the
-// container's own (409 vault_not_initialized, 423 …) or 502
-// invalid_backup when it sent something that does not pass Check.
-func FetchVaultBackup(ctx context.Context, a Agent, userID string) (VaultBackup, error) {
+// it), for its sealed vault, and Checks the answer; it returns the backup
+// and its verified key record. Errors are *Error: the container's own (409
+// vault_not_initialized, …), 413 backup_too_large, or 502 invalid_backup
+// when it sent something that does not pass Check.
+func FetchVaultBackup(ctx context.Context, a Agent, userID string) (VaultBackup, crypto.KeyRecord, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, VaultBackupPath, nil)
 	if err != nil {
-		return VaultBackup{}, err
+		return VaultBackup{}, crypto.KeyRecord{}, err
 	}
 	w := newBoundedRecorder(maxVaultBackupJSON)
 	a.Proxy(userID).ServeHTTP(w, req)
 	if err := w.err(); err != nil {
-		return VaultBackup{}, err
+		return VaultBackup{}, crypto.KeyRecord{}, err
 	}
+	var rec crypto.KeyRecord
 	b, err := DecodeVaultBackup(bytes.NewReader(w.body.Bytes()))
 	if err == nil {
-		_, err = b.Check(userID)
+		rec, err = b.Check(userID)
 	}
 	if err != nil {
 		if e, ok := AsError(err); ok && e.Status == http.StatusRequestEntityTooLarge {
-			return VaultBackup{}, e
+			return VaultBackup{}, crypto.KeyRecord{}, e
 		}
-		return VaultBackup{}, &Error{Status: http.StatusBadGateway, Code: "invalid_backup", Msg: "the container sent an invalid backup", Err: err}
+		return VaultBackup{}, crypto.KeyRecord{}, &Error{Status: http.StatusBadGateway, Code: "invalid_backup", Msg: "your container sent an invalid backup", Err: err}
 	}
-	return b, nil
+	return b, rec, nil
 }
 
 // PushVaultRestore sends b to userID's container, through a.Proxy (which

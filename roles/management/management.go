@@ -75,6 +75,8 @@ type Server struct {
 	unlockByUser  *limiter
 	lookupByUser  *limiter
 
+	vaultBackupByUser *limiter // backups and restores (vaultbackup.go)
+
 	noticeGuard *noticeGuard       // limits share mails
 	signins     chan signinRequest // sign-in requests waiting for runSignins
 
@@ -111,6 +113,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		noticeGuard:   newNoticeGuard(),
 		signins:       make(chan signinRequest, signinQueue),
 	}
+	s.vaultBackupByUser = newLimiter(rate.Every(6*time.Second), 10)
 	go s.runSignins(ctx)
 	go s.runSessionSweep(ctx)
 	return s, nil
@@ -135,6 +138,7 @@ func (s *Server) Routes(e *echo.Echo) {
 	me.GET("/settings", s.settings)
 	me.PUT("/settings", s.putSettings)
 	me.Any("/agent/*", s.agentProxy)
+	s.vaultBackupRoutes(me)
 	e.GET("/api/v1/audit", s.auditList, s.requireUser)
 	e.GET("/api/v1/directory", s.directoryLookup, s.requireUser)
 
