@@ -25,12 +25,13 @@ import (
 )
 
 // runVaultBackup is the encrypted vault backup story (issue 10 item 5):
-// Alice's vault holds a provider key; she backs it up (locked: the
-// management role only ever sees ciphertext), her container and its data
-// are lost (admin "remove": container and volume), a fresh container gets
-// the backup back, and the old password opens it with the key intact and
-// usable. The management database holds neither the key nor the DEK nor
-// the password-derived key. lose destroys the container's data (admin is
+// Alice's vault holds a provider key and has three ways in (password,
+// recovery phrase, backup key); she backs it up (locked: the
+// management role only ever sees ciphertext), her container's data is
+// lost, a fresh container gets
+// the backup back, and each way in opens it, with the key intact and
+// usable. The management database, logs and answers hold neither the key
+// nor the DEK nor any derived key. lose destroys the container's data (admin is
 // the user's own client, an admin) so that the next wake starts empty.
 func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose func(admin *api.Client, userID string)) {
 	ctx := context.Background()
@@ -41,11 +42,17 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 		reply    = "The one behind the copper kite."
 	)
 	alice, au := env.Admin("alice@example.org")
+	chat := &api.Client{Base: alice.Base, HC: &http.Client{Jar: alice.HC.Jar}} // WebSockets bypass the recorder
+	responses := record(alice)
 	bob, _ := env.Invite(alice, "bob@example.org")
 	v := readyVault(t, env, alice, password)
 	kek := v.deriveKey(password)
 	fp.SetKey(apiKey)
 	v.json("PUT", "/apikeys/anthropic", map[string]string{"key": apiKey, "baseUrl": fp.URL()}, nil)
+	// Two more ways in (the browser derives these keys; any 32 bytes do here).
+	phrase, backupKey := randomKEK(t), randomKEK(t)
+	v.json("PUT", "/ways/phrase", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(phrase[:])}, nil)
+	v.json("PUT", "/ways/backup-key", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(backupKey[:])}, nil)
 
 	// Back up while locked: the container hands out its sealed file only.
 	v.json("POST", "/lock", nil, nil)
@@ -105,8 +112,10 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 	if err != nil {
 		t.Fatalf("the stored backup does not open with the password: %v", err)
 	}
-	needles := [][]byte{[]byte(apiKey), []byte(password), dek[:], []byte(base64.StdEncoding.EncodeToString(dek[:])),
-		kek[:], []byte(base64.StdEncoding.EncodeToString(kek[:]))}
+	needles := [][]byte{[]byte(apiKey), []byte(password)}
+	for _, k := range [][]byte{dek[:], kek[:], phrase[:], backupKey[:]} {
+		needles = append(needles, bytes.Clone(k), []byte(base64.StdEncoding.EncodeToString(k)), []byte(base64.RawURLEncoding.EncodeToString(k)))
+	}
 	for i, n := range needles {
 		if bytes.Contains(blob.Vault, n) || bytes.Contains([]byte(blob.Record), n) {
 			t.Fatalf("the stored backup holds secret #%d in clear", i)
@@ -152,6 +161,18 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 		t.Fatalf("a wrong password on the restored vault: %d %s", r.Status, r.Body)
 	}
 	time.Sleep(300 * time.Millisecond) // the vault's backoff after one failure is 250 ms
+	// Every way in opens it: the phrase, the backup key, the password.
+	var ways struct {
+		Wraps []struct{ Kind string } `json:"wraps"`
+	}
+	v.json("GET", "/ways", nil, &ways)
+	if len(ways.Wraps) != 3 {
+		t.Fatalf("ways of the restored vault: %+v", ways)
+	}
+	v.json("POST", "/unlock", v.proveWay("phrase", phrase, nil), nil)
+	v.json("POST", "/lock", nil, nil)
+	v.json("POST", "/unlock", v.proveWay("backup-key", backupKey, nil), nil)
+	v.json("POST", "/lock", nil, nil)
 	v.unlock(kek)
 	var providers struct {
 		Providers []struct {
@@ -163,7 +184,7 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 		t.Fatalf("providers after restore: %+v", providers)
 	}
 	fp.Script(fakeprovider.Reply{Text: reply})
-	if _, got := dialChat(t, env, alice).chatOnce("main", question); got != reply {
+	if _, got := dialChat(t, env, chat).chatOnce("main", question); got != reply {
 		t.Fatalf("chat with the restored key: %q", got)
 	}
 	if err := alice.JSON(ctx, "GET", "/api/v1/me/keys", nil, &keys); err != nil || keys.Ed25519 != info.Ed25519 {
@@ -194,6 +215,7 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 	}
 	check("server log", []byte(env.Log.String()))
 	check("console", []byte(env.Out.String()))
+	check("management responses", responses.bytes())
 	filepath.Walk(env.Cfg.DataDir, func(p string, fi os.FileInfo, err error) error {
 		if err == nil && !fi.IsDir() {
 			b, _ := os.ReadFile(p)
