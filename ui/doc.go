@@ -32,7 +32,8 @@
 // Once the container runs, agent.js hands over to workspace.js: the vault
 // bar, lock/extend and the unlock dialog (vault.js), the first-run wizard
 // (onboarding.js), the "Vault & keys" tab with providers and the password
-// change (settings.js), the "Sharing" tab (sharing.js, its plain-language
+// change (settings.js), the encrypted vault backup card there and the
+// restore offer in the wizard's first step (vaultbackup.js), the "Sharing" tab (sharing.js, its plain-language
 // texts in sharetext.js: HTTP API integrations, the Share dialog granting a
 // capability on one of them, and the shares issued and received), and the chat (chat.js over gateway.js and
 // protocol.js, the OpenClaw gateway v3 subset of SPEC §5.5, with assistant

@@ -11,6 +11,7 @@ import * as onboarding from './onboarding.js';
 import * as settings from './settings.js';
 import * as sharing from './sharing.js';
 import * as vault from './vault.js';
+import * as vaultbackup from './vaultbackup.js';
 
 const tabs = ['chat', 'vault', 'sharing'];
 let sharingOn = false;
@@ -46,6 +47,7 @@ function start() {
     const t = location.hash.slice(1);
     if (tabs.includes(t)) selectTab(t);
   });
+  vaultbackup.start(); // the backup card, and the restore offer while the vault is new
   vault.start();
 }
 
@@ -121,6 +123,7 @@ export const actions = {
   ...settings.actions,
   ...sharing.actions,
   ...chat.actions,
+  ...vaultbackup.actions,
   tab: (el) => {
     const name = el.dataset.tab;
     if (!tabs.includes(name)) return;
