@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -71,15 +72,26 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 	if info.SizeBytes <= 0 || len(info.SHA256) != 64 || !strings.HasPrefix(info.ID, "vbk_") {
 		t.Fatalf("backup info: %+v", info)
 	}
-	// The newest three are kept.
-	for range 3 {
+	// An unchanged vault adds no copy; of changed ones the newest three
+	// are kept. Each change seals one more secret (an integration's).
+	if again, err := alice.BackupVault(ctx); err != nil || again.ID != info.ID || again.CreatedAt.Before(info.CreatedAt) {
+		t.Fatalf("backup of an unchanged vault: %+v %v (first %+v)", again, err, info)
+	}
+	v.unlock(kek)
+	var secrets []string
+	for i := range 3 {
+		secret := fmt.Sprintf("Bearer calendar-backup-secret-%d-8c1e", i)
+		secrets = append(secrets, secret)
+		v.json("PUT", fmt.Sprintf("/integrations/calendar%d", i), map[string]string{"type": "http", "baseUrl": "https://calendar.example.org",
+			"authHeader": "Authorization", "authValue": secret}, nil)
 		if _, err := alice.BackupVault(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
+	v.json("POST", "/lock", nil, nil)
 	list, err := alice.VaultBackups(ctx)
-	if err != nil || len(list.Backups) != 3 || list.Keep != 3 || list.Backups[0].ID == info.ID {
-		t.Fatalf("list after four backups: %+v %v", list, err)
+	if err != nil || len(list.Backups) != 3 || list.Keep != 3 || list.Backups[0].SHA256 == info.SHA256 || list.Backups[2].SHA256 == info.SHA256 {
+		t.Fatalf("list after four different backups: %+v %v", list, err)
 	}
 	info = list.Backups[0]
 	// Nobody else reads or restores it; nothing is restored over a vault.
@@ -113,6 +125,9 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 		t.Fatalf("the stored backup does not open with the password: %v", err)
 	}
 	needles := [][]byte{[]byte(apiKey), []byte(password)}
+	for _, sec := range secrets {
+		needles = append(needles, []byte(sec))
+	}
 	for _, k := range [][]byte{dek[:], kek[:], phrase[:], backupKey[:]} {
 		needles = append(needles, bytes.Clone(k), []byte(base64.StdEncoding.EncodeToString(k)), []byte(base64.RawURLEncoding.EncodeToString(k)))
 	}
@@ -183,6 +198,15 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 	if len(providers.Providers) != 1 || providers.Providers[0].Provider != "anthropic" {
 		t.Fatalf("providers after restore: %+v", providers)
 	}
+	var integrations struct {
+		Integrations []struct {
+			Name string `json:"name"`
+		} `json:"integrations"`
+	}
+	v.json("GET", "/integrations", nil, &integrations)
+	if len(integrations.Integrations) != 3 {
+		t.Fatalf("integrations after restore (the newest backup has all three): %+v", integrations)
+	}
 	fp.Script(fakeprovider.Reply{Text: reply})
 	if _, got := dialChat(t, env, chat).chatOnce("main", question); got != reply {
 		t.Fatalf("chat with the restored key: %q", got)
@@ -201,7 +225,7 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 	if !seen["vault.backed_up"] || !seen["vault.restored"] {
 		t.Fatalf("audit: %+v", audit.Events)
 	}
-	t.Logf("sealed vault %d bytes; backup %v, restore %v (server time, through the proxy)", info.SizeBytes,
+	t.Logf("sealed vault %d bytes; backup %v, restore %v (one request each, client → management → container and back)", info.SizeBytes,
 		backupTime.Round(time.Millisecond), restoreTime.Round(time.Millisecond))
 
 	// Nothing secret on the platform's disk or in its logs.

@@ -27,7 +27,10 @@ type VaultBackup struct {
 
 // AddVaultBackup stores b for b.UserID (setting ID, SizeBytes, SHA256 and
 // CreatedAt) and deletes that user's older backups beyond the newest keep
-// (keep ≥ 1), in one transaction. The caller has checked b (structure,
+// (keep ≥ 1), in one transaction. When the user's newest backup holds the
+// same bytes and record, no copy is added (so backing up an unchanged
+// vault never pushes out an older, different one): that row's CreatedAt
+// moves to now and it is returned. The caller has checked b (structure,
 // signature and subject of the record). It returns the stored row without
 // Vault.
 func (s *Store) AddVaultBackup(ctx context.Context, b VaultBackup, keep int) (VaultBackup, error) {
@@ -42,6 +45,23 @@ func (s *Store) AddVaultBackup(ctx context.Context, b VaultBackup, keep int) (Va
 		return VaultBackup{}, fmt.Errorf("add vault backup: %w", err)
 	}
 	defer tx.Rollback()
+	var newestID, newestSum, newestRecord, newestSig string
+	err = tx.QueryRowContext(ctx, `SELECT id, sha256, record, sig FROM vault_backups WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1`, b.UserID).
+		Scan(&newestID, &newestSum, &newestRecord, &newestSig)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return VaultBackup{}, fmt.Errorf("add vault backup: %w", err)
+	case newestSum == b.SHA256 && newestRecord == b.Record && newestSig == b.Sig:
+		if _, err := tx.ExecContext(ctx, `UPDATE vault_backups SET created_at = ? WHERE id = ?`, ms(b.CreatedAt), newestID); err != nil {
+			return VaultBackup{}, fmt.Errorf("add vault backup: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return VaultBackup{}, fmt.Errorf("add vault backup: %w", err)
+		}
+		b.ID, b.Vault = newestID, nil
+		return b, nil
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO vault_backups(id, user_id, vault, record, sig, ed25519, size_bytes, sha256, created_at)
 		VALUES(?,?,?,?,?,?,?,?,?)`, b.ID, b.UserID, b.Vault, b.Record, b.Sig, b.Ed25519, b.SizeBytes, b.SHA256, ms(b.CreatedAt)); err != nil {
 		return VaultBackup{}, fmt.Errorf("add vault backup: %w", err)

@@ -50,4 +50,14 @@ func TestVaultBackupsKeepNewest(t *testing.T) {
 	if _, err := st.VaultBackup(ctx, bob.ID, ids[4]); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("bob reads alice's backup: %v", err)
 	}
+	// The same bytes again add no copy: the newest is kept, with a new time.
+	now = now.Add(time.Minute)
+	again, err := st.AddVaultBackup(ctx, VaultBackup{UserID: alice.ID, Vault: []byte{4, 1, 2}, Record: "r", Sig: "s", Ed25519: "ed25519:x"}, 3)
+	if err != nil || again.ID != ids[4] || !again.CreatedAt.Equal(now) {
+		t.Fatalf("unchanged backup: %+v %v", again, err)
+	}
+	list, _ = st.VaultBackups(ctx, alice.ID)
+	if len(list) != 3 || list[0].ID != ids[4] || !list[0].CreatedAt.Equal(now) || list[2].ID != ids[2] {
+		t.Fatalf("list after an unchanged backup: %+v", list)
+	}
 }
