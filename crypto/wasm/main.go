@@ -35,6 +35,7 @@ import (
 
 func main() {
 	js.Global().Set("ocmtDeriveKey", js.FuncOf(deriveKey))
+	registerRecovery() // ocmtNewPhrase, ocmtPhraseKey, ocmtNewBackupKey, ocmtBackupKeyKey (recovery.go)
 	select {} // keep the Go runtime (and the callback) alive
 }
 
