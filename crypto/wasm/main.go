@@ -36,7 +36,7 @@ import (
 func main() {
 	js.Global().Set("ocmtDeriveKey", js.FuncOf(deriveKey))
 	registerRecovery() // ocmtNewPhrase, ocmtPhraseKey, ocmtNewBackupKey, ocmtBackupKeyKey (recovery.go)
-	select {} // keep the Go runtime (and the callback) alive
+	select {}          // keep the Go runtime (and the callback) alive
 }
 
 // deriveKey implements ocmtDeriveKey; it returns a Promise.
