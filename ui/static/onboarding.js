@@ -9,6 +9,7 @@ import { $, busy, status } from './dom.js';
 import { deriveKey } from './kdf.js';
 import { update as updateMeter } from './meter.js';
 import { saveProvider, syncForm } from './settings.js';
+import { offerPhrase } from './recovery.js';
 import * as vault from './vault.js';
 
 const stepKey = 'ocmt.onboarding.step';
@@ -101,6 +102,7 @@ async function createVault(form) {
       remember(2);
       vault.markInitialized(data && data.expiresIn);
       vault.refresh();
+      await offerPhrase(); // the recovery phrase, shown once ("Skip for now" allowed)
       show(2);
     } catch (err) {
       if (err.status === 401) {
