@@ -312,3 +312,119 @@ func FuzzPhraseKEK(f *testing.F) {
 		}
 	})
 }
+
+// TestRecoveryWrapGrowth adds a phrase wrap and a backup-key wrap to a
+// vault file and checks the growth of its serialised form (< 1 KiB per
+// way, issue 10), then opens the DEK with each recovery KEK and resets the
+// password with it, as the vault does on POST /vault/recovery/reset.
+func TestRecoveryWrapGrowth(t *testing.T) {
+	salt, _ := NewSalt()
+	params := KDFParams{Alg: KDFArgon2id, MemoryKiB: MinMemoryKiB, Iterations: MinIterations, Parallelism: 1}
+	pw, err := DeriveKEK([]byte("first password"), salt, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, dek, err := NewVaultFile(&pw, salt, params, []byte(`{"body":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	phrase, _ := NewRecoveryPhrase()
+	pk, _ := PhraseKEK(phrase)
+	bk, _ := NewBackupKey()
+	bkek := BackupKeyKEK(&bk)
+	size := len(v.Marshal())
+	for _, w := range []struct {
+		kind string
+		kek  *KEK
+	}{{WrapPhrase, &pk}, {WrapBackupKey, &bkek}} {
+		if err := v.AddWrap(&dek, w.kind, "", w.kek); err != nil {
+			t.Fatal(err)
+		}
+		n := len(v.Marshal())
+		t.Logf("vault file header growth for the %s wrap: %d bytes", w.kind, n-size)
+		if n-size >= 1024 {
+			t.Errorf("%s wrap: +%d bytes, want < 1 KiB", w.kind, n-size)
+		}
+		size = n
+	}
+	for _, w := range []struct {
+		kind string
+		kek  *KEK
+	}{{WrapPhrase, &pk}, {WrapBackupKey, &bkek}} {
+		got, err := v.UnlockWrap(w.kind, "", w.kek)
+		if err != nil || !got.Equal(&dek) {
+			t.Fatalf("UnlockWrap(%s): %v", w.kind, err)
+		}
+		if _, err := v.UnlockWrap(w.kind, "", &pw); err == nil {
+			t.Fatalf("the password KEK opens the %s wrap", w.kind)
+		}
+	}
+	// Reset: a new password wrap, the recovery wraps kept, the old password refused.
+	salt2, _ := NewSalt()
+	pw2, _ := DeriveKEK([]byte("second password"), salt2, params)
+	d, _ := v.UnlockWrap(WrapPhrase, "", &pk)
+	if err := v.SetPassword(&d, &pw2, salt2, params, true); err != nil {
+		t.Fatal(err)
+	}
+	v2, err := ParseVaultFile(v.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v2.Unlock(&pw); err == nil {
+		t.Fatal("old password still opens the vault after the reset")
+	}
+	if got, err := v2.Unlock(&pw2); err != nil || !got.Equal(&dek) {
+		t.Fatalf("new password: %v", err)
+	}
+	if got, err := v2.UnlockWrap(WrapBackupKey, "", &bkek); err != nil || !got.Equal(&dek) {
+		t.Fatalf("backup key after the reset: %v", err)
+	}
+}
+
+func BenchmarkPhraseKEK(b *testing.B) {
+	p, _ := NewRecoveryPhrase()
+	for b.Loop() {
+		if _, err := PhraseKEK(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkBackupKeyKEK(b *testing.B) {
+	k, _ := NewBackupKey()
+	text := k.Text()
+	for b.Loop() {
+		bk, err := ParseBackupKey(text)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = BackupKeyKEK(&bk)
+	}
+}
+
+// BenchmarkRecoveryResetCrypto is the container's crypto of a reset,
+// excluding Argon2id (the browser derives the new password's KEK): open
+// the DEK with the phrase KEK, set the new password wrap, serialise.
+func BenchmarkRecoveryResetCrypto(b *testing.B) {
+	salt, _ := NewSalt()
+	params := KDFParams{Alg: KDFArgon2id, MemoryKiB: MinMemoryKiB, Iterations: MinIterations, Parallelism: 1}
+	pw, _ := DeriveKEK([]byte("first password"), salt, params)
+	v, dek, _ := NewVaultFile(&pw, salt, params, bytes.Repeat([]byte("x"), 64<<10))
+	p, _ := NewRecoveryPhrase()
+	pk, _ := PhraseKEK(p)
+	if err := v.AddWrap(&dek, WrapPhrase, "", &pk); err != nil {
+		b.Fatal(err)
+	}
+	var newKEK KEK
+	newKEK[0] = 1
+	for b.Loop() {
+		d, err := v.UnlockWrap(WrapPhrase, "", &pk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := v.SetPassword(&d, &newKEK, salt, params, true); err != nil {
+			b.Fatal(err)
+		}
+		_ = v.Marshal()
+	}
+}
