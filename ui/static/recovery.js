@@ -381,6 +381,7 @@ async function recoverSubmit(form) {
   }
   await busy($('recover-submit'), async () => {
     form.setAttribute('aria-busy', 'true');
+    const signOutAll = $('recover-signout-all').checked;
     let stage = 'secret';
     try {
       status('recover-status', recoverKind === 'phrase' ? 'Checking your phrase…' : 'Checking your key…');
@@ -392,13 +393,14 @@ async function recoverSubmit(form) {
       const newKey = await deriveKey(pw.value, { salt: newSalt, kdf: p.kdf });
       stage = 'reset';
       status('recover-status', 'Setting your new password…');
-      const data = await vault.withChallenge('/recovery/reset', kek, { kind: recoverKind, id: '', newDerivedKey: newKey, newSalt, newKdf: p.kdf, signOutAll: false });
+      const data = await vault.withChallenge('/recovery/reset', kek, { kind: recoverKind, id: '', newDerivedKey: newKey, newSalt, newKdf: p.kdf, signOutAll });
       form.reset();
       updateMeter(pw);
       status('recover-status', '');
       closeDialog($('recover-dialog'));
       vault.unlockedBy(data && data.expiresIn);
       status('vault-bar-status', 'New password set. Your vault is unlocked.', 'ok');
+      if (signOutAll) status('ways-status', 'Every other way back in was removed. Set up a new recovery phrase or backup key.', 'ok');
       refresh();
     } catch (err) {
       if (stage === 'secret') {
@@ -436,7 +438,7 @@ export function start() {
   const pd = $('phrase-dialog');
   if (pd) pd.addEventListener('close', () => { if (phraseFlow.resolve) phraseDone(false); });
   const rd = $('recover-dialog');
-  if (rd) rd.addEventListener('close', () => { $('recover-secret').value = ''; $('recover-password').value = ''; $('recover-password-confirm').value = ''; });
+  if (rd) rd.addEventListener('close', () => { $('recover-secret').value = ''; $('recover-password').value = ''; $('recover-password-confirm').value = ''; $('recover-signout-all').checked = false; });
   const bd = $('backupkey-dialog');
   if (bd) bd.addEventListener('close', () => { backupText = ''; $('backupkey-text').textContent = ''; });
   vault.onChange((st, why) => {
