@@ -149,6 +149,26 @@ func TestBrowserRecoveryPhrase(t *testing.T) {
 	b.do("unlock with the new password", chromedp.SendKeys(chromedp.ID("unlock-password"), newPW), chromedp.Click(chromedp.ID("unlock-submit")))
 	b.waitJS("the vault unlocked", 90*time.Second, `!document.getElementById('unlock-dialog').open && document.getElementById('vault-state').dataset.locked === 'false'`,
 		`document.getElementById('unlock-status').dataset.kind === 'error' && !/^(Wrong password|Too many)/.test(document.getElementById('unlock-status').textContent) && document.getElementById('unlock-status').textContent`)
+
+	// 5. The backup key resets the password too (typed in lower case,
+	// without dashes); the phrase is still listed afterwards.
+	const thirdPW = "cobalt-orchard-tundra-2290"
+	b.do("press Lock now", chromedp.Click(chromedp.ID("vault-lock")))
+	b.waitJS("the vault locked", stepTimeout, `document.getElementById('vault-state').dataset.locked === 'true'`, "")
+	b.do("press Unlock", chromedp.Click(chromedp.ID("vault-unlock")))
+	b.waitJS("the unlock dialog", stepTimeout, `document.getElementById('unlock-dialog').open`, "")
+	b.do("press Forgot password?", chromedp.Click(chromedp.ID("unlock-forgot")))
+	b.waitJS("the recovery choices", stepTimeout, `vis('#recover-paths [data-path="backup-key"]')`, "")
+	b.do("choose the backup key", chromedp.Click(chromedp.CSS(`#recover-paths [data-path="backup-key"]`)))
+	b.do("fill in the key and a new password",
+		chromedp.SendKeys(chromedp.ID("recover-secret"), strings.ToLower(strings.ReplaceAll(bkText, "-", ""))),
+		chromedp.SendKeys(chromedp.ID("recover-password"), thirdPW),
+		chromedp.SendKeys(chromedp.ID("recover-password-confirm"), thirdPW))
+	b.do("press Set new password", chromedp.Click(chromedp.ID("recover-submit")))
+	b.waitJS("the vault open after the backup-key reset", 90*time.Second,
+		`!document.getElementById('recover-dialog').open && document.getElementById('vault-state').dataset.locked === 'false'`,
+		`document.getElementById('recover-status').dataset.kind === 'error' && document.getElementById('recover-status').textContent`)
+	b.waitJS("both ways still listed", 30*time.Second, `document.querySelector('#ways-list [data-way="Recovery phrase"]')?.dataset.set === 'true' && document.querySelector('#ways-list [data-way="Backup key"]')?.dataset.set === 'true' && document.getElementById('tab-vault').dataset.nudge === 'false'`, "")
 	b.checkConsoleAllowing(allowedConsole)
 }
 

@@ -190,7 +190,9 @@ export async function offerBackupKey() {
   openDialog(dlg);
   try {
     backupText = await newBackupKey();
-    $('backupkey-text').textContent = backupText;
+    // Two lines of four groups; the text (and a copy of it) keeps every dash.
+    const g = backupText.split('-');
+    $('backupkey-text').replaceChildren(h('span', { class: 'bk-line' }, `${g.slice(0, 4).join('-')}-`), h('span', { class: 'bk-line' }, g.slice(4).join('-')));
   } catch (err) {
     status('backupkey-status', err.message, 'error');
   }
