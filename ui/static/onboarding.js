@@ -8,8 +8,8 @@ import { request } from './api.js';
 import { $, busy, status } from './dom.js';
 import { deriveKey } from './kdf.js';
 import { update as updateMeter } from './meter.js';
-import { saveProvider, syncForm } from './settings.js';
 import { offerPhrase } from './recovery.js';
+import { saveProvider, syncForm } from './settings.js';
 import * as vault from './vault.js';
 
 const stepKey = 'ocmt.onboarding.step';
