@@ -169,6 +169,21 @@ func TestBrowserRecoveryPhrase(t *testing.T) {
 		`!document.getElementById('recover-dialog').open && document.getElementById('vault-state').dataset.locked === 'false'`,
 		`document.getElementById('recover-status').dataset.kind === 'error' && document.getElementById('recover-status').textContent`)
 	b.waitJS("both ways still listed", 30*time.Second, `document.querySelector('#ways-list [data-way="Recovery phrase"]')?.dataset.set === 'true' && document.querySelector('#ways-list [data-way="Backup key"]')?.dataset.set === 'true' && document.getElementById('tab-vault').dataset.nudge === 'false'`, "")
+
+	// 6. Remove the backup key: it is listed as not set up, and the
+	// "Forgot password?" dialog no longer offers it.
+	dialogs := b.acceptDialogs()
+	b.do("press Remove (backup key)", chromedp.Click(chromedp.ID("ways-backupkey-remove")))
+	b.waitJS("the backup key removed", 30*time.Second, `document.querySelector('#ways-list [data-way="Backup key"]')?.dataset.set === 'false' && document.querySelector('#ways-list [data-way="Recovery phrase"]')?.dataset.set === 'true'`,
+		`document.getElementById('ways-status').dataset.kind === 'error' && document.getElementById('ways-status').textContent`)
+	if d := dialogs(); len(d) != 1 || !strings.Contains(d[0], "Remove your backup key?") {
+		t.Errorf("confirm dialogs: %q", d)
+	}
+	b.do("press Lock now", chromedp.Click(chromedp.ID("vault-lock")))
+	b.waitJS("the vault locked", stepTimeout, `document.getElementById('vault-state').dataset.locked === 'true'`, "")
+	b.do("press Unlock", chromedp.Click(chromedp.ID("vault-unlock")))
+	b.do("press Forgot password?", chromedp.Click(chromedp.ID("unlock-forgot")))
+	b.waitJS("only the phrase offered", stepTimeout, `vis('#recover-paths [data-path="phrase"]') && !document.querySelector('#recover-paths [data-path="backup-key"]')`, "")
 	b.checkConsoleAllowing(allowedConsole)
 }
 

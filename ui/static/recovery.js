@@ -268,7 +268,8 @@ function render() {
   const social = ways.social && typeof ways.social === 'object' ? ways.social : null;
   const socialOn = Boolean(social) || wrapCount('social') > 0;
   const passkeys = Array.isArray(ways.passkeys) ? ways.passkeys.length : wrapCount('passkey');
-  const btn = (label, action, id) => (unlocked ? h('button', { type: 'button', class: 'btn btn-secondary btn-sm', id, 'data-action': action }, label) : null);
+  const btn = (label, action, id, extra = {}) => (unlocked ? h('button', { type: 'button', class: 'btn btn-secondary btn-sm', id, 'data-action': action, ...extra }, label) : null);
+  const actions = (...b) => (unlocked ? h('span', { class: 'btn-group way-actions' }, ...b) : null);
   let socialText = 'not set up';
   if (socialOn) {
     const k = social && (social.threshold ?? social.k);
@@ -278,9 +279,11 @@ function render() {
   list.replaceChildren(
     row('Password', true, 'what you type to unlock'),
     row('Recovery phrase', phrase, phrase ? `set${ways.phrase && ways.phrase.setAt ? ` on ${date(ways.phrase.setAt)}` : ''}` : 'not set up',
-      btn(phrase ? 'Replace' : 'Set up', 'phrase-setup', 'ways-phrase-setup')),
+      actions(btn(phrase ? 'Replace' : 'Set up', 'phrase-setup', 'ways-phrase-setup'),
+        phrase ? btn('Remove', 'way-remove', 'ways-phrase-remove', { 'data-way': 'phrase' }) : null)),
     row('Backup key', backup, backup ? `set${ways.backupKey && ways.backupKey.setAt ? ` on ${date(ways.backupKey.setAt)}` : ''}` : 'not set up',
-      btn(backup ? 'Replace' : 'Create', 'backupkey-setup', 'ways-backupkey-setup')),
+      actions(btn(backup ? 'Replace' : 'Create', 'backupkey-setup', 'ways-backupkey-setup'),
+        backup ? btn('Remove', 'way-remove', 'ways-backupkey-remove', { 'data-way': 'backup-key' }) : null)),
     row('Trusted contacts', socialOn, socialText),
     row('Passkeys', passkeys > 0, passkeys === 1 ? '1 passkey' : passkeys ? `${passkeys} passkeys` : 'none on any device'),
   );
@@ -303,6 +306,23 @@ export async function refresh() {
     if (err.status !== 423) status('ways-status', err.message, 'error');
   }
   render();
+}
+
+async function removeWay(el) {
+  const kind = el.dataset.way;
+  if (kind !== 'phrase' && kind !== 'backup-key') return;
+  const name = kind === 'phrase' ? 'recovery phrase' : 'backup key';
+  if (!window.confirm(`Remove your ${name}? It will no longer open your vault; throw away the paper it is on.`)) return;
+  await busy(el, async () => {
+    try {
+      ways = await vault.vaultRequest('DELETE', `/ways/${kind}`);
+      status('ways-status', `Your ${name} was removed.`, 'ok');
+    } catch (err) {
+      if (err.status === 401 && err.code !== 'wrong_key') window.location.assign('/signin');
+      else if (err.code !== 'unlock_cancelled') status('ways-status', err.message, 'error');
+    }
+  });
+  refresh();
 }
 
 // ---- "Forgot password?" ----
@@ -457,6 +477,7 @@ export const actions = {
   'phrase-skip': () => phraseDone(false),
   'phrase-confirm': (form) => phraseConfirm(form),
   'backupkey-setup': () => offerBackupKey(),
+  'way-remove': (el) => removeWay(el),
   'backupkey-print': () => backupKeyPrint(),
   'backupkey-save': (el) => backupKeySave(el),
   'backupkey-cancel': () => closeDialog($('backupkey-dialog')),
