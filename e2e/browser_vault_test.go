@@ -272,6 +272,7 @@ func TestBrowserVaultChat(t *testing.T) {
 })()`)
 	clicked := time.Now()
 	b.do("press Create vault", chromedp.Click(chromedp.ID("vault-create-submit")))
+	b.skipRecoveryPhrase()
 	b.waitJS("the provider step after creating the vault", 90*time.Second, `vis('#onboarding-step-2') && vis('#setup-kind')`,
 		`document.getElementById('vault-create-status').dataset.kind === 'error' && 'vault creation failed: ' + document.getElementById('vault-create-status').textContent`)
 	wall := time.Since(clicked)

@@ -8,6 +8,10 @@
 // Message in:  {password, salt, kdf: {memoryKiB, iterations, parallelism}, wasmExec, wasm}
 // Message out: {ok: true, key: "<base64>"} or {ok: false, error: "<text>"}
 //
+// Recovery ways in (recoverykeys.js): a message with op set to one of the
+// names in recoveryOps and a string arg calls that wasm function instead
+// and answers {ok: true, key: "<its string result>"}.
+//
 // The wasm module registers ocmtDeriveKey(password, saltB64, memoryKiB,
 // iterations, parallelism) on globalThis; it returns the base64 key or a
 // Promise of it, and throws on error.
@@ -39,10 +43,18 @@ async function loadGo(wasmExec, wasm) {
   if (typeof globalThis.ocmtDeriveKey !== 'function') throw new Error('the key derivation module did not start');
 }
 
+const recoveryOps = { newPhrase: 'ocmtNewPhrase', phraseKey: 'ocmtPhraseKey', newBackupKey: 'ocmtNewBackupKey', backupKeyKey: 'ocmtBackupKeyKey' };
+
 self.onmessage = async (e) => {
   const m = e.data || {};
   try {
     await loadGo(m.wasmExec, m.wasm);
+    if (m.op !== undefined) {
+      const fn = Object.hasOwn(recoveryOps, m.op) && globalThis[recoveryOps[m.op]];
+      if (typeof fn !== 'function') throw new Error(`unknown operation ${String(m.op)}`);
+      self.postMessage({ ok: true, key: String(await fn(String(m.arg))) });
+      return;
+    }
     const k = m.kdf || {};
     const key = await globalThis.ocmtDeriveKey(String(m.password), String(m.salt), k.memoryKiB, k.iterations, k.parallelism);
     if (typeof key !== 'string' || key.length < 40) throw new Error('the key derivation returned no key');

@@ -8,6 +8,7 @@ import { request } from './api.js';
 import { $, busy, status } from './dom.js';
 import { deriveKey } from './kdf.js';
 import { update as updateMeter } from './meter.js';
+import { offerPhrase } from './recovery.js';
 import { saveProvider, syncForm } from './settings.js';
 import * as vault from './vault.js';
 
@@ -101,6 +102,7 @@ async function createVault(form) {
       remember(2);
       vault.markInitialized(data && data.expiresIn);
       vault.refresh();
+      await offerPhrase(); // the recovery phrase, shown once ("Skip for now" allowed)
       show(2);
     } catch (err) {
       if (err.status === 401) {

@@ -80,6 +80,19 @@ function setLocked() {
   renderBar();
 }
 
+/**
+ * unlockedBy records that the vault was opened another way than the
+ * password form (a recovery reset, recovery.js): it closes the unlock
+ * dialog, resolves everyone waiting for it and notifies listeners.
+ */
+export function unlockedBy(expiresIn) {
+  state.known = true;
+  setUnlocked(expiresIn);
+  closeDialog();
+  settleWaiters(true);
+  emit('unlocked');
+}
+
 /** markInitialized records a successful init (the new vault is unlocked). */
 export function markInitialized(expiresIn) {
   state.known = true;

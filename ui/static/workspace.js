@@ -8,6 +8,7 @@ import * as chat from './chat.js';
 import { bind as bindMeters } from './meter.js';
 import * as notices from './notices.js';
 import * as onboarding from './onboarding.js';
+import * as recovery from './recovery.js';
 import * as settings from './settings.js';
 import * as sharing from './sharing.js';
 import * as vault from './vault.js';
@@ -80,6 +81,7 @@ function showWorkspace(on) {
   selectTab(tabs.includes(t) ? t : 'chat');
   chat.start();
   settings.start();
+  recovery.start();
 }
 
 /** selectTab shows tab name ("chat", "vault" or "sharing"). */
@@ -121,6 +123,7 @@ export const actions = {
   ...vault.actions,
   ...onboarding.actions,
   ...settings.actions,
+  ...recovery.actions,
   ...sharing.actions,
   ...chat.actions,
   ...vaultbackup.actions,
