@@ -83,6 +83,7 @@ func (s *Server) vaultRoutes(g *echo.Group) {
 	g.DELETE("/integrations/:name", s.deleteIntegration)
 	s.capabilityRoutes(g)
 	s.approvalRoutes(g)
+	s.passkeyRoutes(g)
 }
 
 func (s *Server) publicKeys() *publicKeysJSON {

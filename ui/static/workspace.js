@@ -8,6 +8,7 @@ import * as chat from './chat.js';
 import { bind as bindMeters } from './meter.js';
 import * as notices from './notices.js';
 import * as onboarding from './onboarding.js';
+import * as passkey from './passkey.js';
 import * as settings from './settings.js';
 import * as sharing from './sharing.js';
 import * as vault from './vault.js';
@@ -39,6 +40,7 @@ function start() {
   });
   notices.start(); // the Sharing tab's "new" badge
   vault.onChange(update);
+  passkey.start();
   settings.onProvidersChanged(() => chat.providerHint(!settings.chatReady()));
   const tablist = document.querySelector('[role="tablist"]');
   if (tablist) tablist.addEventListener('keydown', onTabKey);
@@ -119,6 +121,7 @@ export const actions = {
   ...vault.actions,
   ...onboarding.actions,
   ...settings.actions,
+  ...passkey.actions,
   ...sharing.actions,
   ...chat.actions,
   tab: (el) => {
