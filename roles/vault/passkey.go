@@ -43,9 +43,9 @@ package vault
 //
 // Routes (below /vault; JSON; api.Error on failure):
 //
-//	GET    /passkeys                   unlocked → {"passkeys":[passkeyJSON]}
+//	GET    /passkeys                   unlocked → {"passkeys":[passkeyItemJSON]}
 //	POST   /passkeys/register/begin    unlocked, {"name"} → {"ceremonyId","publicKey":<PublicKeyCredentialCreationOptionsJSON>}
-//	POST   /passkeys/register/finish   unlocked, {"ceremonyId","credential":<RegistrationResponseJSON>,"derivedKey":b64 KEK} → 201 passkeyJSON
+//	POST   /passkeys/register/finish   unlocked, {"ceremonyId","credential":<RegistrationResponseJSON>,"derivedKey":b64 KEK} → 201 passkeyItemJSON
 //	DELETE /passkeys/:id               unlocked → 204 (removes the wrap: that passkey no longer opens the vault)
 //	POST   /passkeys/unlock/begin      locked or not → {"ceremonyId","publicKey":<PublicKeyCredentialRequestOptionsJSON>}; 404 no_passkeys
 //	POST   /passkeys/unlock/finish     {"ceremonyId","credential":<AuthenticationResponseJSON>,"derivedKey":b64 KEK} → {"expiresIn"},
@@ -97,17 +97,8 @@ const (
 // passkeyIDRE is the form of a passkey's wrap id: 16 base64url characters.
 var passkeyIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{16}$`)
 
-// passkeyInfo is one registered passkey, kept in the sealed body (record
-// "ways", Ways.Passkeys by wrap id).
-type passkeyInfo struct {
-	Name       string              `json:"name"`     // the user's name for the device, 1..64 characters
-	AddedAt    int64               `json:"addedAt"`  // unix seconds
-	LastUsed   int64               `json:"lastUsed"` // unix seconds of the last unlock with it; 0 = never
-	Credential webauthn.Credential `json:"credential"`
-}
-
-// passkeyJSON is a passkey as the API shows it.
-type passkeyJSON struct {
+// passkeyItemJSON is a passkey as the API shows it.
+type passkeyItemJSON struct {
 	ID       string `json:"id"`
 	Name     string `json:"name"`
 	AddedAt  int64  `json:"addedAt"`
@@ -144,12 +135,13 @@ type passkeyState struct {
 }
 
 func (s *Server) passkeyRoutes(g *echo.Group) {
-	g.GET("/passkeys", s.listPasskeys)
-	g.POST("/passkeys/register/begin", s.passkeyRegisterBegin)
-	g.POST("/passkeys/register/finish", s.passkeyRegisterFinish)
-	g.DELETE("/passkeys/:id", s.deletePasskey)
-	g.POST("/passkeys/unlock/begin", s.passkeyUnlockBegin)
-	g.POST("/passkeys/unlock/finish", s.passkeyUnlockFinish)
+	in := func(p string) string { return strings.TrimPrefix(p, "/vault") }
+	g.GET(in(api.VaultPasskeysPath), s.listPasskeys)
+	g.POST(in(api.VaultPasskeysPath)+"/register/begin", s.passkeyRegisterBegin)
+	g.POST(in(api.VaultPasskeyRegisterPath), s.passkeyRegisterFinish)
+	g.DELETE(in(api.VaultPasskeysPath)+"/:id", s.deletePasskey)
+	g.POST(in(api.VaultPasskeysPath)+"/unlock/begin", s.passkeyUnlockBegin)
+	g.POST(in(api.VaultPasskeyUnlockPath), s.passkeyUnlockFinish)
 }
 
 // relyingParty returns the WebAuthn relying party for the public URL, or
@@ -259,6 +251,22 @@ func (s *Server) writePasskeyRecordLocked(entries []passkeyRecordEntry, keep str
 	return crypto.WriteFileAtomic(filepath.Join(s.dataDir, passkeyFileName), b, 0o600)
 }
 
+// prunePasskeyRecordLocked drops from the public record every entry whose
+// wrap is gone from the header (after "sign out all devices"), locked or
+// not. k.mu held.
+func (s *Server) prunePasskeyRecordLocked() {
+	if _, err := os.Stat(filepath.Join(s.dataDir, passkeyFileName)); err != nil {
+		return // none yet
+	}
+	entries, err := s.readPasskeyRecordLocked()
+	if err == nil {
+		err = s.writePasskeyRecordLocked(entries, "")
+	}
+	if err != nil {
+		s.log.Warn("passkey record not pruned", "err", err)
+	}
+}
+
 // syncPasskeyRecordLocked rewrites the public record from the sealed
 // passkeys (the authoritative copy) and the header. k.mu held, unlocked.
 func (s *Server) syncPasskeyRecordLocked() error {
@@ -365,11 +373,11 @@ func (s *Server) listPasskeys(c echo.Context) error {
 	if err := k.useLocked(s.publicURL); err != nil {
 		return err
 	}
-	out := []passkeyJSON{}
+	out := []passkeyItemJSON{}
 	if err := k.viewLocked(func(sec *secrets) error {
 		for id, p := range sec.Ways.Passkeys {
 			if p != nil && k.file.HasWrap(crypto.WrapPasskey, id) {
-				out = append(out, passkeyJSON{ID: id, Name: p.Name, AddedAt: p.AddedAt, LastUsed: p.LastUsed})
+				out = append(out, passkeyItemJSON{ID: id, Name: p.Name, AddedAt: p.AddedAt, LastUsed: p.LastUsed})
 			}
 		}
 		return nil
@@ -522,7 +530,7 @@ func (s *Server) passkeyRegisterFinish(c echo.Context) error {
 		s.log.Warn("passkey record not rewritten", "err", err)
 	}
 	s.log.Info("passkey added", "passkey", id)
-	return c.JSON(http.StatusCreated, passkeyJSON{ID: id, Name: info.Name, AddedAt: info.AddedAt})
+	return c.JSON(http.StatusCreated, passkeyItemJSON{ID: id, Name: info.Name, AddedAt: info.AddedAt})
 }
 
 func (s *Server) deletePasskey(c echo.Context) error {
