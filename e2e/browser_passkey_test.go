@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -429,8 +431,51 @@ func TestPasskeyUnlockPRF(t *testing.T) {
 		t.Errorf("wraps after a registration without PRF: %q", wraps)
 	}
 	b.screenshot("no-prf")
-	if logs := env.Log.String(); strings.Contains(logs, rec.PRF[0]) {
-		t.Errorf("the server log holds the PRF output")
+
+	// The audit log has the passkey's life as metadata (no key material).
+	seen, err := evalAwait[[]string](b, `fetch('/api/v1/audit?action=vault.', {credentials: 'same-origin'}).then((r) => r.json()).then((d) => (d.events || []).map((e) => e.action + '/' + ((e.detail || {}).kind || (e.detail || {}).way || '')))`, stepTimeout)
+	if err != nil {
+		b.fatalf("audit log: %v", err)
+	}
+	for _, want := range []string{"vault.way_added/passkey", "vault.unlocked/passkey", "vault.way_removed/passkey"} {
+		if !slices.Contains(seen, want) {
+			t.Errorf("no audit event %s in %q", want, seen)
+		}
+	}
+
+	// 7. Byte search: neither the PRF output nor the key derived from it is
+	// on any disk of the platform or the vault, or in the logs.
+	prf, _ := base64.StdEncoding.DecodeString(rec.PRF[0])
+	kek, err := hkdf.Key(sha256.New, prf, nil, "ocmt/v1/kek/passkey", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var needles [][]byte
+	for _, k := range [][]byte{prf, kek} {
+		needles = append(needles, k, []byte(base64.StdEncoding.EncodeToString(k)), []byte(base64.RawURLEncoding.EncodeToString(k)))
+	}
+	env.Stop()
+	check := func(where string, data []byte) {
+		for i, n := range needles {
+			if bytes.Contains(data, n) {
+				t.Errorf("%s holds the %s (encoding %d)", where, []string{"PRF output", "passkey KEK"}[i/3], i%3)
+			}
+		}
+	}
+	check("server log", []byte(env.Log.String()))
+	check("console", []byte(env.Out.String()))
+	files := 0
+	filepath.WalkDir(env.Cfg.DataDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			data, _ := os.ReadFile(p)
+			check(p, data)
+			files++
+		}
+		return nil
+	})
+	t.Logf("byte search: no PRF output or passkey KEK in %d files below the data directory, the server log or the console", files)
+	if files < 3 {
+		t.Errorf("searched only %d files", files)
 	}
 	b.checkConsoleAllowing(allowedPasskeyConsole)
 	t.Logf("total %s", time.Since(begin).Round(time.Millisecond))
