@@ -302,7 +302,9 @@ async function offer() {
     }
   }
   box.hidden = !has;
-  if (has && $('unlock-dialog').open) $('unlock-passkey').focus();
+  // Offer it first, unless the user has started typing the password.
+  const pw = $('unlock-password');
+  if (has && $('unlock-dialog').open && (!pw || (document.activeElement === pw && !pw.value))) $('unlock-passkey').focus();
 }
 
 async function unlockClicked(el) {
@@ -328,7 +330,11 @@ export function start() {
   vault.onPrompt(() => { offer(); });
   vault.onChange((st, why) => {
     if (why === 'unlocked') load();
-    else if (why === 'locked' || why === 'expired' || why === 'locked-answer') { list = null; render(); } else if (why === 'status' && !st.locked && list === null) load();
+    else if (why === 'locked' || why === 'expired' || why === 'locked-answer') {
+      list = null;
+      status('passkey-status', '');
+      render();
+    } else if (why === 'status' && !st.locked && list === null) load();
   });
 }
 
