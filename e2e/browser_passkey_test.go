@@ -360,18 +360,17 @@ func TestPasskeyUnlockPRF(t *testing.T) {
 		t.Errorf("the PRF output differs between registration and unlock")
 	}
 
-	// 4. Server time of a passkey unlock (lock → unlock, 10 times).
+	// 4. Server time of a passkey unlock (lock → unlock, 20 times).
 	mod := b.passkeyModule()
 	var vaultMS, ttfb []float64
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 20; i++ {
 		tm := b.timedPasskeyUnlock(mod)
 		if tm.Err != "" {
 			b.fatalf("passkey unlock %d: %s", i+1, tm.Err)
 		}
 		vaultMS, ttfb = append(vaultMS, tm.Vault), append(ttfb, tm.TTFB)
-		t.Logf("unlock %d: %s", i+1, tm.Parts)
 	}
-	t.Logf("passkey unlock, 10 runs: vault handler p50 %.1f ms p95 %.1f ms; server (finish request → first byte, via management) p50 %.1f ms p95 %.1f ms",
+	t.Logf("passkey unlock, 20 runs: vault handler p50 %.1f ms p95 %.1f ms; server (finish request → first byte, via management) p50 %.1f ms p95 %.1f ms",
 		percentile(vaultMS, 50), percentile(vaultMS, 95), percentile(ttfb, 50), percentile(ttfb, 95))
 	if p95 := percentile(ttfb, 95); p95 >= 50 {
 		t.Errorf("passkey unlock server time p95 %.1f ms, want < 50 ms", p95)
@@ -516,6 +515,7 @@ func BenchmarkPasskeyUnlock(b *testing.B) {
 	b.ReportMetric(percentile(server, 50), "server-p50-ms")
 	b.ReportMetric(percentile(server, 95), "server-p95-ms")
 	b.ReportMetric(percentile(total, 50), "ceremony-p50-ms")
+	b.ReportMetric(percentile(total, 95), "ceremony-p95-ms")
 	if p95 := percentile(server, 95); len(server) >= 20 && p95 >= 50 {
 		b.Errorf("passkey unlock server time p95 %.1f ms over %d unlocks, want < 50 ms", p95, len(server))
 	}

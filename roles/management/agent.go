@@ -119,6 +119,9 @@ func (s *Server) agentProxy(c echo.Context) error {
 	} else {
 		h.ServeHTTP(rec, r2)
 	}
+	// The answer is complete: send it before the audit writes below, so the
+	// user does not wait for the database (an unlock's p95 doubled otherwise).
+	_ = http.NewResponseController(c.Response().Writer).Flush()
 	ctx := context.WithoutCancel(r.Context())
 	if r.Method == http.MethodPost && (inner == api.VaultUnlockPath || inner == api.VaultRecoveryResetPath || inner == api.VaultPasskeyUnlockPath) && (rec.status == http.StatusUnauthorized || rec.status == http.StatusTooManyRequests) {
 		s.audit(ctx, uid, "vault.unlock_failed", uid, map[string]string{"status": fmt.Sprint(rec.status), "ip": c.RealIP(), "path": inner})
