@@ -13,4 +13,11 @@ const (
 	VaultRecoveryResetPath = "/vault/recovery/reset"
 	// VaultWaysPath is GET (list) and, with "/{kind}", PUT/DELETE a way.
 	VaultWaysPath = "/vault/ways"
+	// VaultPasskeysPath is GET (list), with "/{id}" DELETE a passkey, and
+	// the WebAuthn ceremonies below (roles/vault/passkey.go).
+	VaultPasskeysPath = "/vault/passkeys"
+	// VaultPasskeyRegisterPath is POST {ceremonyId, credential, derivedKey}: add a passkey.
+	VaultPasskeyRegisterPath = VaultPasskeysPath + "/register/finish"
+	// VaultPasskeyUnlockPath is POST {ceremonyId, credential, derivedKey}: unlock with a passkey.
+	VaultPasskeyUnlockPath = VaultPasskeysPath + "/unlock/finish"
 )

@@ -40,7 +40,7 @@ func findChromium() string {
 // errors, uncaught exceptions and browser log errors (CSP and Trusted Types
 // violations land there) so the test can fail on them.
 type browser struct {
-	t   *testing.T
+	t   testing.TB
 	env *xtest.Env
 	ctx context.Context
 
@@ -51,7 +51,7 @@ type browser struct {
 // newBrowser starts Chromium (skipping or, with CI=true, failing when there
 // is none) and opens a tab. Everything ends after timeout at the latest and
 // when the test ends.
-func newBrowser(t *testing.T, env *xtest.Env, timeout time.Duration) *browser {
+func newBrowser(t testing.TB, env *xtest.Env, timeout time.Duration) *browser {
 	t.Helper()
 	path := findChromium()
 	if path == "" {

@@ -99,6 +99,9 @@ type Server struct {
 	// hibernateDeadline is the deadline of the hibernation file on the
 	// volume, unix ms; 0 = none (hibernate.go).
 	hibernateDeadline atomic.Int64
+	// passkeys is the WebAuthn relying party and its pending ceremonies
+	// (passkey.go).
+	passkeys passkeyState
 }
 
 // New opens the vault in opt.DataDir (it need not be initialized yet).

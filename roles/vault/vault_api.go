@@ -84,6 +84,7 @@ func (s *Server) vaultRoutes(g *echo.Group) {
 	s.capabilityRoutes(g)
 	s.approvalRoutes(g)
 	s.vaultBackupRoutes(g)
+	s.passkeyRoutes(g)
 }
 
 func (s *Server) publicKeys() *publicKeysJSON {

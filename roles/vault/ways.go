@@ -166,6 +166,7 @@ func (s *Server) setPasswordLocked(dek crypto.DEK, np newPassword, stayOpen bool
 	})
 	if err == nil && np.signOutAll {
 		s.dropHibernation()
+		s.prunePasskeyRecordLocked() // the passkeys' wraps are gone: so are their public entries
 	}
 	if !wasOpen && !stayOpen {
 		k.lockLocked()

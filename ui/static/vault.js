@@ -260,7 +260,23 @@ export async function params() {
 // ---- the unlock dialog ----
 
 let waiters = [];
+const promptHooks = [];
 let backoffUntil = 0;
+
+/** onPrompt registers fn(), called each time the unlock dialog opens (passkey.js offers a passkey). */
+export function onPrompt(fn) {
+  promptHooks.push(fn);
+}
+
+/** unlockedWith finishes an unlock done another way (a passkey): the dialog closes and waiters resume. */
+export function unlockedWith(expiresIn) {
+  $('unlock-password').value = '';
+  setUnlocked(expiresIn);
+  closeDialog();
+  settleWaiters(true);
+  status('vault-bar-status', 'Vault unlocked.', 'ok');
+  emit('unlocked');
+}
 let backoffTimer = 0;
 
 /**
@@ -285,6 +301,7 @@ export function promptUnlock(message = '') {
       if (typeof dlg.showModal === 'function') dlg.showModal();
       else dlg.setAttribute('open', '');
       $('unlock-password').focus();
+      for (const fn of promptHooks) fn();
     }
   });
 }

@@ -9,6 +9,7 @@ import { bind as bindMeters } from './meter.js';
 import * as notices from './notices.js';
 import * as onboarding from './onboarding.js';
 import * as recovery from './recovery.js';
+import * as passkey from './passkey.js';
 import * as settings from './settings.js';
 import * as sharing from './sharing.js';
 import * as vault from './vault.js';
@@ -41,6 +42,7 @@ function start() {
   });
   notices.start(); // the Sharing tab's "new" badge
   vault.onChange(update);
+  passkey.start();
   settings.onProvidersChanged(() => chat.providerHint(!settings.chatReady()));
   const tablist = document.querySelector('[role="tablist"]');
   if (tablist) tablist.addEventListener('keydown', onTabKey);
@@ -124,6 +126,7 @@ export const actions = {
   ...onboarding.actions,
   ...settings.actions,
   ...recovery.actions,
+  ...passkey.actions,
   ...sharing.actions,
   ...chat.actions,
   ...vaultbackup.actions,
