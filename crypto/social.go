@@ -82,3 +82,7 @@ func RecoverSocialKEK(pub, priv *[32]byte, owner, request string, sealed [][]byt
 // SocialSafetyCode is the 6-digit code of a request's one-time public
 // key, shown to the owner and to each contact so they can compare it.
 func SocialSafetyCode(pub []byte) string { return social.SafetyCode(pub) }
+
+// CheckX25519Public refuses a low-order X25519 public key
+// ([ErrSocialLowOrder]), such as a recovery request's one-time key.
+func CheckX25519Public(pub *[32]byte) error { return social.CheckPublic(pub) }
