@@ -86,3 +86,7 @@ func SocialSafetyCode(pub []byte) string { return social.SafetyCode(pub) }
 // CheckX25519Public refuses a low-order X25519 public key
 // ([ErrSocialLowOrder]), such as a recovery request's one-time key.
 func CheckX25519Public(pub *[32]byte) error { return social.CheckPublic(pub) }
+
+// OpenSealedWith opens SealToX25519's output with the key pair (pub,
+// priv), such as a recovery request's one-time pair.
+func OpenSealedWith(pub, priv *[32]byte, sealed []byte) ([]byte, error) { return social.Open(pub, priv, sealed) }
