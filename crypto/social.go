@@ -89,4 +89,6 @@ func CheckX25519Public(pub *[32]byte) error { return social.CheckPublic(pub) }
 
 // OpenSealedWith opens SealToX25519's output with the key pair (pub,
 // priv), such as a recovery request's one-time pair.
-func OpenSealedWith(pub, priv *[32]byte, sealed []byte) ([]byte, error) { return social.Open(pub, priv, sealed) }
+func OpenSealedWith(pub, priv *[32]byte, sealed []byte) ([]byte, error) {
+	return social.Open(pub, priv, sealed)
+}
