@@ -39,10 +39,20 @@ async function loadGo(wasmExec, wasm) {
   if (typeof globalThis.ocmtDeriveKey !== 'function') throw new Error('the key derivation module did not start');
 }
 
+// Trusted contacts (social.js): {social: "KeyPair"|"Recover", args: [...]}
+// calls ocmtSocial<name>(...args) and answers {ok: true, result: {...}}.
+const socialOps = ['KeyPair', 'Recover'];
+
 self.onmessage = async (e) => {
   const m = e.data || {};
   try {
     await loadGo(m.wasmExec, m.wasm);
+    if (m.social !== undefined) {
+      const fn = socialOps.includes(m.social) && globalThis[`ocmtSocial${m.social}`];
+      if (typeof fn !== 'function') throw new Error(`unknown operation ${String(m.social)}`);
+      self.postMessage({ ok: true, result: fn(...(Array.isArray(m.args) ? m.args : [])) });
+      return;
+    }
     const k = m.kdf || {};
     const key = await globalThis.ocmtDeriveKey(String(m.password), String(m.salt), k.memoryKiB, k.iterations, k.parallelism);
     if (typeof key !== 'string' || key.length < 40) throw new Error('the key derivation returned no key');

@@ -10,6 +10,7 @@ import * as notices from './notices.js';
 import * as onboarding from './onboarding.js';
 import * as settings from './settings.js';
 import * as sharing from './sharing.js';
+import * as social from './social.js';
 import * as vault from './vault.js';
 
 const tabs = ['chat', 'vault', 'sharing'];
@@ -78,6 +79,7 @@ function showWorkspace(on) {
   selectTab(tabs.includes(t) ? t : 'chat');
   chat.start();
   settings.start();
+  social.start();
 }
 
 /** selectTab shows tab name ("chat", "vault" or "sharing"). */
@@ -119,6 +121,7 @@ export const actions = {
   ...vault.actions,
   ...onboarding.actions,
   ...settings.actions,
+  ...social.actions,
   ...sharing.actions,
   ...chat.actions,
   tab: (el) => {
