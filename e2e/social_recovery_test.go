@@ -439,6 +439,25 @@ func TestSocialRecoveryThreeOfFive(t *testing.T) {
 	}
 }
 
+// vaultFileSize is the size of the user's vault file (process runtime:
+// below the data directory).
+func vaultFileSize(t *testing.T, env *xtest.Env, uid string) int64 {
+	t.Helper()
+	var size int64 = -1
+	filepath.WalkDir(env.Cfg.DataDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "vault.ocv" && strings.Contains(p, uid) {
+			if fi, err := d.Info(); err == nil {
+				size = fi.Size()
+			}
+		}
+		return nil
+	})
+	if size < 0 {
+		t.Fatalf("no vault file for %s", uid)
+	}
+	return size
+}
+
 // TestSocialRemoveContactResplits: removing a contact makes a new split
 // (new epoch): the removed contact drops its share and is no longer asked,
 // the others hold shares of the new split, and shares of the old split no
@@ -447,8 +466,15 @@ func TestSocialRemoveContactResplits(t *testing.T) {
 	env := xtest.NewEnv(t)
 	peers := socialPeers(t, env, "alice", "bob", "carol", "dave")
 	alice, bob, carol, dave := peers[0], peers[1], peers[2], peers[3]
+	aliceBefore, bobBefore := vaultFileSize(t, env, alice.id), vaultFileSize(t, env, bob.id)
 	setupContacts(t, alice, 2, bob, carol, dave)
 	e1 := waitHeld(t, bob, alice.id, 0)
+	// The budget: less than 1 KiB of vault file per way in.
+	aliceGrowth, bobGrowth := vaultFileSize(t, env, alice.id)-aliceBefore, vaultFileSize(t, env, bob.id)-bobBefore
+	t.Logf("vault file growth: owner %d bytes (3 contacts), contact %d bytes (one held share)", aliceGrowth, bobGrowth)
+	if aliceGrowth >= 1024 || bobGrowth >= 1024 {
+		t.Errorf("vault file grew by %d (owner) and %d (contact) bytes", aliceGrowth, bobGrowth)
+	}
 	waitHeld(t, carol, alice.id, 0)
 	waitHeld(t, dave, alice.id, 0)
 
