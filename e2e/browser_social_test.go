@@ -66,6 +66,10 @@ func TestBrowserSocialRecovery(t *testing.T) {
 	b.waitJS("the vault is unlocked", 60*time.Second, `!vis('#social-dialog') && document.getElementById('vault-state').dataset.locked === 'false'`,
 		`document.querySelector('#social-recover-status[data-kind="error"]')?.textContent`)
 	b.screenshot("social-done")
+	// The Vault & keys tab shows who the trusted contacts are.
+	b.do("open Vault & keys", chromedp.Click(chromedp.ID("tab-vault")))
+	b.waitJS("the trusted contacts card", 10*time.Second, `vis('#social-current') && document.getElementById('social-current').textContent.includes('2 of 2')`, "")
+	b.screenshot("social-card")
 	b.checkConsole()
 
 	alice.v.json("POST", "/lock", nil, nil)

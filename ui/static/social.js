@@ -328,14 +328,16 @@ async function reset(form) {
       const newSalt = b64encode(randomBytes(16));
       const newKey = await deriveKey(pw.value, { salt: newSalt, kdf: p.kdf });
       status('social-recover-status', 'Setting your new password…');
-      await vault.withChallenge('/recovery/reset', flow.kek, { kind: 'social', id: '', requestId: flow.id, newDerivedKey: newKey, newSalt, newKdf: p.kdf, signOutAll: false });
+      const data = await vault.withChallenge('/recovery/reset', flow.kek, { kind: 'social', id: '', requestId: flow.id, newDerivedKey: newKey, newSalt, newKdf: p.kdf, signOutAll: false });
       flow = null;
       saveFlow();
       pw.value = '';
       confirm.value = '';
       $('social-dialog').close();
       status('vault-bar-status', 'New password set. Your vault is unlocked.', 'ok');
-      vault.refresh();
+      // Opened another way than the password form: tell the page (recovery.js
+      // adds vault.unlockedBy for this; markInitialized does the same here).
+      vault.markInitialized(data && data.expiresIn);
     } catch (err) {
       status('social-recover-status', err.code === 'wrong_key' ? 'Your contacts\' pieces did not open the vault. Start a new request.' : err.message, 'error');
     } finally {
