@@ -40,6 +40,7 @@ type socialPeer struct {
 type socialBrowser struct {
 	pub, priv *[32]byte
 	id        string // request id
+	code      string // the safety code the owner reads to contacts
 }
 
 type recoveryStatus struct {
@@ -70,7 +71,7 @@ func startRecovery(t *testing.T, owner socialPeer) *socialBrowser {
 	if out.ID == "" || out.Code != crypto.SocialSafetyCode(pub[:]) {
 		t.Fatalf("start recovery: %+v", out)
 	}
-	return &socialBrowser{pub: pub, priv: priv, id: out.ID}
+	return &socialBrowser{pub: pub, priv: priv, id: out.ID, code: out.Code}
 }
 
 func (b *socialBrowser) status(t *testing.T, owner socialPeer) recoveryStatus {
@@ -100,9 +101,10 @@ func (b *socialBrowser) plainShares(t *testing.T, sealed [][]byte) [][]byte {
 	return out
 }
 
-func approve(t *testing.T, contact socialPeer, requestID string) *api.Response {
+// approve approves the request as contact, typing code.
+func approve(t *testing.T, contact socialPeer, requestID, code string) *api.Response {
 	t.Helper()
-	r, err := contact.c.Do(context.Background(), "POST", "/api/v1/me/recovery/inbox/"+requestID+"/approve", nil)
+	r, err := contact.c.Do(context.Background(), "POST", "/api/v1/me/recovery/inbox/"+requestID+"/approve", map[string]string{"code": code})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,17 +298,25 @@ func TestSocialRecoveryThreeOfFive(t *testing.T) {
 		t.Fatalf("bob's inbox: %v", inbox)
 	}
 	// Someone who is not a contact cannot approve (nor see it).
-	if r := approve(t, alice, req.id); r.Status != 404 {
+	if r := approve(t, alice, req.id, req.code); r.Status != 404 {
 		t.Fatalf("the owner approved her own request: %d %s", r.Status, r.Body)
 	}
 
+	// A contact who types a wrong code does not approve.
+	wrongCode := "000000"
+	if req.code == wrongCode {
+		wrongCode = "000001"
+	}
+	if r := approve(t, contacts[0], req.id, wrongCode); r.Status != 400 || r.ErrorCode() != "wrong_code" {
+		t.Fatalf("approved with a wrong code: %d %s", r.Status, r.Body)
+	}
 	// Two approvals are not enough.
 	for _, c := range contacts[:2] {
-		if r := approve(t, c, req.id); r.Status != 200 {
+		if r := approve(t, c, req.id, req.code); r.Status != 200 {
 			t.Fatalf("%s approves: %d %s", c.email, r.Status, r.Body)
 		}
 	}
-	if r := approve(t, contacts[0], req.id); r.Status != 409 {
+	if r := approve(t, contacts[0], req.id, req.code); r.Status != 409 {
 		t.Fatalf("approved twice: %d %s", r.Status, r.Body)
 	}
 	st := req.status(t, alice)
@@ -328,7 +338,7 @@ func TestSocialRecoveryThreeOfFive(t *testing.T) {
 	time.Sleep(time.Second) // the vault's backoff after a wrong key
 
 	// The third opens it.
-	if r := approve(t, contacts[2], req.id); r.Status != 200 {
+	if r := approve(t, contacts[2], req.id, req.code); r.Status != 200 {
 		t.Fatalf("third approval: %d %s", r.Status, r.Body)
 	}
 	st = req.status(t, alice)
@@ -365,7 +375,7 @@ func TestSocialRecoveryThreeOfFive(t *testing.T) {
 	if st := req.status(t, alice); st.Status != "completed" || len(st.SealedShares) != 0 {
 		t.Fatalf("after reset: %+v", st)
 	}
-	if r := approve(t, contacts[3], req.id); r.Status != 409 {
+	if r := approve(t, contacts[3], req.id, req.code); r.Status != 409 {
 		t.Fatalf("approval after completion: %d %s", r.Status, r.Body)
 	}
 
@@ -373,7 +383,7 @@ func TestSocialRecoveryThreeOfFive(t *testing.T) {
 	alice.v.json("POST", "/lock", nil, nil)
 	req2 := startRecovery(t, alice)
 	for _, c := range contacts[1:4] {
-		if r := approve(t, c, req2.id); r.Status != 200 {
+		if r := approve(t, c, req2.id, req2.code); r.Status != 200 {
 			t.Fatalf("%s approves: %d %s", c.email, r.Status, r.Body)
 		}
 	}
@@ -387,7 +397,7 @@ func TestSocialRecoveryThreeOfFive(t *testing.T) {
 	if st := req2.status(t, alice); st.Status != "expired" || len(st.SealedShares) != 0 {
 		t.Fatalf("expired request: %+v", st)
 	}
-	if r := approve(t, contacts[4], req2.id); r.Status != 410 {
+	if r := approve(t, contacts[4], req2.id, req2.code); r.Status != 410 {
 		t.Fatalf("approval of an expired request: %d %s", r.Status, r.Body)
 	}
 	if r := socialReset(t, alice.v, req2.id, kek2, "alice third password"); r.Status != 410 {
@@ -481,7 +491,7 @@ func TestSocialRemoveContactResplits(t *testing.T) {
 	// Bob and Dave release their shares of the first split.
 	old := startRecovery(t, alice)
 	for _, c := range []socialPeer{bob, dave} {
-		if r := approve(t, c, old.id); r.Status != 200 {
+		if r := approve(t, c, old.id, old.code); r.Status != 200 {
 			t.Fatalf("%s approves: %d %s", c.email, r.Status, r.Body)
 		}
 	}
@@ -519,7 +529,7 @@ func TestSocialRemoveContactResplits(t *testing.T) {
 	if len(inbox.Requests) != 0 {
 		t.Fatalf("a removed contact is asked: %v", inbox)
 	}
-	if r := approve(t, dave, req.id); r.Status != 404 {
+	if r := approve(t, dave, req.id, req.code); r.Status != 404 {
 		t.Fatalf("a removed contact approved: %d %s", r.Status, r.Body)
 	}
 	// The old split's shares no longer open the vault.
@@ -528,7 +538,7 @@ func TestSocialRemoveContactResplits(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	for _, c := range []socialPeer{bob, carol} {
-		if r := approve(t, c, req.id); r.Status != 200 {
+		if r := approve(t, c, req.id, req.code); r.Status != 200 {
 			t.Fatalf("%s approves: %d %s", c.email, r.Status, r.Body)
 		}
 	}

@@ -3,6 +3,7 @@ package management
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -41,12 +42,18 @@ import (
 //	GET    /requests/{id} → {"id","status","createdAt","expiresAt","threshold","approvals","approvedBy":[emails],
 //	                         "code","sealedShares":[b64…]}  (sealedShares only while open)
 //	DELETE /requests/{id} → 204 (cancels; the sealed shares are deleted)
-//	GET    /inbox → {"requests":[{"id","ownerEmail","createdAt","expiresAt","approved","code"}]}
-//	POST   /inbox/{id}/approve → 200 {"approvals","threshold"}
+//	GET    /inbox → {"requests":[{"id","ownerEmail","createdAt","expiresAt","approved"}]}
+//	POST   /inbox/{id}/approve {"code"} → 200 {"approvals","threshold"}
 //
 // A request lives 72 h (recoveryTTL); starting one is audited
 // (recovery.requested) and mailed to the owner, so a stolen session cannot
-// recover silently; an owner has at most one open request. Approving makes
+// recover silently; an owner has at most one open request. "code" is the
+// request's 6-digit safety code (crypto.SocialSafetyCode of its one-time
+// key), shown only to the owner: a contact approves by typing the code the
+// owner reads to them, so an approval is tied to the request the owner
+// sees, and a contact cannot approve without talking to them (400
+// wrong_code otherwise; attempts count against the caller's lookup rate
+// limit). Approving makes
 // the contact's own vault (which must be unlocked) open its held share and
 // seal it again to the request's one-time key (POST
 // /vault/social/held/{owner}/release, reachable only this way): management
@@ -208,9 +215,8 @@ func (s *Server) recoveryInbox(c echo.Context) error {
 		for _, a := range r.Approvals {
 			approved = approved || a.Contact == u.ID
 		}
-		pk, _ := base64.StdEncoding.DecodeString(r.PublicKey)
 		out = append(out, map[string]any{"id": r.ID, "ownerEmail": s.emailOf(ctx, r.Owner), "createdAt": r.CreatedAt,
-			"expiresAt": r.ExpiresAt, "approved": approved, "code": crypto.SocialSafetyCode(pk)})
+			"expiresAt": r.ExpiresAt, "approved": approved})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"requests": out})
 }
@@ -218,6 +224,15 @@ func (s *Server) recoveryInbox(c echo.Context) error {
 func (s *Server) approveRecovery(c echo.Context) error {
 	u := currentUser(c)
 	ctx := c.Request().Context()
+	var in struct {
+		Code string `json:"code"`
+	}
+	if err := json.NewDecoder(io.LimitReader(c.Request().Body, 4<<10)).Decode(&in); err != nil {
+		return api.BadRequest("invalid_json", `send {"code":"<the 6 digits they read to you>"}`)
+	}
+	if !s.lookupByUser.allow(string(u.ID)) {
+		return api.TooMany("too many approvals; wait a minute")
+	}
 	notFound := api.NotFound("no such recovery request")
 	r, err := s.st.RecoveryRequestByID(ctx, c.Param("id"))
 	if errors.Is(err, store.ErrNotFound) {
@@ -247,6 +262,11 @@ func (s *Server) approveRecovery(c echo.Context) error {
 		if a.Contact == u.ID {
 			return api.Conflict("already_approved", "you already approved this request")
 		}
+	}
+	pk, _ := base64.StdEncoding.DecodeString(r.PublicKey)
+	if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(in.Code)), []byte(crypto.SocialSafetyCode(pk))) != 1 {
+		s.audit(context.WithoutCancel(ctx), string(u.ID), "recovery.wrong_code", string(r.Owner), map[string]string{"request": r.ID})
+		return api.BadRequest("wrong_code", "this is not the code shown to "+s.emailOf(ctx, r.Owner)+"; ask them to read it to you again")
 	}
 	// The contact's own vault releases its share, sealed to the request's key.
 	body, _ := json.Marshal(map[string]string{"requestId": r.ID, "publicKey": r.PublicKey})

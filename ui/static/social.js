@@ -170,32 +170,41 @@ async function loadInbox() {
     list = [];
   }
   card.hidden = list.length === 0;
-  $('social-inbox-list').replaceChildren(...list.map((r) => h('li', { class: 'social-request' },
-    h('p', {}, `${r.ownerEmail || 'Someone'} asks you to help unlock their vault — only approve if they asked you in person.`),
-    h('p', { class: 'muted small' }, `Their code: ${r.code}. Ask them to read it to you; approve only if it matches.`),
-    r.approved
-      ? h('p', { class: 'small' }, '✓ You approved.')
-      : h('button', { type: 'button', class: 'btn btn-primary btn-sm', 'data-action': 'social-approve', dataset: { id: r.id, owner: r.ownerEmail || '' } }, 'Approve'))));
+  $('social-inbox-list').replaceChildren(...list.map((r) => {
+    const inputId = `social-code-${r.id}`;
+    return h('li', { class: 'social-request' },
+      h('p', {}, `${r.ownerEmail || 'Someone'} asks you to help unlock their vault — only approve if they asked you in person.`),
+      r.approved
+        ? h('p', { class: 'small' }, '✓ You approved.')
+        : h('div', { class: 'field social-approve' },
+          h('label', { for: inputId }, 'The 6-digit code they read to you'),
+          h('div', { class: 'input-row' },
+            h('input', { id: inputId, type: 'text', inputmode: 'numeric', autocomplete: 'off', maxlength: '6', pattern: '[0-9]{6}' }),
+            h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'social-approve', dataset: { id: r.id, input: inputId } }, 'Approve'))));
+  }));
 }
 
 async function approve(el) {
-  if (!window.confirm(`Approve only if ${el.dataset.owner || 'they'} asked you in person and the code matches. Approve now?`)) return;
+  const input = $(el.dataset.input);
+  const code = input ? input.value.replace(/\D/g, '') : '';
+  if (code.length !== 6) {
+    status('social-inbox-status', 'Type the 6-digit code they read to you. If they did not ask you in person, do not approve.', 'error');
+    if (input) input.focus();
+    return;
+  }
+  const send = () => request('POST', `/api/v1/me/recovery/inbox/${encodeURIComponent(el.dataset.id)}/approve`, { code });
   await busy(el, async () => {
     try {
-      await request('POST', `/api/v1/me/recovery/inbox/${encodeURIComponent(el.dataset.id)}/approve`);
+      try {
+        await send();
+      } catch (err) {
+        if (err.status !== 423 && err.code !== 'vault_locked') throw err;
+        await vault.promptUnlock('Unlock your vault to release your piece.');
+        await send();
+      }
       status('social-inbox-status', 'Approved. Thank you.', 'ok');
     } catch (err) {
-      if (err.status === 423 || err.code === 'vault_locked') {
-        try {
-          await vault.promptUnlock('Unlock your vault to release your piece.');
-          await request('POST', `/api/v1/me/recovery/inbox/${encodeURIComponent(el.dataset.id)}/approve`);
-          status('social-inbox-status', 'Approved. Thank you.', 'ok');
-        } catch (e2) {
-          status('social-inbox-status', e2.message, 'error');
-        }
-      } else {
-        status('social-inbox-status', err.message, 'error');
-      }
+      status('social-inbox-status', err.message, 'error');
     }
   });
   loadInbox();
