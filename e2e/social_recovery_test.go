@@ -476,6 +476,32 @@ func TestSocialRemoveContactResplits(t *testing.T) {
 	env := xtest.NewEnv(t)
 	peers := socialPeers(t, env, "alice", "bob", "carol", "dave")
 	alice, bob, carol, dave := peers[0], peers[1], peers[2], peers[3]
+	// Refusals at the boundary.
+	ctx := context.Background()
+	for _, tc := range []struct {
+		method, path string
+		body         any
+		status       int
+		code         string
+	}{
+		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 2, "contacts": []string{bob.email, "nobody@example.org"}}, 400, "contact_unknown"},
+		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 2, "contacts": []string{bob.email, alice.email}}, 400, "contact_self"},
+		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 2, "contacts": []string{bob.email, bob.email}}, 400, "duplicate_contact"},
+		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 3, "contacts": []string{bob.email, carol.email}}, 400, "invalid_threshold"},
+		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 1, "contacts": []string{bob.email, carol.email}}, 400, "invalid_threshold"},
+		{"POST", "/api/v1/me/agent/vault/social/held/" + bob.id + "/release", map[string]any{"requestId": "x", "publicKey": "x"}, 403, "use_recovery_inbox"},
+		{"POST", "/api/v1/me/recovery/requests", map[string]any{"publicKey": base64.StdEncoding.EncodeToString(make([]byte, 32))}, 400, "invalid_public_key"},
+		{"POST", "/api/v1/me/recovery/requests", map[string]any{"publicKey": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))}, 404, "no_trusted_contacts"},
+		{"POST", "/api/v1/me/agent/vault/recovery/reset", map[string]any{"kind": "social", "challengeId": "x", "derivedKey": "x", "proof": "x"}, 400, "no_recovery_request"},
+	} {
+		r, err := alice.c.Do(ctx, tc.method, tc.path, tc.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != tc.status || r.ErrorCode() != tc.code {
+			t.Errorf("%s %s %v: %d %s, want %d %s", tc.method, tc.path, tc.body, r.Status, r.Body, tc.status, tc.code)
+		}
+	}
 	aliceBefore, bobBefore := vaultFileSize(t, env, alice.id), vaultFileSize(t, env, bob.id)
 	setupContacts(t, alice, 2, bob, carol, dave)
 	e1 := waitHeld(t, bob, alice.id, 0)

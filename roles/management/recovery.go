@@ -306,8 +306,9 @@ func (s *Server) approveRecovery(c echo.Context) error {
 // the owner's vault: the body to send instead (or nil), and after, run
 // with the vault's buffered answer.
 type socialHook struct {
-	body  []byte
-	after func(ctx context.Context, status int, answer []byte)
+	body   []byte    // a rewritten body, or nil
+	stream io.Reader // or the original body, of its original length, when only peeked at
+	after  func(ctx context.Context, status int, answer []byte)
 }
 
 // socialProxyHook returns the hook for a proxied vault call, nil for calls
@@ -440,6 +441,9 @@ func (s *Server) socialUnlockHook(c echo.Context, u *store.User, inner string) (
 	if err != nil {
 		return nil, api.BadRequest("invalid_json", "request body could not be read")
 	}
+	// Whatever is not a "social" unlock goes on byte for byte, the unread
+	// rest included (the vault answers oversized bodies itself).
+	passOn := &socialHook{stream: io.MultiReader(bytes.NewReader(raw), c.Request().Body)}
 	var req map[string]json.RawMessage
 	var kind, id string
 	if json.Unmarshal(raw, &req) == nil {
@@ -447,7 +451,7 @@ func (s *Server) socialUnlockHook(c echo.Context, u *store.User, inner string) (
 		_ = json.Unmarshal(req["requestId"], &id)
 	}
 	if kind != "social" {
-		return &socialHook{body: raw}, nil // passed on unchanged
+		return passOn, nil
 	}
 	delete(req, "requestId")
 	body, err := json.Marshal(req)

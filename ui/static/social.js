@@ -343,7 +343,7 @@ async function reset(form) {
       pw.value = '';
       confirm.value = '';
       $('social-dialog').close();
-      status('vault-bar-status', 'New password set. Your vault is unlocked.', 'ok');
+      status('vault-bar-status', 'New password set. Your vault is unlocked. To give your contacts fresh pieces, save your trusted contacts again in Vault & keys.', 'ok');
       // Opened another way than the password form: tell the page (recovery.js
       // adds vault.unlockedBy for this; markInitialized does the same here).
       vault.markInitialized(data && data.expiresIn);

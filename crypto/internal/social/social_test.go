@@ -2,6 +2,8 @@ package social
 
 import (
 	"bytes"
+	stdhkdf "crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"testing"
 )
@@ -86,5 +88,26 @@ func TestShareMessageRoundTrip(t *testing.T) {
 	}
 	if c := SafetyCode([]byte("k")); len(c) != 6 {
 		t.Fatal(c)
+	}
+}
+
+// TestKEKIsHKDF pins the social KEK to HKDF-SHA256 (RFC 5869) with no salt
+// and info "ocmt/v1/kek/social", checked against the standard library's
+// independent implementation.
+func TestKEKIsHKDF(t *testing.T) {
+	secret := bytes.Repeat([]byte{0x5a}, SecretSize)
+	got, err := KEK(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := stdhkdf.Key(sha256.New, secret, nil, "ocmt/v1/kek/social", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:], want) {
+		t.Fatalf("KEK %x, HKDF %x", got, want)
+	}
+	if _, err := KEK(secret[:31]); err == nil {
+		t.Fatal("a 31-byte secret was accepted")
 	}
 }
