@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Social recovery metadata (migration 00008; issue 10, item 2). The
+// Social recovery metadata (migration 00009; issue 10, item 2). The
 // management role never holds a share it can open: a released share is
 // stored sealed to the request's one-time key, made by the owner's
 // browser, and deleted when the request closes or expires.
