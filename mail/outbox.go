@@ -17,6 +17,9 @@ const (
 	KindSignIn = "signin" // a sign-in link; expires with the link
 	KindInvite = "invite" // an invitation link; expires with the link
 	KindShare  = "share"  // a share notice; no credential
+	// KindRecovery tells a user that a recovery of their vault started
+	// (issue 10); no credential.
+	KindRecovery = "recovery"
 )
 
 // Outbox defaults.
@@ -193,7 +196,7 @@ func (o *Outbox) send(ctx context.Context, m store.OutboxMail) {
 		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, o.sendTimeout)
-	err := o.mailer.Send(sctx, Message{ID: m.ID, To: m.To, Subject: m.Subject, Body: m.Body, Link: m.Link, ShowBody: m.Kind == KindShare})
+	err := o.mailer.Send(sctx, Message{ID: m.ID, To: m.To, Subject: m.Subject, Body: m.Body, Link: m.Link, ShowBody: m.Kind == KindShare || m.Kind == KindRecovery})
 	cancel()
 	attempts := m.Attempts + 1
 	now = o.now()

@@ -88,6 +88,17 @@ func (s *Server) agentProxy(c echo.Context) error {
 		r2.Body, r2.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		r2.Header.Del("Transfer-Encoding")
 	}
+	hook, err := s.socialProxyHook(c, u, r.Method, inner) // recovery.go
+	if err != nil {
+		return err
+	}
+	switch {
+	case hook != nil && hook.body != nil:
+		r2.Body, r2.ContentLength = io.NopCloser(bytes.NewReader(hook.body)), int64(len(hook.body))
+		r2.Header.Del("Transfer-Encoding")
+	case hook != nil && hook.stream != nil:
+		r2.Body = io.NopCloser(hook.stream)
+	}
 	h := s.agent.Proxy(uid)
 	if r.Method == http.MethodGet && inner == "/vault/capabilities" {
 		return s.withIssuerEmails(c, h, r2, "capabilities")
@@ -100,16 +111,19 @@ func (s *Server) agentProxy(c echo.Context) error {
 		h.ServeHTTP(c.Response(), r2)
 		return nil
 	}
-	if grant != nil { // buffer the small answer to learn the jti (never the token)
+	if grant != nil || hook != nil { // buffer the small answer to learn the jti (never the token)
 		buf := httptest.NewRecorder()
 		h.ServeHTTP(buf, r2)
 		copyProxiedHeader(c.Response().Header(), buf.Header())
 		rec.WriteHeader(buf.Code)
 		rec.Write(buf.Body.Bytes())
+		if hook != nil && hook.after != nil {
+			hook.after(context.WithoutCancel(r.Context()), buf.Code, buf.Body.Bytes())
+		}
 		var ans struct {
 			JTI string `json:"jti"`
 		}
-		if buf.Code == http.StatusCreated && json.Unmarshal(buf.Body.Bytes(), &ans) == nil && ans.JTI != "" {
+		if grant != nil && buf.Code == http.StatusCreated && json.Unmarshal(buf.Body.Bytes(), &ans) == nil && ans.JTI != "" {
 			grant.JTI = ans.JTI
 			ctx := context.WithoutCancel(r.Context())
 			if g, ok := s.recordGrant(ctx, u.ID, *grant); ok {

@@ -139,6 +139,7 @@ func (s *Server) Routes(e *echo.Echo) {
 	me.PUT("/settings", s.putSettings)
 	me.Any("/agent/*", s.agentProxy)
 	s.vaultBackupRoutes(me)
+	s.recoveryRoutes(me)
 	e.GET("/api/v1/audit", s.auditList, s.requireUser)
 	e.GET("/api/v1/directory", s.directoryLookup, s.requireUser)
 

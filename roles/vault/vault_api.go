@@ -78,6 +78,7 @@ func (s *Server) vaultRoutes(g *echo.Group) {
 	g.DELETE("/apikeys/:provider", s.deleteAPIKey)
 	g.PUT("/default-provider", s.putDefaultProvider)
 	s.waysRoutes(g)
+	s.socialRoutes(g) // social.go
 	g.GET("/integrations", s.listIntegrations)
 	g.PUT("/integrations/:name", s.putIntegration)
 	g.DELETE("/integrations/:name", s.deleteIntegration)

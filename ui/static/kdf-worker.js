@@ -44,6 +44,9 @@ async function loadGo(wasmExec, wasm) {
 }
 
 const recoveryOps = { newPhrase: 'ocmtNewPhrase', phraseKey: 'ocmtPhraseKey', newBackupKey: 'ocmtNewBackupKey', backupKeyKey: 'ocmtBackupKeyKey' };
+// Trusted contacts (social.js): {social: "KeyPair"|"Recover", args: [...]}
+// calls ocmtSocial<name>(...args) and answers {ok: true, result: {...}}.
+const socialOps = ['KeyPair', 'Recover'];
 
 self.onmessage = async (e) => {
   const m = e.data || {};
@@ -53,6 +56,12 @@ self.onmessage = async (e) => {
       const fn = Object.hasOwn(recoveryOps, m.op) && globalThis[recoveryOps[m.op]];
       if (typeof fn !== 'function') throw new Error(`unknown operation ${String(m.op)}`);
       self.postMessage({ ok: true, key: String(await fn(String(m.arg))) });
+      return;
+    }
+    if (m.social !== undefined) {
+      const fn = socialOps.includes(m.social) && globalThis[`ocmtSocial${m.social}`];
+      if (typeof fn !== 'function') throw new Error(`unknown operation ${String(m.social)}`);
+      self.postMessage({ ok: true, result: fn(...(Array.isArray(m.args) ? m.args : [])) });
       return;
     }
     const k = m.kdf || {};

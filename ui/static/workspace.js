@@ -12,6 +12,7 @@ import * as recovery from './recovery.js';
 import * as passkey from './passkey.js';
 import * as settings from './settings.js';
 import * as sharing from './sharing.js';
+import * as social from './social.js';
 import * as vault from './vault.js';
 import * as vaultbackup from './vaultbackup.js';
 
@@ -84,6 +85,7 @@ function showWorkspace(on) {
   chat.start();
   settings.start();
   recovery.start();
+  social.start();
 }
 
 /** selectTab shows tab name ("chat", "vault" or "sharing"). */
@@ -127,6 +129,7 @@ export const actions = {
   ...settings.actions,
   ...recovery.actions,
   ...passkey.actions,
+  ...social.actions,
   ...sharing.actions,
   ...chat.actions,
   ...vaultbackup.actions,
