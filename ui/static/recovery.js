@@ -87,7 +87,7 @@ function randomIndexes(n, max) {
 
 // ---- the recovery phrase ----
 
-const phraseFlow = { words: [], quiz: [], resolve: null };
+const phraseFlow = { words: [], quiz: [], resolve: null, gen: 0 };
 
 /**
  * offerPhrase shows a new recovery phrase (once), asks for 3 of its words
@@ -105,7 +105,9 @@ export function offerPhrase() {
     status('phrase-show-status', '');
     $('phrase-written').disabled = true;
     openDialog(dlg);
+    const gen = ++phraseFlow.gen;
     newPhrase().then((p) => {
+      if (gen !== phraseFlow.gen || !phraseFlow.resolve) return; // skipped or closed meanwhile
       phraseFlow.words = p.split(' ');
       $('phrase-words').replaceChildren(...phraseFlow.words.map((w) => h('li', {}, h('span', { class: 'phrase-word' }, w))));
       $('phrase-written').disabled = false;
@@ -121,6 +123,7 @@ function phraseShowStep() {
 
 function phraseDone(saved) {
   const resolve = phraseFlow.resolve;
+  phraseFlow.gen++;
   phraseFlow.resolve = null;
   phraseFlow.words = [];
   phraseFlow.quiz = [];
