@@ -120,6 +120,7 @@ func (b *browser) createVaultInWizard() {
 		chromedp.SendKeys(chromedp.ID("vault-password"), pkPassword),
 		chromedp.SendKeys(chromedp.ID("vault-password-confirm"), pkPassword),
 		chromedp.Click(chromedp.ID("vault-create-submit")))
+	b.skipRecoveryPhrase()
 	b.waitJS("the provider step", 90*time.Second, `vis('#onboarding-step-2')`,
 		`document.getElementById('vault-create-status').dataset.kind === 'error' && 'vault creation failed: ' + document.getElementById('vault-create-status').textContent`)
 	b.do("skip the provider (Later)", chromedp.Click(chromedp.CSS(`[data-action="onboarding-skip"]`)))
