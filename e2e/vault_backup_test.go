@@ -98,6 +98,9 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 	if err := bob.RestoreVault(ctx, info.ID); !isAPIError(err, http.StatusNotFound, "not_found") {
 		t.Fatalf("bob restores alice's backup: %v", err)
 	}
+	if err := bob.RestoreVault(ctx, ""); !isAPIError(err, http.StatusBadRequest, "invalid_id") {
+		t.Fatalf("restore without an id: %v", err)
+	}
 	if l, err := bob.VaultBackups(ctx); err != nil || len(l.Backups) != 0 {
 		t.Fatalf("bob's list: %+v %v", l, err)
 	}
