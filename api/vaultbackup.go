@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ocmt/ocmt/crypto"
@@ -31,6 +32,14 @@ const (
 	// 400 invalid_backup, 403 backup_wrong_user, 413 backup_too_large.
 	VaultRestorePath = "/vault/restore"
 )
+
+// BoundsOwnBody reports whether r is a vault restore (PUT VaultRestorePath,
+// in the container or behind a proxy's prefix), whose handler bounds its
+// body itself (DecodeVaultBackup: at most the JSON of MaxVaultBackupBytes)
+// instead of at the servers' general 1 MiB (roles/web).
+func BoundsOwnBody(r *http.Request) bool {
+	return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, VaultRestorePath)
+}
 
 // MaxVaultBackupBytes bounds the sealed vault file in a backup (8 MiB). A
 // larger one is refused with 413 backup_too_large by both roles.

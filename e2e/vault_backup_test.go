@@ -98,11 +98,20 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 	if err := bob.RestoreVault(ctx, info.ID); !isAPIError(err, http.StatusNotFound, "not_found") {
 		t.Fatalf("bob restores alice's backup: %v", err)
 	}
+	if err := bob.RestoreVault(ctx, ""); !isAPIError(err, http.StatusBadRequest, "invalid_id") {
+		t.Fatalf("restore without an id: %v", err)
+	}
 	if l, err := bob.VaultBackups(ctx); err != nil || len(l.Backups) != 0 {
 		t.Fatalf("bob's list: %+v %v", l, err)
 	}
 	if err := alice.RestoreVault(ctx, info.ID); !isAPIError(err, http.StatusConflict, "already_initialized") {
 		t.Fatalf("restore over the live vault: %v", err)
+	}
+	// A restore above the servers' general 1 MiB body limit reaches the
+	// vault's own checks through every hop (management, agent, vault).
+	big := api.VaultBackup{Format: api.VaultBackupFormat, Vault: make([]byte, 2<<20)}
+	if r, err := alice.Do(ctx, "PUT", "/api/v1/me/agent"+api.VaultRestorePath, big); err != nil || r.Status != http.StatusBadRequest || r.ErrorCode() != "invalid_backup" {
+		t.Fatalf("a 2 MiB restore through the proxy: %v %+v", err, r)
 	}
 
 	// Byte search of the stored blob: ciphertext only. The DEK comes from

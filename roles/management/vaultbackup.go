@@ -82,14 +82,17 @@ func (s *Server) listVaultBackups(c echo.Context) error {
 // restoreVault handles POST /api/v1/me/vault/restore {"id"}: the caller's
 // backup goes into the caller's container (waking it), which takes it only
 // while its vault is not initialized (409 already_initialized); the
-// restored vault's keys are then published to the directory. 404 for an
-// unknown backup or another user's.
+// restored vault's keys are then published to the directory. 400
+// invalid_id without an id; 404 for an unknown backup or another user's.
 func (s *Server) restoreVault(c echo.Context) error {
 	u := currentUser(c)
 	uid := string(u.ID)
 	var req api.VaultRestoreRequest
 	if err := web.Bind(c, &req); err != nil {
 		return err
+	}
+	if req.ID == "" {
+		return api.BadRequest("invalid_id", "name the backup to restore (id)")
 	}
 	if !strings.HasPrefix(req.ID, "vbk_") || len(req.ID) > 64 {
 		return api.NotFound("no such backup")

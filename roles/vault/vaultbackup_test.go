@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -127,5 +129,36 @@ func TestVaultBackupRestore(t *testing.T) {
 				t.Fatalf("status after a refused restore: %v", s)
 			}
 		})
+	}
+}
+
+// TestVaultRestoreAfterTornInit: a crash between the two writes of an init
+// leaves an identity record without a vault file; the vault counts as not
+// initialized and a restore replaces the stale record.
+func TestVaultRestoreAfterTornInit(t *testing.T) {
+	old := newTestVault(t, "")
+	k := old.create("correct horse battery staple")
+	_, b, _ := old.getBackup()
+
+	dir := t.TempDir()
+	torn := newTestVault(t, dir)
+	torn.create("another password entirely")
+	if err := os.Remove(filepath.Join(dir, vaultFileName)); err != nil {
+		t.Fatal(err)
+	}
+	nv := newTestVault(t, dir) // the container starts again after the crash
+	if _, st := nv.do("GET", "/vault/status", nil); st["initialized"] != false {
+		t.Fatalf("status with only an identity record: %v", st)
+	}
+	if st, body := nv.do("PUT", api.VaultRestorePath, b); st != http.StatusNoContent {
+		t.Fatalf("restore: %d %v", st, body)
+	}
+	ib, _ := os.ReadFile(filepath.Join(dir, identityFileName))
+	var rec crypto.SignedKeyRecord
+	if err := json.Unmarshal(ib, &rec); err != nil || rec != b.Identity {
+		t.Fatalf("identity record after restore: %v", err)
+	}
+	if st, body := nv.unlockWith(k); st != http.StatusOK {
+		t.Fatalf("unlock: %d %v", st, body)
 	}
 }

@@ -115,14 +115,10 @@ func New(log *slog.Logger, secure bool, trustedProxies ...*net.IPNet) *echo.Echo
 	return e
 }
 
-// ownBodyLimit reports the requests that bound their body themselves
-// instead of at 1 MiB: a vault restore (PUT api.VaultRestorePath, in the
-// container or on the agent role's proxy route), whose handler reads at
-// most api.MaxVaultBackupBytes of vault file (api.DecodeVaultBackup).
-func ownBodyLimit(c echo.Context) bool {
-	r := c.Request()
-	return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, api.VaultRestorePath)
-}
+// ownBodyLimit skips the 1 MiB body limit for the requests whose handler
+// bounds the body itself (api.BoundsOwnBody: a vault restore, up to
+// api.MaxVaultBackupBytes of vault file).
+func ownBodyLimit(c echo.Context) bool { return api.BoundsOwnBody(c.Request()) }
 
 func newRequestID() string {
 	var b [8]byte

@@ -64,6 +64,11 @@ function render() {
   if (chosen && backups.some((b) => b.id === chosen)) sel.value = chosen;
 }
 
+/** latest returns the newest backup ({id, sizeBytes, sha256, ed25519, createdAt}) or null (none, or not loaded yet). */
+export function latest() {
+  return backups[0] || null;
+}
+
 /** load fetches the list of backups and renders the card and the offer. */
 export async function load() {
   try {
