@@ -133,9 +133,13 @@ func (s *Server) agentProxy(c echo.Context) error {
 	} else {
 		h.ServeHTTP(rec, r2)
 	}
-	// The answer is complete: send it before the audit writes below, so the
-	// user does not wait for the database (an unlock's p95 doubled otherwise).
-	_ = http.NewResponseController(c.Response().Writer).Flush()
+	// A passkey unlock's answer is complete: send it before the audit write
+	// below, so the unlock does not wait for the database (its p95 doubled
+	// otherwise). Other answers wait: callers may read what follows them
+	// (published keys, audit events) right after.
+	if r.Method == http.MethodPost && inner == api.VaultPasskeyUnlockPath {
+		_ = http.NewResponseController(c.Response().Writer).Flush()
+	}
 	ctx := context.WithoutCancel(r.Context())
 	if r.Method == http.MethodPost && (inner == api.VaultUnlockPath || inner == api.VaultRecoveryResetPath || inner == api.VaultPasskeyUnlockPath) && (rec.status == http.StatusUnauthorized || rec.status == http.StatusTooManyRequests) {
 		s.audit(ctx, uid, "vault.unlock_failed", uid, map[string]string{"status": fmt.Sprint(rec.status), "ip": c.RealIP(), "path": inner})

@@ -38,8 +38,10 @@ package vault
 // once. The record is not authenticated: whoever can write the volume can
 // swap a public key, but that only lets a signature pass; the wrap still
 // needs the KEK from the authenticator. After the vault opens, the sealed
-// copy of the credential (authenticated) is checked too: its sign
-// counter must not be ahead of the one just presented.
+// copy of the credential (authenticated) is checked too: the counter just
+// presented must be ahead of the last one recorded there. The use (last
+// used, sign counter) is recorded in the sealed copy right after the
+// answer, so that an unlock never waits for the disk.
 //
 // Routes (below /vault; JSON; api.Error on failure):
 //
@@ -49,7 +51,17 @@ package vault
 //	DELETE /passkeys/:id               unlocked → 204 (removes the wrap: that passkey no longer opens the vault)
 //	POST   /passkeys/unlock/begin      locked or not → {"ceremonyId","publicKey":<PublicKeyCredentialRequestOptionsJSON>}; 404 no_passkeys
 //	POST   /passkeys/unlock/finish     {"ceremonyId","credential":<AuthenticationResponseJSON>,"derivedKey":b64 KEK} → {"expiresIn"},
-//	                                   header Server-Timing: vault;dur=<ms> (the vault's time: verify, unwrap, open, record)
+//	                                   header Server-Timing: vault;dur=<ms> (the vault's time: lock wait, verify, unwrap, open)
+//
+// Errors: 400 invalid_name, invalid_credential, invalid_key,
+// ceremony_invalid (unknown, used or expired; ceremonies last 2 minutes),
+// prf_output_sent; 401 passkey_rejected (any assertion check, a removed
+// passkey, a counter not ahead), wrong_key (the KEK does not open the
+// wrap); 404 no_passkeys; 409 passkeys_unavailable (public URL without a
+// host name), passkey_exists, too_many_passkeys (20); 423 vault_locked
+// (register, list, delete); 429 unlock_backoff (failures count toward the
+// password's backoff). Management audits unlocks, additions and removals
+// (api.VaultPasskey*Path).
 //
 // The credential JSON must not carry PRF results (the browser sends empty
 // clientExtensionResults); a response that does is refused
