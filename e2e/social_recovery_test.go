@@ -268,6 +268,25 @@ func TestSocialRecoveryThreeOfFive(t *testing.T) {
 		waitHeld(t, c, alice.id, 0)
 	}
 	t.Logf("all five shares held %v after setup", time.Since(t0).Round(time.Millisecond))
+	// Each contact's vault tells Alice's that it keeps its share.
+	xtest.Eventually(t, 20*time.Second, func() error {
+		var ws struct {
+			Social struct {
+				Contacts []struct {
+					Email string `json:"email"`
+					Held  bool   `json:"held"`
+				} `json:"contacts"`
+			} `json:"social"`
+		}
+		alice.v.json("GET", "/ways", nil, &ws)
+		for _, c := range ws.Social.Contacts {
+			if !c.Held {
+				return errString(c.Email + " has not confirmed yet")
+			}
+		}
+		return nil
+	})
+	t.Logf("all five confirmed to the owner %v after setup", time.Since(t0).Round(time.Millisecond))
 
 	// Alice forgets her password.
 	alice.v.json("POST", "/lock", nil, nil)
