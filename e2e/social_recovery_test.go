@@ -308,6 +308,19 @@ func TestSocialRecoveryThreeOfFive(t *testing.T) {
 		t.Fatalf("recovery not audited: %+v", audit.Events)
 	}
 
+	// Each contact is mailed, in words, without the code.
+	xtest.Eventually(t, 10*time.Second, func() error {
+		for _, c := range contacts {
+			ms := env.Mails(c.email)
+			if len(ms) == 0 || ms[0].Subject != alice.email+" asks you to help unlock their ocmt vault" || !strings.Contains(ms[0].Body, "in person") {
+				return errString("no recovery mail to " + c.email)
+			}
+			if strings.Contains(ms[0].Body, req.code) {
+				t.Fatalf("the mail to %s holds the code", c.email)
+			}
+		}
+		return nil
+	})
 	// Contacts see it in their inbox, in words.
 	var inbox struct {
 		Requests []map[string]any `json:"requests"`
