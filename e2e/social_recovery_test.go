@@ -268,6 +268,25 @@ func TestSocialRecoveryThreeOfFive(t *testing.T) {
 		waitHeld(t, c, alice.id, 0)
 	}
 	t.Logf("all five shares held %v after setup", time.Since(t0).Round(time.Millisecond))
+	// Each contact's vault tells Alice's that it keeps its share.
+	xtest.Eventually(t, 20*time.Second, func() error {
+		var ws struct {
+			Social struct {
+				Contacts []struct {
+					Email string `json:"email"`
+					Held  bool   `json:"held"`
+				} `json:"contacts"`
+			} `json:"social"`
+		}
+		alice.v.json("GET", "/ways", nil, &ws)
+		for _, c := range ws.Social.Contacts {
+			if !c.Held {
+				return errString(c.Email + " has not confirmed yet")
+			}
+		}
+		return nil
+	})
+	t.Logf("all five confirmed to the owner %v after setup", time.Since(t0).Round(time.Millisecond))
 
 	// Alice forgets her password.
 	alice.v.json("POST", "/lock", nil, nil)
@@ -289,6 +308,19 @@ func TestSocialRecoveryThreeOfFive(t *testing.T) {
 		t.Fatalf("recovery not audited: %+v", audit.Events)
 	}
 
+	// Each contact is mailed, in words, without the code.
+	xtest.Eventually(t, 10*time.Second, func() error {
+		for _, c := range contacts {
+			ms := env.Mails(c.email)
+			if len(ms) == 0 || ms[0].Subject != alice.email+" asks you to help unlock their ocmt vault" || !strings.Contains(ms[0].Body, "in person") {
+				return errString("no recovery mail to " + c.email)
+			}
+			if strings.Contains(ms[0].Body, req.code) {
+				t.Fatalf("the mail to %s holds the code", c.email)
+			}
+		}
+		return nil
+	})
 	// Contacts see it in their inbox, in words.
 	var inbox struct {
 		Requests []map[string]any `json:"requests"`

@@ -47,7 +47,8 @@ import (
 //
 // A request lives 72 h (recoveryTTL); starting one is audited
 // (recovery.requested) and mailed to the owner, so a stolen session cannot
-// recover silently; an owner has at most one open request. "code" is the
+// recover silently (each contact is mailed too, in words, without the
+// code); an owner has at most one open request. "code" is the
 // request's 6-digit safety code (crypto.SocialSafetyCode of its one-time
 // key), shown only to the owner: a contact approves by typing the code the
 // owner reads to them, so an approval is tied to the request the owner
@@ -133,6 +134,7 @@ func (s *Server) startRecovery(c echo.Context) error {
 	emails := []string{}
 	for _, id := range setup.Contacts {
 		emails = append(emails, s.emailOf(ctx, id))
+		s.mailContactAsked(bg, *u, id, r)
 	}
 	return c.JSON(http.StatusCreated, map[string]any{"id": r.ID, "status": store.RecoveryOpen, "createdAt": r.CreatedAt,
 		"expiresAt": r.ExpiresAt, "threshold": r.Threshold, "contacts": emails, "code": crypto.SocialSafetyCode(pk)})
@@ -155,6 +157,32 @@ func (s *Server) mailRecoveryStarted(ctx context.Context, u store.User, r store.
 		return
 	}
 	s.log.Info("recovery mail queued", "mail", id, "user", u.ID)
+}
+
+// mailContactAsked tells a contact that the owner asks for their help,
+// at most once per owner and contact in 10 minutes (the share mails'
+// guard), without a code: the owner must tell it to them.
+func (s *Server) mailContactAsked(ctx context.Context, owner store.User, contact store.UserID, r store.RecoveryRequest) {
+	if ok, _ := s.noticeGuard.allow(owner.ID, contact, "recovery", s.now()); !ok {
+		return
+	}
+	to, err := s.st.UserByID(ctx, contact)
+	if err != nil {
+		s.log.Error("recovery contact mail recipient", "recipient", contact, "err", err)
+		return
+	}
+	link := s.opt.PublicURL + "/#vault"
+	body := fmt.Sprintf("%s asks you to help unlock their ocmt vault: they chose you as a trusted contact and lost their password.\n\n"+
+		"Only approve if they asked you in person (or on a call you trust). They will read you a 6-digit code to type in\n"+
+		"Vault & keys → \"Someone asks for your help\". If they did not ask you, do not approve, and tell them.\n"+
+		"The request ends by itself on %s.\n", owner.Email, r.ExpiresAt.UTC().Format("2 January 2006 at 15:04 UTC"))
+	id, err := s.opt.Outbox.Enqueue(ctx, mail.KindRecovery, mail.Message{To: to.Email, Subject: owner.Email + " asks you to help unlock their ocmt vault",
+		Body: body, Link: link, ShowBody: true}, time.Time{})
+	if err != nil {
+		s.log.Error("recovery contact mail not queued", "recipient", contact, "err", err)
+		return
+	}
+	s.log.Info("recovery contact mail queued", "mail", id, "owner", owner.ID, "recipient", contact)
 }
 
 // ownRequest loads request id of the signed-in owner; another user's is

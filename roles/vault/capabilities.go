@@ -710,7 +710,7 @@ func (s *Server) handleEnvelope(ctx context.Context, env *api.RelayEnvelope) boo
 		s.executeCall(ctx, env)
 	case envResult:
 		s.receiveResult(env)
-	case envSocialShare, envSocialDrop:
+	case envSocialShare, envSocialDrop, envSocialHeld:
 		s.receiveSocial(env) // social.go
 	default:
 		s.log.Info("relay envelope of unknown type dropped", "type", env.Header.Type, "from", env.Header.From)

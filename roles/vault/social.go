@@ -47,6 +47,7 @@ import (
 const (
 	envSocialShare = "social.share"
 	envSocialDrop  = "social.drop"
+	envSocialHeld  = "social.held"
 	// socialRelayWait is how long setup waits for a relay connection.
 	socialRelayWait = 10 * time.Second
 )
@@ -66,8 +67,9 @@ type (
 		Contacts  []string             `json:"contacts"`
 		Resolved  []socialResolvedJSON `json:"resolved"`
 	}
-	// socialOuter is an envelope payload of type social.share or
-	// social.drop: the owner's signed key record and the box.
+	// socialOuter is an envelope payload of type social.share,
+	// social.drop (owner → contact) or social.held (contact → owner): the
+	// sender's signed key record and the box.
 	socialOuter struct {
 		OwnerKeys crypto.SignedKeyRecord `json:"ownerKeys"`
 		Box       []byte                 `json:"box"`
@@ -75,7 +77,8 @@ type (
 	// socialPayload is the box's content. Sealed (social.share only) is
 	// the share message sealed to the recipient's key. A social.drop
 	// tells the recipient to drop the owner's shares of epochs before
-	// Epoch.
+	// Epoch. A social.held tells the owner that the sender keeps its
+	// share of split Epoch.
 	socialPayload struct {
 		Header    api.RelayHeader `json:"header"`
 		Epoch     uint32          `json:"epoch"`
@@ -467,6 +470,10 @@ func (s *Server) receiveSocial(env *api.RelayEnvelope) {
 		s.log.Warn("trusted contact envelope dropped", "code", code, "type", typ, "from", from)
 		return
 	}
+	if typ == envSocialHeld {
+		s.noteHeldLocked(from, p.Epoch)
+		return
+	}
 	var cur *heldShare
 	if err := k.viewLocked(func(sec *secrets) error { cur = sec.HeldShares[from]; return nil }, recHeldShares); err != nil {
 		s.log.Error("trusted contact envelope not processed", "type", typ, "from", from, "err", err)
@@ -506,4 +513,36 @@ func (s *Server) receiveSocial(env *api.RelayEnvelope) {
 		return
 	}
 	s.log.Info("recovery share received", "owner", from, "epoch", p.Epoch)
+	// Tell the owner (best effort, after this delivery is done).
+	if receipt, err := s.socialEnvelopeLocked(from, rec.X25519, envSocialHeld, &socialPayload{Epoch: p.Epoch}); err == nil && s.relay != nil {
+		go func() {
+			if err := s.relay.send(context.Background(), receipt); err != nil {
+				s.log.Warn("held share receipt not sent", "owner", from, "err", err)
+			}
+		}()
+	}
+}
+
+// noteHeldLocked marks contact as holding its share of split epoch, if
+// that is the current split and contact is in it. k.mu held, unlocked.
+func (s *Server) noteHeldLocked(contact string, epoch uint32) {
+	k := s.keys
+	var cfg *socialConfig
+	if err := k.viewLocked(func(sec *secrets) error { cfg = sec.Ways.Social; return nil }, recWays); err != nil || cfg == nil || cfg.Epoch != epoch {
+		return
+	}
+	i := slices.IndexFunc(cfg.Contacts, func(c socialContact) bool { return c.UserID == contact })
+	if i < 0 || cfg.Contacts[i].Held {
+		return
+	}
+	if err := k.updateLocked(func(sec *secrets) error {
+		if sc := sec.Ways.Social; sc != nil && sc.Epoch == epoch && i < len(sc.Contacts) && sc.Contacts[i].UserID == contact {
+			sc.Contacts[i].Held = true
+		}
+		return nil
+	}); err != nil {
+		s.log.Error("held share receipt not stored", "contact", contact, "err", err)
+		return
+	}
+	s.log.Info("trusted contact holds their share", "contact", contact, "epoch", epoch)
 }

@@ -6,7 +6,7 @@ package vault
 // record "ways", and the "social" object of GET /vault/ways. Its JSON:
 //
 //	{"threshold":3,"epoch":1765000000,"setAt":1765000000,
-//	 "contacts":[{"userId":"usr_…","email":"bob@example.org","x25519":"x25519:…"},…]}
+//	 "contacts":[{"userId":"usr_…","email":"bob@example.org","x25519":"x25519:…","held":true},…]}
 //
 // Epoch names the split (unix seconds when it was made; a new split has a
 // larger one); SetAt is unix seconds. The shares themselves are not kept
@@ -21,11 +21,15 @@ type socialConfig struct {
 // socialContact is one trusted contact of a socialConfig. X25519 is the
 // key the share was sealed to (also used to tell a removed contact to
 // drop its share); Email is for display only, as the management role
-// gave it.
+// gave it. Held is set when the contact's vault confirmed (a social.held
+// envelope) that it keeps its share of this split: until then the share
+// waits at the relay for the contact to unlock their vault (at most the
+// relay's envelope TTL, 7 days by default).
 type socialContact struct {
 	UserID string `json:"userId"`
 	Email  string `json:"email,omitempty"`
 	X25519 string `json:"x25519"`
+	Held   bool   `json:"held,omitempty"`
 }
 
 // heldShare is a social-recovery share this vault keeps for another user

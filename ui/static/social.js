@@ -92,7 +92,9 @@ function renderCard() {
   const cur = $('social-current');
   if (social && Array.isArray(social.contacts)) {
     const names = social.contacts.map((c) => c.email || c.userId).join(', ');
-    cur.textContent = `✓ ${social.threshold} of ${social.contacts.length} trusted contacts can help you back in: ${names}.`;
+    const waiting = social.contacts.filter((c) => !c.held).map((c) => c.email || c.userId);
+    cur.textContent = `✓ ${social.threshold} of ${social.contacts.length} trusted contacts can help you back in: ${names}.` +
+      (waiting.length ? ` Waiting for ${waiting.join(', ')} to open their vault and take their piece (within 7 days).` : ' Each of them keeps their piece.');
     cur.hidden = false;
     if (!$('social-contacts').value) $('social-contacts').value = social.contacts.map((c) => c.email || '').filter(Boolean).join('\n');
   } else {
