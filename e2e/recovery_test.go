@@ -2,15 +2,11 @@ package e2e
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -305,46 +301,15 @@ func runRecoveryReset(t *testing.T, newWay func(*testing.T) recoveryWay) {
 
 	// 6. No phrase, key or KEK on the platform's disk or in its logs.
 	env.Stop()
-	needles := map[string][]byte{
-		"the recovery text": []byte(w.text),
-		"its KEK (base64)":  []byte(b64(w.kek[:])),
-		"its KEK (raw)":     w.kek[:],
-		"the new password":  []byte(e2eNewPassword),
-		"the new KEK":       []byte(b64(newKEK[:])),
-	}
+	search := newLeakSearch(t).text("the recovery text", w.text).key("its KEK", w.kek[:]).
+		text("the new password", e2eNewPassword).key("the new KEK", newKEK[:])
 	if w.kind == "phrase" {
-		needles["the phrase's first three words"] = []byte(strings.Join(strings.Fields(w.text)[:3], " "))
+		search.text("the phrase's first three words", strings.Join(strings.Fields(w.text)[:3], " "))
 	} else {
-		needles["the backup key without dashes"] = []byte(strings.ReplaceAll(w.text, "-", ""))
+		search.text("the backup key without dashes", strings.ReplaceAll(w.text, "-", ""))
 	}
-	check := func(where string, b []byte) {
-		for name, n := range needles {
-			if bytes.Contains(b, n) {
-				t.Errorf("%s holds %s", where, name)
-			}
-		}
-	}
-	check("server log", []byte(env.Log.String()))
-	check("console", []byte(env.Out.String()))
-	filepath.Walk(env.Cfg.DataDir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			b, _ := os.ReadFile(p)
-			check(p, b)
-		}
-		return nil
-	})
-	if res, err := cli.CopyFromContainer(bg, "ocmt-"+string(au.ID), client.CopyFromContainerOptions{SourcePath: "/data"}); err == nil {
-		tr := tar.NewReader(res.Content)
-		for {
-			h, err := tr.Next()
-			if err != nil {
-				break
-			}
-			b, _ := io.ReadAll(tr)
-			check("container "+h.Name, b)
-		}
-		res.Content.Close()
-	}
+	search.platform(env)
+	search.files("container ", containerData(t, cli, string(au.ID)))
 }
 
 // TestRecoveryPhraseResetsPassword: create a vault → store a key and chat

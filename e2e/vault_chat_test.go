@@ -2,15 +2,12 @@ package e2e
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -247,26 +244,10 @@ func runVaultChat(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, contain
 
 	env.Stop() // flush and close everything before reading the bytes
 
-	needles := []string{e2ePassword, e2eAPIKey, e2eReply, e2eQuestion, base64.StdEncoding.EncodeToString(k[:])}
-	check := func(where string, b []byte) {
-		for _, n := range needles {
-			if bytes.Contains(b, []byte(n)) {
-				t.Errorf("%s holds %q in the clear", where, n)
-			}
-		}
-	}
-	check("server log", []byte(env.Log.String()))
-	check("console", []byte(env.Out.String()))
-	filepath.Walk(env.Cfg.DataDir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			b, _ := os.ReadFile(p)
-			check(p, b)
-		}
-		return nil
-	})
-	for name, b := range containerFiles(string(au.ID)) {
-		check("container "+name, b)
-	}
+	search := newLeakSearch(t).text("the password", e2ePassword).text("the API key", e2eAPIKey).
+		text("the reply", e2eReply).text("the question", e2eQuestion).key("the password KEK", k[:])
+	search.platform(env)
+	search.files("container ", containerFiles(string(au.ID)))
 }
 
 func TestVaultChatProcess(t *testing.T) {

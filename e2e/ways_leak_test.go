@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -163,34 +161,15 @@ func TestWaysLeaveNoKeysOnPlatform(t *testing.T) {
 	files := containerData(t, cli, string(au.ID))
 	env.Stop()
 
-	var needles [][]byte
-	for _, k := range []crypto.KEK{pw, phrase, backup, newPW} {
-		needles = append(needles, bytes.Clone(k[:]), []byte(base64.StdEncoding.EncodeToString(k[:])), []byte(base64.RawURLEncoding.EncodeToString(k[:])))
+	search := newLeakSearch(t)
+	for i, k := range []crypto.KEK{pw, phrase, backup, newPW} {
+		search.key([]string{"the password KEK", "the phrase KEK", "the backup key KEK", "the new password KEK"}[i], k[:])
 	}
-	check := func(where string, b []byte) {
-		for i, n := range needles {
-			if bytes.Contains(b, n) {
-				t.Errorf("%s holds derived key %d (encoding %d)", where, i/3, i%3)
-			}
-		}
-	}
-	check("server log", []byte(env.Log.String()))
-	check("console", []byte(env.Out.String()))
-	check("management responses", rec.bytes())
-	n := 0
-	filepath.Walk(env.Cfg.DataDir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			b, _ := os.ReadFile(p)
-			check(p, b)
-			n++
-		}
-		return nil
-	})
-	for name, b := range files {
-		check("container "+name, b)
-	}
-	if n == 0 || len(files) < 3 || len(rec.bytes()) == 0 {
-		t.Fatalf("searched %d platform files, %d container files, %d response bytes: the search proves nothing", n, len(files), len(rec.bytes()))
+	search.in("management responses", rec.bytes())
+	search.platform(env)
+	search.files("container ", files)
+	if len(files) < 3 || len(rec.bytes()) == 0 {
+		t.Fatalf("searched %d container files, %d response bytes: the search proves nothing", len(files), len(rec.bytes()))
 	}
 }
 
