@@ -32,9 +32,15 @@ func TestBrowserSocialRecovery(t *testing.T) {
 	b.open("/signin")
 	b.signInMagicLink(alice.email)
 	b.waitAgentState("running", 2*time.Minute)
-	b.waitJS("the unlock dialog offers trusted contacts", 30*time.Second, `vis('#unlock-dialog') && vis('#social-forgot')`, "")
-	b.screenshot("social-unlock")
-	b.do("ask my trusted contacts", chromedp.Click(chromedp.ID("social-forgot")))
+	forgotToContacts := func() {
+		t.Helper()
+		b.waitJS("the unlock dialog", 30*time.Second, `vis('#unlock-dialog') && vis('#unlock-forgot')`, "")
+		b.do("forgot password", chromedp.Click(chromedp.ID("unlock-forgot")))
+		b.waitJS("the choices offer trusted contacts", 15*time.Second, `vis('#recover-paths button[data-path="contacts"]')`, "")
+		b.screenshot("social-choices")
+		b.do("ask my trusted contacts", chromedp.Click(chromedp.CSS(`#recover-paths button[data-path="contacts"]`)))
+	}
+	forgotToContacts()
 	b.waitJS("the recovery dialog", 10*time.Second, `vis('#social-dialog') && vis('#social-start')`, "")
 	b.do("start the request", chromedp.Click(chromedp.ID("social-start")))
 	b.waitJS("the request's code shows", 30*time.Second, `vis('#social-code') && /^\d{6}$/.test(document.getElementById('social-code').textContent)`,
@@ -72,8 +78,7 @@ func TestBrowserSocialRecovery(t *testing.T) {
 	b.signOut()
 	b.signInMagicLink(alice.email)
 	b.waitAgentState("running", 2*time.Minute)
-	b.waitJS("the unlock dialog offers trusted contacts", 30*time.Second, `vis('#unlock-dialog') && vis('#social-forgot')`, "")
-	b.do("back to my request", chromedp.Click(chromedp.ID("social-forgot")))
+	forgotToContacts() // back to her request
 	b.waitJS("the new password form", 30*time.Second, `vis('#social-new-password')`,
 		`document.querySelector('#social-recover-status[data-kind="error"]')?.textContent`)
 	const newPassword = "lantern-orchid-glacier-4471"

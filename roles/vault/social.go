@@ -232,6 +232,7 @@ func (s *Server) putSocial(c echo.Context) error {
 		k.mu.Unlock()
 		return api.Conflict("social_changed", "your trusted contacts changed meanwhile; reload and try again")
 	}
+	s.applyReceiptsLocked(cfg)
 	err = k.putWayLocked(crypto.WrapSocial, "", &kek, func(sec *secrets) error { sec.Ways.Social = cfg; return nil })
 	var out waysJSON
 	if err == nil {
@@ -524,9 +525,17 @@ func (s *Server) receiveSocial(env *api.RelayEnvelope) {
 }
 
 // noteHeldLocked marks contact as holding its share of split epoch, if
-// that is the current split and contact is in it. k.mu held, unlocked.
+// that is the current split and contact is in it. A receipt can overtake
+// the owner's own write of the split (the shares go out first), so it is
+// also remembered in memory and applied by putSocial. k.mu held, unlocked.
 func (s *Server) noteHeldLocked(contact string, epoch uint32) {
 	k := s.keys
+	if s.heldReceipts == nil {
+		s.heldReceipts = map[string]uint32{}
+	}
+	if epoch > s.heldReceipts[contact] {
+		s.heldReceipts[contact] = epoch
+	}
 	var cfg *socialConfig
 	if err := k.viewLocked(func(sec *secrets) error { cfg = sec.Ways.Social; return nil }, recWays); err != nil || cfg == nil || cfg.Epoch != epoch {
 		return
@@ -545,4 +554,14 @@ func (s *Server) noteHeldLocked(contact string, epoch uint32) {
 		return
 	}
 	s.log.Info("trusted contact holds their share", "contact", contact, "epoch", epoch)
+}
+
+// applyReceiptsLocked marks the contacts of cfg whose receipt for its
+// epoch came before cfg was written. k.mu held.
+func (s *Server) applyReceiptsLocked(cfg *socialConfig) {
+	for i := range cfg.Contacts {
+		if s.heldReceipts[cfg.Contacts[i].UserID] == cfg.Epoch {
+			cfg.Contacts[i].Held = true
+		}
+	}
 }

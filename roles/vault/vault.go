@@ -102,6 +102,9 @@ type Server struct {
 	// passkeys is the WebAuthn relying party and its pending ceremonies
 	// (passkey.go).
 	passkeys passkeyState
+	// heldReceipts maps a trusted contact's user id to the newest split
+	// epoch it confirmed (social.go); guarded by keys.mu, nil until used.
+	heldReceipts map[string]uint32
 }
 
 // New opens the vault in opt.DataDir (it need not be initialized yet).

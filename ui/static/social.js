@@ -12,12 +12,13 @@
 //    (POST /vault/recovery/reset {"kind":"social","requestId"}).
 // The one-time private key stays in this tab (sessionStorage, so a reload
 // keeps the request) and is dropped when the request ends.
-// forgotPath is shaped for recovery.js's registerForgotPath, which it can
-// use once both are on one page; until then the unlock dialog has its own
-// "Ask my trusted contacts" link.
+// The owner's flow is one of the "Forgot password?" choices
+// (recovery.js's registerForgotPath), offered when the vault has a social
+// wrap.
 import { request } from './api.js';
 import { $, busy, h, status } from './dom.js';
 import { deriveKey } from './kdf.js';
+import { registerForgotPath } from './recovery.js';
 import { scriptURL } from './trusted.js';
 import * as vault from './vault.js';
 import { b64encode, randomBytes } from './vaultcrypto.js';
@@ -112,9 +113,6 @@ async function loadWays() {
   } catch {
     ways = null;
   }
-  const hasSocial = Boolean(ways && Array.isArray(ways.wraps) && ways.wraps.some((w) => w && w.kind === 'social'));
-  const link = $('social-forgot');
-  if (link) link.hidden = !hasSocial;
   renderCard();
 }
 
@@ -260,13 +258,10 @@ export function forgot() {
   if (flow) poll();
 }
 
-/** forgotPath is the entry for recovery.js's registerForgotPath. */
-export const forgotPath = {
-  name: 'contacts',
-  label: 'Ask my trusted contacts',
-  start: forgot,
-  opts: { hint: 'Enough of them approve, then you set a new password.', available: (w) => Array.isArray(w && w.wraps) && w.wraps.some((x) => x && x.kind === 'social') },
-};
+registerForgotPath('contacts', 'Ask my trusted contacts', forgot, {
+  hint: 'Enough of them approve, then you set a new password.',
+  available: (w) => Array.isArray(w && w.wraps) && w.wraps.some((x) => x && x.kind === 'social'),
+});
 
 async function startRequest(el) {
   await busy(el, async () => {
@@ -346,9 +341,7 @@ async function reset(form) {
       confirm.value = '';
       $('social-dialog').close();
       status('vault-bar-status', 'New password set. Your vault is unlocked. To give your contacts fresh pieces, save your trusted contacts again in Vault & keys.', 'ok');
-      // Opened another way than the password form: tell the page (recovery.js
-      // adds vault.unlockedBy for this; markInitialized does the same here).
-      vault.markInitialized(data && data.expiresIn);
+      vault.unlockedBy(data && data.expiresIn); // opened another way than the password form
     } catch (err) {
       status('social-recover-status', err.code === 'wrong_key' ? 'Your contacts\' pieces did not open the vault. Start a new request.' : err.message, 'error');
     } finally {
@@ -400,7 +393,6 @@ export const actions = {
   'social-save': (form) => save(form),
   'social-remove': (el) => remove(el),
   'social-approve': (el) => approve(el),
-  'social-forgot': () => forgot(),
   'social-start': (el) => startRequest(el),
   'social-close': () => $('social-dialog').close(),
   'social-cancel-request': () => cancelRequest(),
