@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -205,8 +206,21 @@ func setupContacts(t *testing.T, owner socialPeer, threshold int, contacts ...so
 		emails = append(emails, c.email)
 	}
 	var out map[string]any
-	owner.v.json("PUT", "/ways/social", map[string]any{"threshold": threshold, "contacts": emails}, &out)
+	owner.v.json("PUT", "/ways/social", map[string]any{"threshold": threshold, "resolved": resolveContacts(t, owner, emails...)}, &out)
 	return out
+}
+
+// resolveContacts asks management's directory for the signed key records
+// of the given addresses, as the browser does before PUT /ways/social.
+func resolveContacts(t *testing.T, owner socialPeer, emails ...string) json.RawMessage {
+	t.Helper()
+	var out struct {
+		Resolved json.RawMessage `json:"resolved"`
+	}
+	if err := owner.c.JSON(context.Background(), "POST", "/api/v1/me/recovery/contacts", map[string]any{"contacts": emails}, &out); err != nil {
+		t.Fatalf("resolve contacts: %v", err)
+	}
+	return out.Resolved
 }
 
 // secretForms returns the ways a secret could be written down: raw, hex,
@@ -508,19 +522,25 @@ func TestSocialRemoveContactResplits(t *testing.T) {
 	env := xtest.NewEnv(t)
 	peers := socialPeers(t, env, "alice", "bob", "carol", "dave")
 	alice, bob, carol, dave := peers[0], peers[1], peers[2], peers[3]
-	// Refusals at the boundary.
+	// Refusals at the boundary. The vault checks the key records the
+	// browser brings: one whose subject was changed is refused.
 	ctx := context.Background()
+	var forged []map[string]any
+	json.Unmarshal(resolveContacts(t, alice, bob.email, carol.email), &forged)
+	forged[0]["userId"] = carol.id
 	for _, tc := range []struct {
 		method, path string
 		body         any
 		status       int
 		code         string
 	}{
-		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 2, "contacts": []string{bob.email, "nobody@example.org"}}, 400, "contact_unknown"},
-		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 2, "contacts": []string{bob.email, alice.email}}, 400, "contact_self"},
-		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 2, "contacts": []string{bob.email, bob.email}}, 400, "duplicate_contact"},
-		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 3, "contacts": []string{bob.email, carol.email}}, 400, "invalid_threshold"},
-		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 1, "contacts": []string{bob.email, carol.email}}, 400, "invalid_threshold"},
+		{"POST", "/api/v1/me/recovery/contacts", map[string]any{"contacts": []string{bob.email, "nobody@example.org"}}, 400, "contact_unknown"},
+		{"POST", "/api/v1/me/recovery/contacts", map[string]any{"contacts": []string{bob.email, alice.email}}, 400, "contact_self"},
+		{"POST", "/api/v1/me/recovery/contacts", map[string]any{"contacts": []string{bob.email, bob.email}}, 400, "duplicate_contact"},
+		{"POST", "/api/v1/me/recovery/contacts", map[string]any{"contacts": []string{bob.email}, "extra": 1}, 400, "unknown_field"},
+		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 3, "resolved": resolveContacts(t, alice, bob.email, carol.email)}, 400, "invalid_threshold"},
+		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 1, "resolved": resolveContacts(t, alice, bob.email, carol.email)}, 400, "invalid_threshold"},
+		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 2, "resolved": forged}, 400, "contact_unknown"},
 		{"POST", "/api/v1/me/agent/vault/social/held/" + bob.id + "/release", map[string]any{"requestId": "x", "publicKey": "x"}, 403, "use_recovery_inbox"},
 		{"POST", "/api/v1/me/recovery/requests", map[string]any{"publicKey": base64.StdEncoding.EncodeToString(make([]byte, 32))}, 400, "invalid_public_key"},
 		{"POST", "/api/v1/me/recovery/requests", map[string]any{"publicKey": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))}, 404, "no_trusted_contacts"},

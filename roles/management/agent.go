@@ -92,11 +92,7 @@ func (s *Server) agentProxy(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case hook != nil && hook.body != nil:
-		r2.Body, r2.ContentLength = io.NopCloser(bytes.NewReader(hook.body)), int64(len(hook.body))
-		r2.Header.Del("Transfer-Encoding")
-	case hook != nil && hook.stream != nil:
+	if hook != nil && hook.stream != nil {
 		r2.Body = io.NopCloser(hook.stream)
 	}
 	h := s.agent.Proxy(uid)

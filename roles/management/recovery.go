@@ -20,6 +20,7 @@ import (
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/mail"
+	"github.com/ocmt/ocmt/roles/web"
 	"github.com/ocmt/ocmt/store"
 )
 
@@ -71,6 +72,7 @@ import (
 const recoveryTTL = 72 * time.Hour
 
 func (s *Server) recoveryRoutes(me *echo.Group) {
+	me.POST("/recovery/contacts", s.resolveContacts)
 	me.POST("/recovery/requests", s.startRecovery)
 	me.GET("/recovery/requests/:id", s.recoveryStatus)
 	me.DELETE("/recovery/requests/:id", s.cancelRecovery)
@@ -331,11 +333,11 @@ func (s *Server) approveRecovery(c echo.Context) error {
 }
 
 // socialHook is what agentProxy does around one social-recovery call to
-// the owner's vault: the body to send instead (or nil), and after, run
-// with the vault's buffered answer.
+// the owner's vault: the request body goes on byte for byte (stream, when
+// management had to peek at it), and after runs with the vault's buffered
+// answer. Management never rewrites what the browser sends its vault.
 type socialHook struct {
-	body   []byte    // a rewritten body, or nil
-	stream io.Reader // or the original body, of its original length, when only peeked at
+	stream io.Reader // the original body, of its original length, when peeked at; nil = untouched
 	after  func(ctx context.Context, status int, answer []byte)
 }
 
@@ -346,7 +348,7 @@ func (s *Server) socialProxyHook(c echo.Context, u *store.User, method, inner st
 	case method == http.MethodPost && strings.HasPrefix(inner, "/vault/social/held/"):
 		return nil, api.Forbidden("use_recovery_inbox", "approve recovery requests from your recovery inbox")
 	case method == http.MethodPut && inner == "/vault/ways/social":
-		return s.socialSetupHook(c, u)
+		return s.socialSetupHook(u), nil
 	case method == http.MethodDelete && inner == "/vault/ways/social":
 		return &socialHook{after: func(ctx context.Context, status int, _ []byte) {
 			if status/100 == 2 {
@@ -362,28 +364,27 @@ func (s *Server) socialProxyHook(c echo.Context, u *store.User, method, inner st
 	return nil, nil
 }
 
-// readJSONBody reads the request body (64 KiB at most) as a JSON object.
-func readJSONBody(c echo.Context) (map[string]json.RawMessage, error) {
-	var req map[string]json.RawMessage
-	if err := json.NewDecoder(io.LimitReader(c.Request().Body, 64<<10)).Decode(&req); err != nil || req == nil {
-		return nil, api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
+// resolveContacts is POST /api/v1/me/recovery/contacts {"contacts":[email,…]}
+// → {"resolved":[{"userId","email","signed":{"record","sig"}}]}: the
+// directory's signed key records of the people the caller wants as
+// trusted contacts, which the browser passes to its vault in PUT
+// /vault/ways/social (the vault checks every signature and subject
+// again). Errors: 400 invalid_contacts, invalid_email, contact_unknown
+// (no such user, or no vault yet), contact_self, duplicate_contact; 429.
+func (s *Server) resolveContacts(c echo.Context) error {
+	u := currentUser(c)
+	var req struct {
+		Contacts []string `json:"contacts"`
 	}
-	return req, nil
-}
-
-// socialSetupHook resolves the contacts of a PUT /vault/ways/social in the
-// directory and records the split once the vault has made it.
-func (s *Server) socialSetupHook(c echo.Context, u *store.User) (*socialHook, error) {
-	req, err := readJSONBody(c)
-	if err != nil {
-		return nil, err
+	if err := web.Bind(c, &req); err != nil {
+		return err
 	}
-	var emails []string
-	if json.Unmarshal(req["contacts"], &emails) != nil || len(emails) == 0 || len(emails) > crypto.SocialMaxContacts {
-		return nil, api.BadRequest("invalid_contacts", "contacts must list 2 to 10 email addresses")
+	emails := req.Contacts
+	if len(emails) == 0 || len(emails) > crypto.SocialMaxContacts {
+		return api.BadRequest("invalid_contacts", "contacts must list 2 to 10 email addresses")
 	}
 	if !s.lookupByUser.allow(string(u.ID)) {
-		return nil, api.TooMany("too many changes; wait a minute")
+		return api.TooMany("too many changes; wait a minute")
 	}
 	ctx := c.Request().Context()
 	type signed struct {
@@ -400,37 +401,38 @@ func (s *Server) socialSetupHook(c echo.Context, u *store.User) (*socialHook, er
 	for _, raw := range emails {
 		email := store.NormalizeEmail(raw)
 		if !validEmail(email) {
-			return nil, api.BadRequest("invalid_email", "each contact must be one exact email address")
+			return api.BadRequest("invalid_email", "each contact must be one exact email address")
 		}
 		unknown := &api.Error{Status: http.StatusBadRequest, Code: "contact_unknown",
 			Msg: "nobody with a vault has the address " + email + "; ask them to sign in and create their vault first", Extra: map[string]any{"email": email}}
 		target, err := s.st.UserByEmail(ctx, email)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, unknown
+			return unknown
 		} else if err != nil {
-			return nil, err
+			return err
 		}
 		if target.ID == u.ID {
-			return nil, api.BadRequest("contact_self", "you cannot be your own trusted contact")
+			return api.BadRequest("contact_self", "you cannot be your own trusted contact")
 		}
 		if seen[target.ID] {
-			return nil, api.BadRequest("duplicate_contact", "each trusted contact may appear only once")
+			return api.BadRequest("duplicate_contact", "each trusted contact may appear only once")
 		}
 		seen[target.ID] = true
 		e, err := s.st.DirectoryEntry(ctx, target.ID)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, unknown
+			return unknown
 		} else if err != nil {
-			return nil, err
+			return err
 		}
 		out = append(out, resolved{UserID: string(target.ID), Email: email, Signed: signed{Record: e.Record, Sig: e.Sig}})
 	}
-	req["resolved"], _ = json.Marshal(out)
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	return &socialHook{body: body, after: func(ctx context.Context, status int, answer []byte) {
+	return c.JSON(http.StatusOK, map[string]any{"resolved": out})
+}
+
+// socialSetupHook records the split once the vault has made it (the
+// request goes to the vault as the browser sent it).
+func (s *Server) socialSetupHook(u *store.User) *socialHook {
+	return &socialHook{after: func(ctx context.Context, status int, answer []byte) {
 		if status != http.StatusOK {
 			return
 		}
@@ -457,12 +459,13 @@ func (s *Server) socialSetupHook(c echo.Context, u *store.User) (*socialHook, er
 		}
 		s.audit(ctx, string(u.ID), "recovery.social_configured", string(u.ID), map[string]string{
 			"threshold": strconv.Itoa(ss.Threshold), "contacts": strconv.Itoa(len(ss.Contacts)), "epoch": strconv.FormatInt(ss.Epoch, 10)})
-	}}, nil
+	}}
 }
 
 // socialUnlockHook lets a "social" unlock or reset through only with the
-// id of an open, unexpired request of the caller (removed from the body
-// the vault sees), and completes the request when the vault accepts it.
+// id of an open, unexpired request of the caller ("requestId", which the
+// vault accepts and ignores), and completes the request when the vault
+// accepts it.
 // Other kinds pass untouched.
 func (s *Server) socialUnlockHook(c echo.Context, u *store.User, inner string) (*socialHook, error) {
 	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, 64<<10))
@@ -481,11 +484,6 @@ func (s *Server) socialUnlockHook(c echo.Context, u *store.User, inner string) (
 	if kind != "social" {
 		return passOn, nil
 	}
-	delete(req, "requestId")
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
 	ctx := c.Request().Context()
 	r, err := s.st.RecoveryRequestByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || err == nil && r.Owner != u.ID {
@@ -500,7 +498,7 @@ func (s *Server) socialUnlockHook(c echo.Context, u *store.User, inner string) (
 	default:
 		return nil, errRecoveryClosed()
 	}
-	return &socialHook{body: body, after: func(ctx context.Context, status int, _ []byte) {
+	passOn.after = func(ctx context.Context, status int, _ []byte) {
 		if status/100 != 2 {
 			return
 		}
@@ -508,5 +506,6 @@ func (s *Server) socialUnlockHook(c echo.Context, u *store.User, inner string) (
 			s.log.Error("complete recovery request", "request", r.ID, "err", err)
 		}
 		s.audit(ctx, string(u.ID), "recovery.completed", string(u.ID), map[string]string{"request": r.ID, "via": strings.TrimPrefix(inner, "/vault/")})
-	}}, nil
+	}
+	return passOn, nil
 }

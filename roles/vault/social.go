@@ -19,10 +19,9 @@ import (
 // Trusted contacts (social recovery; issue 10, item 2; SPEC §6), vault
 // side. Routes below /vault:
 //
-//	PUT    /ways/social {"threshold":3,"contacts":[emails],
-//	                     "resolved":[{"userId","email","signed":{"record","sig"}}]}
-//	       → 200 GET /ways JSON. Unlocked. "resolved" is added by the management role from its
-//	       directory; each record is verified here. 2 ≤ threshold ≤ contacts ≤ 10 (threshold
+//	PUT    /ways/social {"threshold":3,"resolved":[{"userId","email","signed":{"record","sig"}}]}
+//	       → 200 GET /ways JSON. Unlocked. The browser gets "resolved" from the management
+//	       role's directory (POST /api/v1/me/recovery/contacts); each record is verified here. 2 ≤ threshold ≤ contacts ≤ 10 (threshold
 //	       0 = 3, or the number of contacts if fewer).
 //	DELETE /ways/social → 200 GET /ways JSON (removes the wrap; contacts are told to drop their shares)
 //	GET    /social/held → {"held":[{"owner","epoch","threshold","receivedAt"}]}  (shares kept for others; no share)
@@ -62,9 +61,11 @@ type (
 		Email  string           `json:"email"`
 		Signed socialSignedJSON `json:"signed"`
 	}
+	// socialSetupReq is PUT /ways/social: the contacts' signed key
+	// records as POST /api/v1/me/recovery/contacts on the management role
+	// gave them to the browser (checked again here).
 	socialSetupReq struct {
 		Threshold int                  `json:"threshold"`
-		Contacts  []string             `json:"contacts"`
 		Resolved  []socialResolvedJSON `json:"resolved"`
 	}
 	// socialOuter is an envelope payload of type social.share,

@@ -45,7 +45,7 @@ func TestSocialEnvelopes(t *testing.T) {
 	waitFor(t, "relay connections", 10*time.Second, func() bool {
 		return alice.s.relay.connected() && bob.s.relay.connected() && carol.s.relay.connected()
 	})
-	st, body := alice.do("PUT", "/vault/ways/social", map[string]any{"threshold": 2, "contacts": []string{"b", "c"},
+	st, body := alice.do("PUT", "/vault/ways/social", map[string]any{"threshold": 2,
 		"resolved": []any{bob.resolved(), carol.resolved()}})
 	if st != http.StatusOK {
 		t.Fatalf("setup: %d %v", st, body)

@@ -40,8 +40,12 @@ type (
 		Kind        string `json:"kind,omitempty"`
 		ID          string `json:"id,omitempty"`
 		ChallengeID string `json:"challengeId"`
-		DerivedKey  string `json:"derivedKey"`
-		Proof       string `json:"proof"`
+		// RequestID names the trusted-contacts recovery request a
+		// "social" unlock or reset completes; the management role checks
+		// it is the caller's and still open, the vault ignores it.
+		RequestID  string `json:"requestId,omitempty"`
+		DerivedKey string `json:"derivedKey"`
+		Proof      string `json:"proof"`
 	}
 	passwordReq struct {
 		unlockReq

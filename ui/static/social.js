@@ -132,7 +132,10 @@ async function save(form) {
     form.setAttribute('aria-busy', 'true');
     try {
       status('social-status', 'Sending each contact their piece…');
-      const data = await vault.vaultRequest('PUT', '/ways/social', { threshold, contacts: emails });
+      // The directory's signed key records of the contacts; the vault
+      // checks each signature before it seals a piece to that key.
+      const { data: { resolved } } = await request('POST', '/api/v1/me/recovery/contacts', { contacts: emails });
+      const data = await vault.vaultRequest('PUT', '/ways/social', { threshold, resolved });
       ways = data;
       status('social-status', `Saved: ${threshold} of ${emails.length} contacts can help you back in.`, 'ok');
       renderCard();
