@@ -263,9 +263,6 @@ func runRecoveryReset(t *testing.T, newWay func(*testing.T) recoveryWay) {
 	total := derive + resetTime
 	t.Logf("recovery reset with the %s, end to end excluding Argon2id: %.1f ms (%s KEK %.1f ms + challenge and reset through the platform %.1f ms)",
 		w.kind, ms(total), w.kind, ms(derive), ms(resetTime))
-	if total > 2*time.Second {
-		t.Errorf("a recovery reset took %v without Argon2id, want < 2 s", total)
-	}
 	if v.locked() {
 		t.Fatal("the vault is locked after a reset (it should be open with the new password)")
 	}
