@@ -137,13 +137,22 @@ type passkeyCeremony struct {
 	expires  time.Time
 }
 
-// passkeyState is the relying party and the pending ceremonies. Its
-// ceremonies are guarded by keyring.mu like the rest of the vault state.
+// passkeyState is the relying party, the pending ceremonies and the
+// unlocks not yet recorded in the sealed body. cers and uses are guarded
+// by keyring.mu like the rest of the vault state.
 type passkeyState struct {
 	once sync.Once
 	rp   *webauthn.WebAuthn
 	err  error
 	cers map[string]*passkeyCeremony
+	uses map[string]passkeyUse // by passkey id; written to the vault by recordPasskeyUses
+}
+
+// passkeyUse is one unlock with a passkey: what the sealed copy records.
+type passkeyUse struct {
+	counter uint32
+	flags   webauthn.CredentialFlags
+	at      int64 // unix seconds
 }
 
 func (s *Server) passkeyRoutes(g *echo.Group) {
@@ -389,7 +398,8 @@ func (s *Server) listPasskeys(c echo.Context) error {
 	if err := k.viewLocked(func(sec *secrets) error {
 		for id, p := range sec.Ways.Passkeys {
 			if p != nil && k.file.HasWrap(crypto.WrapPasskey, id) {
-				out = append(out, passkeyItemJSON{ID: id, Name: p.Name, AddedAt: p.AddedAt, LastUsed: p.LastUsed})
+				last := max(p.LastUsed, s.passkeys.uses[id].at) // an unlock not yet recorded counts
+				out = append(out, passkeyItemJSON{ID: id, Name: p.Name, AddedAt: p.AddedAt, LastUsed: last})
 			}
 		}
 		return nil
@@ -565,6 +575,7 @@ func (s *Server) deletePasskey(c echo.Context) error {
 	}); err != nil {
 		return err
 	}
+	delete(s.passkeys.uses, id)
 	// The wrap is gone: the record's entry is inert from here on.
 	if err := s.syncPasskeyRecordLocked(); err != nil {
 		s.log.Warn("passkey record not rewritten", "err", err)
@@ -689,15 +700,17 @@ func (s *Server) passkeyUnlockFinish(c echo.Context) error {
 	if err := s.openWithLocked(dek); err != nil {
 		return err
 	}
-	// The sealed copy is authenticated: its counter must not be ahead.
+	// The sealed copy is authenticated: the counter must be ahead of the
+	// last one it recorded (or that waits to be recorded).
 	counter := cred.Authenticator.SignCount
-	var regressed bool
+	last := s.passkeys.uses[entry.ID].counter
 	_ = k.viewLocked(func(sec *secrets) error {
-		if p := sec.Ways.Passkeys[entry.ID]; p != nil && counter != 0 && p.Credential.Authenticator.SignCount >= counter {
-			regressed = true
+		if p := sec.Ways.Passkeys[entry.ID]; p != nil {
+			last = max(last, p.Credential.Authenticator.SignCount)
 		}
 		return nil
 	}, recWays)
+	regressed := counter != 0 && last >= counter
 	if regressed {
 		k.lockLocked()
 		k.failLocked()
@@ -708,7 +721,11 @@ func (s *Server) passkeyUnlockFinish(c echo.Context) error {
 	// Recording the use (last used, sign counter) writes the vault file;
 	// it runs right after this answer, so the unlock does not wait for
 	// the disk. It only ever moves the counter forward.
-	go s.recordPasskeyUse(entry.ID, counter, cred.Flags, k.wall().Unix())
+	if s.passkeys.uses == nil {
+		s.passkeys.uses = map[string]passkeyUse{}
+	}
+	s.passkeys.uses[entry.ID] = passkeyUse{counter: counter, flags: cred.Flags, at: k.wall().Unix()}
+	go s.recordPasskeyUses()
 	s.log.Info("vault unlocked with a passkey", "passkey", entry.ID)
 	// The vault's own time (wait for the lock, verify the assertion,
 	// unwrap and open), for the benchmark and the browser's Resource Timing.
@@ -718,32 +735,36 @@ func (s *Server) passkeyUnlockFinish(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]int64{"expiresIn": int64(k.expiresIn().Seconds())})
 }
 
-// recordPasskeyUse stores, in the sealed copy of passkey id, the time of
-// an unlock and the sign counter it presented, if the vault is still open
-// and the counter is ahead of the stored one (two unlocks may record out of
-// order). The public record keeps the counter it was registered with: the
-// sealed copy, checked after every open, is the one that counts.
-func (s *Server) recordPasskeyUse(id string, counter uint32, flags webauthn.CredentialFlags, at int64) {
+// recordPasskeyUses writes the unlocks waiting in s.passkeys.uses (last
+// used, sign counter, flags) into the sealed copies, in one save, if the
+// vault is open; otherwise they wait for the next open with a passkey (or
+// are lost with a restart: the counter check is defence in depth). A
+// counter only moves forward. The public record keeps the counter it was
+// registered with: the sealed copy, checked after every open, counts.
+func (s *Server) recordPasskeyUses() {
 	k := s.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.sec == nil || k.recordErrLocked(recWays) != nil {
+	if len(s.passkeys.uses) == 0 || k.sec == nil || k.recordErrLocked(recWays) != nil {
 		return
 	}
-	p := k.sec.Ways.Passkeys[id]
-	if p == nil || (counter != 0 && counter <= p.Credential.Authenticator.SignCount) {
-		return
-	}
+	uses := s.passkeys.uses
 	if err := k.updateLocked(func(sec *secrets) error {
-		if p := sec.Ways.Passkeys[id]; p != nil {
-			p.LastUsed = at
-			p.Credential.Authenticator.SignCount = counter
-			p.Credential.Flags = flags
+		for id, u := range uses {
+			p := sec.Ways.Passkeys[id]
+			if p == nil || (u.counter != 0 && u.counter <= p.Credential.Authenticator.SignCount) {
+				continue
+			}
+			p.LastUsed = u.at
+			p.Credential.Authenticator.SignCount = u.counter
+			p.Credential.Flags = u.flags
 		}
 		return nil
 	}); err != nil {
-		s.log.Warn("passkey use not recorded", "passkey", id, "err", err)
+		s.log.Warn("passkey use not recorded", "err", err)
+		return
 	}
+	s.passkeys.uses = nil
 }
 
 // webauthnDetails is a short, safe description of a go-webauthn error.
