@@ -457,6 +457,7 @@ func TestPasskeyUnlockPRF(t *testing.T) {
 	// The console is read before the server stops: afterwards the page's
 	// polls fail with connection refused, which is not the page's fault.
 	b.checkConsoleAllowing(allowedPasskeyConsole)
+	b.do("leave the page", chromedp.Navigate("about:blank")) // no polls of a stopped server
 	env.Stop()
 	check := func(where string, data []byte) {
 		for i, n := range needles {
