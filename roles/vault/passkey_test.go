@@ -189,8 +189,9 @@ func (v *tv) passkeyUnlock(a *softAuthenticator, kek string, change func(map[str
 // software authenticator: register while unlocked, unlock while locked,
 // and every refusal: a phishing origin, another RP ID, a bad signature, a
 // replayed ceremony, a counter that did not advance, the right assertion
-// with the wrong key, PRF output sent, a removed passkey; "sign out all
-// devices" disables passkeys and prunes the public record.
+// with the wrong key, PRF output sent, a removed passkey; a password
+// change and a recovery reset keep passkeys, "sign out all devices"
+// disables them and prunes the public record.
 func TestPasskeyRelyingParty(t *testing.T) {
 	v := newTestVault(t, "")
 	pw := v.create("correct horse battery staple")
@@ -339,6 +340,20 @@ func TestPasskeyRelyingParty(t *testing.T) {
 	v.s.keys.mu.Unlock()
 	if st, body := v.passkeyUnlock(b, b.kek(t), nil); st != http.StatusOK {
 		t.Fatalf("passkey after a password change: %d %v", st, body)
+	}
+	// So does a recovery reset (here with the phrase), locked.
+	phrase := randomKEK(t)
+	if st, body := v.do("PUT", "/vault/ways/phrase", map[string]string{"derivedKey": b64(phrase[:])}); st != http.StatusOK {
+		t.Fatalf("add phrase: %d %v", st, body)
+	}
+	v.do("POST", "/vault/lock", nil)
+	pwA, fields = v.newPasswordFields("reset horse battery staple", false)
+	if st, body := v.do("POST", "/vault/recovery/reset", v.proveWay("phrase", phrase, fields)); st != http.StatusOK {
+		t.Fatalf("recovery reset: %d %v", st, body)
+	}
+	v.do("POST", "/vault/lock", nil)
+	if st, body := v.passkeyUnlock(b, b.kek(t), nil); st != http.StatusOK {
+		t.Fatalf("passkey after a recovery reset: %d %v", st, body)
 	}
 	_, fields = v.newPasswordFields("third horse battery staple", true)
 	if st, body := v.do("POST", "/vault/password", v.proveWay("password", pwA, fields)); st != http.StatusNoContent {
