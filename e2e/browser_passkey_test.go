@@ -415,7 +415,7 @@ func TestPasskeyUnlockPRF(t *testing.T) {
 
 	// 6. An authenticator without PRF: a clear message, nothing added.
 	b.removeAuthenticator(auth)
-	b.addAuthenticator(false)
+	noPRF := b.addAuthenticator(false)
 	b.do("open Vault & keys", chromedp.Click(chromedp.ID("tab-vault")))
 	b.waitJS("the passkey form", stepTimeout, `vis('#passkey-form')`, "")
 	b.do("add a passkey without PRF",
@@ -429,6 +429,17 @@ func TestPasskeyUnlockPRF(t *testing.T) {
 	}
 	if wraps := b.wrapKinds(); countKind(wraps, "passkey") != 0 {
 		t.Errorf("wraps after a registration without PRF: %q", wraps)
+	}
+	// The page asked the authenticator to forget the useless credential
+	// (PublicKeyCredential.signalUnknownCredential), where the browser can.
+	var left int
+	b.do("list the authenticator's credentials", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		res, err := cdp.Call(ctx, tg, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: noPRF})
+		left = len(res.Credentials)
+		return err
+	}))
+	if mustEval[bool](b, `typeof PublicKeyCredential.signalUnknownCredential === 'function'`) && left != 0 {
+		t.Errorf("%d credentials left on the authenticator without PRF, want 0 (signalUnknownCredential)", left)
 	}
 	b.screenshot("no-prf")
 

@@ -144,6 +144,16 @@ function webauthnError(err) {
   return new APIError(0, 'passkey_failed', `The passkey request failed: ${err && err.message ? err.message : err}`);
 }
 
+// forget asks the authenticator to drop a credential the vault will not
+// keep (WebAuthn signals, where the browser has them; best effort).
+async function forget(rpId, rawId) {
+  try {
+    if (typeof PublicKeyCredential.signalUnknownCredential === 'function') await PublicKeyCredential.signalUnknownCredential({ rpId, credentialId: b64url(rawId) });
+  } catch {
+    // nothing more to do: the credential stays on the device, unused
+  }
+}
+
 // ---- add, list, remove ----
 
 /** register adds a passkey named name on this device; resolves to the vault's passkey JSON. */
@@ -157,15 +167,19 @@ export async function register(name) {
   } catch (err) {
     throw webauthnError(err);
   }
+  const rpId = begin.publicKey.rp && begin.publicKey.rp.id;
   let { first, enabled } = prfFirst(cred);
   if (!first) {
-    if (!enabled) throw noPRF();
+    if (!enabled) {
+      await forget(rpId, cred.rawId);
+      throw noPRF();
+    }
     // Some authenticators only evaluate the PRF on an assertion.
     let got;
     try {
       got = await navigator.credentials.get({ publicKey: {
         challenge: crypto.getRandomValues(new Uint8Array(32)),
-        rpId: begin.publicKey.rp && begin.publicKey.rp.id,
+        rpId,
         allowCredentials: [{ type: 'public-key', id: cred.rawId }],
         userVerification: 'required',
         extensions: { prf: { eval: { first: opts.extensions.prf.eval.first } } },
@@ -174,7 +188,10 @@ export async function register(name) {
       throw webauthnError(err);
     }
     first = prfFirst(got).first;
-    if (!first) throw noPRF();
+    if (!first) {
+      await forget(rpId, cred.rawId);
+      throw noPRF();
+    }
   }
   const derivedKey = await kekFromPRF(first);
   const { data } = await request('POST', `${vault.base}/passkeys/register/finish`,
