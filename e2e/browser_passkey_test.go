@@ -390,6 +390,17 @@ func TestPasskeyUnlockPRF(t *testing.T) {
 	if wraps := b.wrapKinds(); countKind(wraps, "passkey") != 0 {
 		t.Errorf("wraps after removing the passkey: %q", wraps)
 	}
+	if mustEval[bool](b, `typeof PublicKeyCredential.signalUnknownCredential === 'function'`) {
+		var left int
+		b.do("list the authenticator's credentials", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			res, err := cdp.Call(ctx, tg, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: auth})
+			left = len(res.Credentials)
+			return err
+		}))
+		if left != 0 {
+			t.Errorf("the removed passkey is still on this device's authenticator (%d credentials; signalUnknownCredential)", left)
+		}
+	}
 	b.lockInBar()
 	b.do("press Unlock", chromedp.Click(chromedp.ID("vault-unlock")))
 	b.waitJS("the unlock dialog", stepTimeout, `document.getElementById('unlock-dialog').open && vis('#unlock-password')`, "")

@@ -111,10 +111,11 @@ var passkeyIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{16}$`)
 
 // passkeyItemJSON is a passkey as the API shows it.
 type passkeyItemJSON struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	AddedAt  int64  `json:"addedAt"`
-	LastUsed int64  `json:"lastUsed"`
+	ID           string `json:"id"`           // the vault's id (DELETE /passkeys/{id})
+	CredentialID string `json:"credentialId"` // the WebAuthn credential id, base64url (public)
+	Name         string `json:"name"`
+	AddedAt      int64  `json:"addedAt"`  // unix seconds
+	LastUsed     int64  `json:"lastUsed"` // unix seconds, 0 = never
 }
 
 // passkeyRecord is the public record file (see the package comment above).
@@ -399,7 +400,7 @@ func (s *Server) listPasskeys(c echo.Context) error {
 		for id, p := range sec.Ways.Passkeys {
 			if p != nil && k.file.HasWrap(crypto.WrapPasskey, id) {
 				last := max(p.LastUsed, s.passkeys.uses[id].at) // an unlock not yet recorded counts
-				out = append(out, passkeyItemJSON{ID: id, Name: p.Name, AddedAt: p.AddedAt, LastUsed: last})
+				out = append(out, passkeyItemJSON{ID: id, CredentialID: base64.RawURLEncoding.EncodeToString(p.Credential.ID), Name: p.Name, AddedAt: p.AddedAt, LastUsed: last})
 			}
 		}
 		return nil
@@ -552,7 +553,7 @@ func (s *Server) passkeyRegisterFinish(c echo.Context) error {
 		s.log.Warn("passkey record not rewritten", "err", err)
 	}
 	s.log.Info("passkey added", "passkey", id)
-	return c.JSON(http.StatusCreated, passkeyItemJSON{ID: id, Name: info.Name, AddedAt: info.AddedAt})
+	return c.JSON(http.StatusCreated, passkeyItemJSON{ID: id, CredentialID: base64.RawURLEncoding.EncodeToString(cred.ID), Name: info.Name, AddedAt: info.AddedAt})
 }
 
 func (s *Server) deletePasskey(c echo.Context) error {

@@ -330,7 +330,7 @@ func TestPasskeyRelyingParty(t *testing.T) {
 	}
 
 	// Changing the password keeps passkeys; "sign out all devices" removes them.
-	pwA, fields := v.newPasswordFields("another horse battery staple", false)
+	_, fields := v.newPasswordFields("another horse battery staple", false)
 	if st, body := v.do("POST", "/vault/password", v.proveWay("password", pw, fields)); st != http.StatusNoContent {
 		t.Fatalf("password change: %d %v", st, body)
 	}
@@ -347,7 +347,7 @@ func TestPasskeyRelyingParty(t *testing.T) {
 		t.Fatalf("add phrase: %d %v", st, body)
 	}
 	v.do("POST", "/vault/lock", nil)
-	pwA, fields = v.newPasswordFields("reset horse battery staple", false)
+	pwA, fields := v.newPasswordFields("reset horse battery staple", false)
 	if st, body := v.do("POST", "/vault/recovery/reset", v.proveWay("phrase", phrase, fields)); st != http.StatusOK {
 		t.Fatalf("recovery reset: %d %v", st, body)
 	}

@@ -291,9 +291,12 @@ async function add(form) {
 
 async function remove(el) {
   const id = el.dataset.passkey;
+  const p = (list || []).find((x) => x.id === id);
   await busy(el, async () => {
     try {
       await vault.vaultRequest('DELETE', `/passkeys/${encodeURIComponent(id)}`);
+      // If it lives on this device, its passkey manager may drop it too.
+      if (p && typeof p.credentialId === 'string') await forget(location.hostname, b64urlToBytes(p.credentialId));
       status('passkey-status', 'Passkey removed; it no longer unlocks your vault.', 'ok');
       await load();
     } catch (err) {
