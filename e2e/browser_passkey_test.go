@@ -279,6 +279,7 @@ func TestPasskeyUnlockPRF(t *testing.T) {
 
 	// 1. Add a passkey in Vault & keys.
 	b.addPasskeyInUI("Test laptop")
+	b.waitJS("the Ways back in card counts it", stepTimeout, `!document.getElementById('ways-list') || /1 passkey/.test(document.getElementById('ways-list').textContent)`, "")
 	b.screenshot("passkey-added")
 	wraps := b.wrapKinds()
 	if countKind(wraps, "passkey") != 1 || countKind(wraps, "password") != 1 {

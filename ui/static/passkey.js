@@ -15,6 +15,7 @@
 // and keep the password.
 import { APIError, request } from './api.js';
 import { $, busy, h, status, timeEl } from './dom.js';
+import * as recovery from './recovery.js';
 import * as vault from './vault.js';
 
 const kekInfo = 'ocmt/v1/kek/passkey';
@@ -281,6 +282,7 @@ async function add(form) {
       input.value = '';
       status('passkey-status', `Passkey “${p.name}” added. You can now unlock with it on this device.`, 'ok');
       await load();
+      recovery.refresh(); // the "Ways back in" card counts passkeys
     } catch (err) {
       status('passkey-status', err.message, 'error');
     } finally {
@@ -299,6 +301,7 @@ async function remove(el) {
       if (p && typeof p.credentialId === 'string') await forget(location.hostname, b64urlToBytes(p.credentialId));
       status('passkey-status', 'Passkey removed; it no longer unlocks your vault.', 'ok');
       await load();
+      recovery.refresh();
     } catch (err) {
       if (err.code !== 'unlock_cancelled') status('passkey-status', err.message, 'error');
     }
