@@ -184,6 +184,26 @@ func TestBrowserRecoveryPhrase(t *testing.T) {
 	b.do("press Unlock", chromedp.Click(chromedp.ID("vault-unlock")))
 	b.do("press Forgot password?", chromedp.Click(chromedp.ID("unlock-forgot")))
 	b.waitJS("only the phrase offered", stepTimeout, `vis('#recover-paths [data-path="phrase"]') && !document.querySelector('#recover-paths [data-path="backup-key"]')`, "")
+
+	// 7. A password change with "Sign out all devices" leaves only the
+	// new password: the phrase is no longer a way back in.
+	const fourthPW = "saffron-glacier-meadow-7731"
+	mustEval[bool](b, `(() => { for (const d of document.querySelectorAll('dialog[open]')) d.close(); return true; })()`)
+	b.do("press Unlock", chromedp.Click(chromedp.ID("vault-unlock")))
+	b.waitJS("the unlock dialog", stepTimeout, `document.getElementById('unlock-dialog').open && vis('#unlock-password')`, "")
+	b.do("unlock with the third password", chromedp.SendKeys(chromedp.ID("unlock-password"), thirdPW), chromedp.Click(chromedp.ID("unlock-submit")))
+	b.waitJS("the vault unlocked", 90*time.Second, `!document.getElementById('unlock-dialog').open && document.getElementById('vault-state').dataset.locked === 'false'`,
+		`document.getElementById('unlock-status').dataset.kind === 'error' && !/^(Wrong password|Too many)/.test(document.getElementById('unlock-status').textContent) && document.getElementById('unlock-status').textContent`)
+	b.do("open Vault & keys", chromedp.Click(chromedp.ID("tab-vault")))
+	b.do("change the password, signing out all devices",
+		chromedp.SendKeys(chromedp.ID("pw-current"), thirdPW),
+		chromedp.SendKeys(chromedp.ID("pw-new"), fourthPW),
+		chromedp.SendKeys(chromedp.ID("pw-new-confirm"), fourthPW),
+		chromedp.Click(chromedp.ID("pw-signout-all")),
+		chromedp.Click(chromedp.ID("password-submit")))
+	b.waitJS("the password changed and the phrase gone", 90*time.Second,
+		`document.getElementById('password-status').dataset.kind === 'ok' && document.querySelector('#ways-list [data-way="Recovery phrase"]')?.dataset.set === 'false' && document.getElementById('tab-vault').dataset.nudge === 'true'`,
+		`document.getElementById('password-status').dataset.kind === 'error' && document.getElementById('password-status').textContent`)
 	b.checkConsoleAllowing(allowedConsole)
 }
 

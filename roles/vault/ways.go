@@ -180,9 +180,13 @@ type (
 		Kind string `json:"kind"`
 		ID   string `json:"id,omitempty"`
 	}
+	// passkeyJSON is a passkey in GET /ways: what the user named and
+	// when; not the credential (GET /passkeys has what the UI needs).
 	passkeyJSON struct {
-		ID string `json:"id"`
-		*passkeyInfo
+		ID       string `json:"id"`
+		Name     string `json:"name"`
+		AddedAt  int64  `json:"addedAt"`  // unix seconds
+		LastUsed int64  `json:"lastUsed"` // unix seconds; 0 = never
 	}
 	// waysJSON is GET /vault/ways: the wraps in the header (readable while
 	// locked, so the unlock dialog can offer a passkey) and, when unlocked,
@@ -229,7 +233,7 @@ func (s *Server) waysLocked() (waysJSON, error) {
 		w := sec.Ways
 		out.Phrase, out.BackupKey, out.Social = w.Phrase, w.BackupKey, w.Social
 		for id, p := range w.Passkeys {
-			out.Passkeys = append(out.Passkeys, passkeyJSON{ID: id, passkeyInfo: p})
+			out.Passkeys = append(out.Passkeys, passkeyJSON{ID: id, Name: p.Name, AddedAt: p.AddedAt, LastUsed: p.LastUsed})
 		}
 		sort.Slice(out.Passkeys, func(i, j int) bool { return out.Passkeys[i].ID < out.Passkeys[j].ID })
 		return nil

@@ -351,6 +351,7 @@ export function start() {
   if (started) return;
   started = true;
   vault.onPrompt(() => { offer(); });
+  document.addEventListener(vault.waysChangedEvent, () => { load(); });
   vault.onChange((st, why) => {
     if (why === 'unlocked') load();
     else if (why === 'locked' || why === 'expired' || why === 'locked-answer') {

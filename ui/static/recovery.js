@@ -426,6 +426,7 @@ async function recoverSubmit(form) {
       vault.unlockedBy(data && data.expiresIn);
       status('vault-bar-status', 'New password set. Your vault is unlocked.', 'ok');
       if (signOutAll) status('ways-status', 'Every other way back in was removed. Set up a new recovery phrase or backup key.', 'ok');
+      if (signOutAll) document.dispatchEvent(new CustomEvent(vault.waysChangedEvent));
       refresh();
     } catch (err) {
       if (stage === 'secret') {
@@ -460,6 +461,7 @@ let started = false;
 export function start() {
   if (started) return refresh();
   started = true;
+  document.addEventListener(vault.waysChangedEvent, () => { refresh(); });
   const pd = $('phrase-dialog');
   if (pd) pd.addEventListener('close', () => { if (phraseFlow.resolve) phraseDone(false); });
   const rd = $('recover-dialog');

@@ -319,10 +319,14 @@ async function changePassword(form) {
       const newSalt = b64encode(randomBytes(16));
       const newKey = await deriveKey(next.value, { salt: newSalt, kdf: p.kdf });
       status('password-status', 'Re-wrapping your vault key…');
-      await vault.withChallenge('/password', oldKey, { newDerivedKey: newKey, newSalt, newKdf: p.kdf });
+      const signOutAll = $('pw-signout-all').checked;
+      await vault.withChallenge('/password', oldKey, { newDerivedKey: newKey, newSalt, newKdf: p.kdf, signOutAll });
       form.reset();
       updateMeter(next);
-      status('password-status', 'Password changed. Use the new one from now on.', 'ok');
+      status('password-status', signOutAll
+        ? 'Password changed, and every other way back in was removed. Use the new password from now on.'
+        : 'Password changed. Use the new one from now on; your passkeys and recovery ways still work.', 'ok');
+      if (signOutAll) document.dispatchEvent(new CustomEvent(vault.waysChangedEvent));
     } catch (err) {
       if (err.code === 'wrong_key') {
         status('password-status', 'Your current password is wrong.', 'error');

@@ -387,6 +387,7 @@ export function start() {
       if (why === 'unlocked' || why === 'locked' || why === 'status') loadWays();
     });
     document.addEventListener('visibilitychange', () => { if (!document.hidden) loadInbox(); });
+    document.addEventListener(vault.waysChangedEvent, () => { loadWays(); });
   }
   loadWays();
   loadInbox();

@@ -13,6 +13,13 @@ import { deriveKey } from './kdf.js';
 import { checkKDFParams, unlockProof } from './vaultcrypto.js';
 
 export const base = '/api/v1/me/agent/vault';
+
+/**
+ * waysChangedEvent is dispatched on document when ways back in were
+ * removed in bulk ("Sign out all devices" on a password change or a
+ * reset), so that the cards that list them reload.
+ */
+export const waysChangedEvent = 'ocmt:ways-changed';
 const statusEveryMs = 60000;
 
 const state = {
