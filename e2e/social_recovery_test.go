@@ -545,6 +545,10 @@ func TestSocialRemoveContactResplits(t *testing.T) {
 		{"POST", "/api/v1/me/recovery/requests", map[string]any{"publicKey": base64.StdEncoding.EncodeToString(make([]byte, 32))}, 400, "invalid_public_key"},
 		{"POST", "/api/v1/me/recovery/requests", map[string]any{"publicKey": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))}, 404, "no_trusted_contacts"},
 		{"POST", "/api/v1/me/agent/vault/recovery/reset", map[string]any{"kind": "social", "challengeId": "x", "derivedKey": "x", "proof": "x"}, 400, "no_recovery_request"},
+		// The vault reads names case-insensitively: so does management's check.
+		{"POST", "/api/v1/me/agent/vault/recovery/reset", map[string]any{"Kind": "social", "challengeId": "x", "derivedKey": "x", "proof": "x"}, 400, "no_recovery_request"},
+		{"POST", "/api/v1/me/agent/vault/unlock", map[string]any{"KIND": "social", "challengeId": "x", "derivedKey": "x", "proof": "x"}, 400, "no_recovery_request"},
+		{"POST", "/api/v1/me/agent/vault/unlock", map[string]any{"kind": "social", "pad": strings.Repeat(" ", 70_000)}, 413, "too_large"},
 	} {
 		r, err := alice.c.Do(ctx, tc.method, tc.path, tc.body)
 		if err != nil {
@@ -631,5 +635,17 @@ func TestSocialRemoveContactResplits(t *testing.T) {
 	alice.v.json("GET", "/ways", nil, &ws)
 	if s, _ := ws["social"].(map[string]any); s == nil || len(s["contacts"].([]any)) != 2 {
 		t.Fatalf("ways after reset: %v", ws)
+	}
+	// A password change that signs out all devices removes the social
+	// wrap: contacts are no longer asked to help.
+	cur := alice.v.deriveKey("alice new password")
+	_, fields := alice.v.newPassword("alice newest password", true)
+	r, err := alice.c.Do(ctx, "POST", "/api/v1/me/agent/vault/password", alice.v.proveWay("password", cur, fields))
+	if err != nil || r.Status != 204 {
+		t.Fatalf("password change, sign out all: %v %d %s", err, r.Status, r.Body)
+	}
+	r, err = alice.c.Do(ctx, "POST", "/api/v1/me/recovery/requests", map[string]any{"publicKey": base64.StdEncoding.EncodeToString(req.pub[:])})
+	if err != nil || r.Status != 404 || r.ErrorCode() != "no_trusted_contacts" {
+		t.Fatalf("recovery request after sign out all: %v %d %s", err, r.Status, r.Body)
 	}
 }

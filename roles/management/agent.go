@@ -138,7 +138,7 @@ func (s *Server) agentProxy(c echo.Context) error {
 	}
 	ctx := context.WithoutCancel(r.Context())
 	if r.Method == http.MethodPost && (inner == api.VaultUnlockPath || inner == api.VaultRecoveryResetPath || inner == api.VaultPasskeyUnlockPath) && (rec.status == http.StatusUnauthorized || rec.status == http.StatusTooManyRequests) {
-		s.audit(ctx, uid, "vault.unlock_failed", uid, map[string]string{"status": fmt.Sprint(rec.status), "ip": c.RealIP(), "path": inner})
+		s.audit(ctx, uid, "vault.unlock_failed", uid, map[string]string{"status": fmt.Sprint(rec.status), "ip": c.RealIP(), "path": inner, "way": hook.wayName()})
 		if rec.status == http.StatusUnauthorized { // wrong password or proof; 429 is the vault's backoff
 			s.opt.Metrics.VaultUnlockFailed()
 		}
@@ -183,13 +183,15 @@ func (s *Server) agentProxy(c echo.Context) error {
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, "/vault/integrations/"):
 		s.audit(ctx, uid, "vault.integration_removed", uid, map[string]string{"name": strings.TrimPrefix(inner, "/vault/integrations/")})
 	case r.Method == http.MethodPost && inner == api.VaultUnlockPath:
-		s.audit(ctx, uid, "vault.unlocked", uid, nil)
+		s.audit(ctx, uid, "vault.unlocked", uid, map[string]string{"way": hook.wayName()})
 	case r.Method == http.MethodPost && inner == "/vault/lock":
 		s.audit(ctx, uid, "vault.locked", uid, nil)
 	case r.Method == http.MethodPost && inner == api.VaultPasswordPath:
-		s.audit(ctx, uid, "vault.password_changed", uid, nil)
+		s.audit(ctx, uid, "vault.password_changed", uid, map[string]string{"signOutAll": fmt.Sprint(hook.signedOutAll())})
+		s.forgetWays(ctx, u, hook)
 	case r.Method == http.MethodPost && inner == api.VaultRecoveryResetPath:
-		s.audit(ctx, uid, "vault.password_reset", uid, map[string]string{"ip": c.RealIP()})
+		s.audit(ctx, uid, "vault.password_reset", uid, map[string]string{"ip": c.RealIP(), "way": hook.wayName(), "signOutAll": fmt.Sprint(hook.signedOutAll())})
+		s.forgetWays(ctx, u, hook)
 	case r.Method == http.MethodPut && strings.HasPrefix(inner, api.VaultWaysPath+"/"):
 		s.audit(ctx, uid, "vault.way_added", uid, map[string]string{"kind": strings.TrimPrefix(inner, api.VaultWaysPath+"/")})
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, api.VaultWaysPath+"/"):

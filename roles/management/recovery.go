@@ -26,15 +26,17 @@ import (
 
 // Social recovery, management side (issue 10, item 2; SPEC §6).
 //
-// Setup goes to the owner's vault through the agent proxy:
+// Setup: the browser resolves the contacts' addresses in the directory
+// (POST /api/v1/me/recovery/contacts → "resolved":[{"userId","email",
+// "signed":{"record","sig"}}]) and sends them to its vault:
 //
-//	PUT /api/v1/me/agent/vault/ways/social {"threshold":3,"contacts":["bob@example.org",…]}
+//	PUT /api/v1/me/agent/vault/ways/social {"threshold":3,"resolved":[…]}
 //
-// management resolves each address in the directory and adds
-// "resolved":[{"userId","email","signed":{"record","sig"}}] (the vault
-// verifies each record again), and on the vault's 200 records the split's
-// metadata (threshold, epoch, contact ids) so that contacts can be shown
-// the owner's requests. DELETE …/vault/ways/social forgets it.
+// The vault verifies each record again; on its 200 management records the
+// split's metadata (threshold, epoch, contact ids) so that contacts can be
+// shown the owner's requests. DELETE …/vault/ways/social forgets it, and
+// so does a recovery request started when the vault no longer has a
+// social wrap (after "sign out all devices").
 //
 // Recovery, below /api/v1/me/recovery (signed-in user; JSON):
 //
@@ -122,6 +124,16 @@ func (s *Server) startRecovery(c echo.Context) error {
 		return api.E(http.StatusNotFound, "no_trusted_contacts", "you have no trusted contacts set up, so they cannot help you back in")
 	} else if err != nil {
 		return err
+	}
+	// The vault's header is the truth: after "sign out all devices" (or a
+	// restore of an older backup) there may be no social wrap left.
+	if has, err := s.vaultHasWrap(ctx, u.ID, crypto.WrapSocial); err != nil {
+		return err
+	} else if !has {
+		if err := s.st.DeleteSocialSetup(ctx, u.ID); err != nil {
+			s.log.Error("delete social setup", "err", err)
+		}
+		return api.E(http.StatusNotFound, "no_trusted_contacts", "your vault has no trusted contacts set up any more, so they cannot help you back in")
 	}
 	now := s.now()
 	r := store.RecoveryRequest{ID: store.NewID("rec"), Owner: u.ID, PublicKey: req.PublicKey, Threshold: setup.Threshold,
@@ -337,9 +349,65 @@ func (s *Server) approveRecovery(c echo.Context) error {
 // management had to peek at it), and after runs with the vault's buffered
 // answer. Management never rewrites what the browser sends its vault.
 type socialHook struct {
-	stream io.Reader // the original body, of its original length, when peeked at; nil = untouched
-	after  func(ctx context.Context, status int, answer []byte)
+	stream     io.Reader // the original body, of its original length, when peeked at; nil = untouched
+	after      func(ctx context.Context, status int, answer []byte)
+	way        string // unlock, reset and password calls: the way in named by the body (for the audit)
+	signOutAll bool   // and whether it asks to remove every other way
 }
+
+// vaultHasWrap reports whether the user's vault header has a wrap of the
+// given kind (GET /vault/ways, which answers locked too, lists them).
+func (s *Server) vaultHasWrap(ctx context.Context, uid store.UserID, kind string) (bool, error) {
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, api.VaultWaysPath, nil)
+	rec := httptest.NewRecorder()
+	s.agent.Proxy(string(uid)).ServeHTTP(rec, req)
+	var ways struct {
+		Wraps []struct {
+			Kind string `json:"kind"`
+		} `json:"wraps"`
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &ways) != nil {
+		return false, api.Unavailable("vault_unreachable", "your vault could not be asked which ways in it has; try again", fmt.Errorf("GET %s: %d", api.VaultWaysPath, rec.Code))
+	}
+	for _, w := range ways.Wraps {
+		if w.Kind == kind {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// wayName is the way in for the audit ("" for other calls); nil-safe.
+func (h *socialHook) wayName() string {
+	if h == nil {
+		return ""
+	}
+	return h.way
+}
+
+// signedOutAll reports whether the call asked to remove every other way.
+func (h *socialHook) signedOutAll() bool { return h != nil && h.signOutAll }
+
+// forgetWays drops the trusted-contacts setup after a password change or
+// reset that signed out all devices (the vault removed its social wrap),
+// so that contacts are not asked to help with a split that opens nothing.
+func (s *Server) forgetWays(ctx context.Context, u *store.User, h *socialHook) {
+	if !h.signedOutAll() {
+		return
+	}
+	if _, err := s.st.SocialSetupOf(ctx, u.ID); err != nil {
+		return // none (or unreadable: the next request start checks the vault)
+	}
+	if err := s.st.DeleteSocialSetup(ctx, u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("delete social setup", "err", err)
+		return
+	}
+	s.audit(ctx, string(u.ID), "recovery.social_removed", string(u.ID), map[string]string{"why": "sign out all devices"})
+}
+
+// maxUnlockBody bounds the unlock, reset and password bodies management
+// reads (a few hundred bytes in practice).
+const maxUnlockBody = 64 << 10
 
 // socialProxyHook returns the hook for a proxied vault call, nil for calls
 // it has nothing to do with, or an error to answer instead of proxying.
@@ -358,7 +426,7 @@ func (s *Server) socialProxyHook(c echo.Context, u *store.User, method, inner st
 				s.audit(ctx, string(u.ID), "recovery.social_removed", string(u.ID), nil)
 			}
 		}}, nil
-	case method == http.MethodPost && (inner == "/vault/unlock" || inner == "/vault/recovery/reset"):
+	case method == http.MethodPost && (inner == api.VaultUnlockPath || inner == api.VaultRecoveryResetPath || inner == api.VaultPasswordPath):
 		return s.socialUnlockHook(c, u, inner)
 	}
 	return nil, nil
@@ -468,22 +536,31 @@ func (s *Server) socialSetupHook(u *store.User) *socialHook {
 // accepts it.
 // Other kinds pass untouched.
 func (s *Server) socialUnlockHook(c echo.Context, u *store.User, inner string) (*socialHook, error) {
-	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, 64<<10))
+	// The body is read whole (it is small) and decoded with the decoder
+	// the vault uses, so that both see the same "kind" whatever the
+	// spelling (encoding/json matches names case-insensitively and keeps
+	// the last of repeated names).
+	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, maxUnlockBody+1))
 	if err != nil {
 		return nil, api.BadRequest("invalid_json", "request body could not be read")
 	}
-	// Whatever is not a "social" unlock goes on byte for byte, the unread
-	// rest included (the vault answers oversized bodies itself).
-	passOn := &socialHook{stream: io.MultiReader(bytes.NewReader(raw), c.Request().Body)}
-	var req map[string]json.RawMessage
-	var kind, id string
-	if json.Unmarshal(raw, &req) == nil {
-		_ = json.Unmarshal(req["kind"], &kind)
-		_ = json.Unmarshal(req["requestId"], &id)
+	if len(raw) > maxUnlockBody {
+		return nil, api.E(http.StatusRequestEntityTooLarge, "too_large", "the request body is too large")
 	}
-	if kind != "social" {
+	var meta struct {
+		Kind       string `json:"kind"`
+		RequestID  string `json:"requestId"`
+		SignOutAll bool   `json:"signOutAll"`
+	}
+	_ = json.Unmarshal(raw, &meta) // a body the vault cannot read either is refused there
+	passOn := &socialHook{stream: bytes.NewReader(raw), way: meta.Kind, signOutAll: meta.SignOutAll}
+	if meta.Kind == "" {
+		passOn.way = crypto.WrapPassword
+	}
+	if !strings.EqualFold(meta.Kind, crypto.WrapSocial) {
 		return passOn, nil
 	}
+	id := meta.RequestID
 	ctx := c.Request().Context()
 	r, err := s.st.RecoveryRequestByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || err == nil && r.Owner != u.ID {

@@ -698,7 +698,12 @@ func (s *Server) passkeyUnlockFinish(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.openWithLocked(dek); err != nil {
+	// An open vault stays as it is until every check passed: a refused
+	// passkey must not lock the user out of a session they had.
+	wasOpen := k.sec != nil
+	if wasOpen {
+		dek.Zero()
+	} else if err := s.openWithLocked(dek); err != nil {
 		return err
 	}
 	// The sealed copy is authenticated: the counter must be ahead of the
@@ -713,10 +718,15 @@ func (s *Server) passkeyUnlockFinish(c echo.Context) error {
 	}, recWays)
 	regressed := counter != 0 && last >= counter
 	if regressed {
-		k.lockLocked()
+		if !wasOpen {
+			k.lockLocked()
+		}
 		k.failLocked()
 		s.log.Warn("passkey unlock refused: sign counter behind the vault's copy", "passkey", entry.ID)
 		return api.E(http.StatusUnauthorized, "passkey_rejected", "this passkey's signature counter went backwards (a cloned authenticator?); use your password")
+	}
+	if wasOpen {
+		k.lastUse = k.wall()
 	}
 	tOpen := time.Now()
 	// Recording the use (last used, sign counter) writes the vault file;

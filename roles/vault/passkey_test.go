@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hkdf"
@@ -279,7 +280,16 @@ func TestPasskeyRelyingParty(t *testing.T) {
 		r["signature"] = b64u(sig)
 	}, nil)
 	refuse("counter not past the last unlock", 401, "passkey_rejected", a.kek(t), nil, func() { a.counter = 1 }) // presents 2, the counter of the last unlock
-	refuse("right assertion, wrong key", 401, "wrong_key", base64.StdEncoding.EncodeToString(make([]byte, 32)), nil, nil)
+	// A refused passkey leaves an open vault open.
+	v.clk.add(10 * time.Minute)
+	if st, _ := v.unlockWith(pw); st != http.StatusOK {
+		t.Fatal("password unlock failed")
+	}
+	a.counter = 1
+	if st, body := v.passkeyUnlock(a, a.kek(t), nil); st != 401 || errCode(body) != "passkey_rejected" || v.locked() {
+		t.Errorf("regressed counter on an open vault: %d %v (locked %v), want 401 passkey_rejected and still open", st, body, v.locked())
+	}
+	refuse("right assertion, wrong key", 401, "wrong_key", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)), nil, nil)
 	refuse("PRF output sent", 400, "prf_output_sent", a.kek(t), func(c map[string]any) {
 		c["clientExtensionResults"] = map[string]any{"prf": map[string]any{"results": map[string]any{"first": b64u(a.prf)}}}
 	}, nil)

@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -274,6 +275,10 @@ func decodeKey(b64 string) (*crypto.KEK, error) {
 	b, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil || len(b) != 32 {
 		return nil, api.BadRequest("invalid_key", "derivedKey must be 32 bytes, base64")
+	}
+	if subtle.ConstantTimeCompare(b, make([]byte, 32)) == 1 {
+		// A derivation that failed silently in a client, never a real key.
+		return nil, api.BadRequest("invalid_key", "derivedKey is all zero bytes: the key derivation in your browser failed")
 	}
 	k, err := crypto.KEKFromBytes(b)
 	clear(b)

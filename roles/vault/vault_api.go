@@ -233,8 +233,8 @@ func (s *Server) checkUnlockLocked(req unlockReq) (crypto.DEK, error) {
 	if _, ok := unlockKinds[req.Kind]; !ok {
 		return crypto.DEK{}, api.BadRequest("invalid_way", `kind must be "password", "phrase", "backup-key" or "social"`)
 	}
-	if req.Kind == crypto.WrapPassword && req.ID != "" {
-		return crypto.DEK{}, api.BadRequest("invalid_way", "the password way has no id")
+	if req.ID != "" { // every way taken here is one wrap of id ""
+		return crypto.DEK{}, api.BadRequest("invalid_way", "the "+wayName(req.Kind)+" way has no id")
 	}
 	if err := k.backoffLocked(); err != nil {
 		return crypto.DEK{}, err

@@ -85,7 +85,7 @@ func (s *Server) unwrapWayLocked(kind, id string, kek *crypto.KEK) (crypto.DEK, 
 	dek, err := k.file.UnlockWrap(kind, id, kek)
 	switch {
 	case errors.Is(err, crypto.ErrNoWrap):
-		return crypto.DEK{}, api.NotFound("this vault has no " + wayName(kind) + " set up")
+		return crypto.DEK{}, api.E(http.StatusNotFound, "no_such_way", "this vault has no "+wayName(kind)+" set up")
 	case err != nil:
 		k.failLocked()
 		s.log.Warn("unlock failed: wrong key", "kind", kind, "failures", k.failures)
@@ -320,7 +320,7 @@ func (s *Server) deleteWay(c echo.Context) error {
 		return err
 	}
 	if !k.file.HasWrap(kind, "") {
-		return api.NotFound("this vault has no " + wayName(kind) + " set up")
+		return api.E(http.StatusNotFound, "no_such_way", "this vault has no "+wayName(kind)+" set up")
 	}
 	if err := k.removeWayLocked(kind, "", func(sec *secrets) error {
 		*field(&sec.Ways) = nil

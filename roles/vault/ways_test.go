@@ -66,6 +66,9 @@ func TestWaysResetPassword(t *testing.T) {
 	v := newTestVault(t, "")
 	old := v.create("first password is long")
 	v.do("PUT", "/vault/apikeys/anthropic", map[string]string{"key": "sk-ant-keep"})
+	if st, b := v.do("PUT", "/vault/ways/phrase", map[string]string{"derivedKey": b64(make([]byte, 32))}); st != 400 || errCode(b) != "invalid_key" {
+		t.Fatalf("an all-zero key (a failed derivation) was taken: %d %v", st, b)
+	}
 	size0 := fileSize(t, v.dir)
 	phrase, backup := randomKEK(t), randomKEK(t)
 	for kind, k := range map[string]crypto.KEK{"phrase": phrase, "backup-key": backup} {
