@@ -538,6 +538,8 @@ func TestSocialRemoveContactResplits(t *testing.T) {
 		{"POST", "/api/v1/me/recovery/contacts", map[string]any{"contacts": []string{bob.email, alice.email}}, 400, "contact_self"},
 		{"POST", "/api/v1/me/recovery/contacts", map[string]any{"contacts": []string{bob.email, bob.email}}, 400, "duplicate_contact"},
 		{"POST", "/api/v1/me/recovery/contacts", map[string]any{"contacts": []string{bob.email}, "extra": 1}, 400, "unknown_field"},
+		{"POST", "/api/v1/me/recovery/contacts", map[string]any{"contacts": []string{bob.email}}, 400, "invalid_contacts"},
+		{"POST", "/api/v1/me/recovery/requests", map[string]any{"publicKey": "x", "extra": 1}, 400, "unknown_field"},
 		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 3, "resolved": resolveContacts(t, alice, bob.email, carol.email)}, 400, "invalid_threshold"},
 		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 1, "resolved": resolveContacts(t, alice, bob.email, carol.email)}, 400, "invalid_threshold"},
 		{"PUT", "/api/v1/me/agent/vault/ways/social", map[string]any{"threshold": 2, "resolved": forged}, 400, "contact_unknown"},

@@ -105,8 +105,8 @@ func (s *Server) startRecovery(c echo.Context) error {
 	var req struct {
 		PublicKey string `json:"publicKey"`
 	}
-	if err := json.NewDecoder(io.LimitReader(c.Request().Body, 4<<10)).Decode(&req); err != nil {
-		return api.BadRequest("invalid_json", "request body is not valid JSON of the expected shape")
+	if err := web.Bind(c, &req); err != nil {
+		return err
 	}
 	pk, err := base64.StdEncoding.Strict().DecodeString(req.PublicKey)
 	if err != nil || len(pk) != 32 {
@@ -448,7 +448,7 @@ func (s *Server) resolveContacts(c echo.Context) error {
 		return err
 	}
 	emails := req.Contacts
-	if len(emails) == 0 || len(emails) > crypto.SocialMaxContacts {
+	if len(emails) < crypto.SocialMinThreshold || len(emails) > crypto.SocialMaxContacts {
 		return api.BadRequest("invalid_contacts", "contacts must list 2 to 10 email addresses")
 	}
 	if !s.lookupByUser.allow(string(u.ID)) {
