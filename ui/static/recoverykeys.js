@@ -7,51 +7,14 @@
 // this page; only the derived KEK (base64) goes to the user's container.
 // Randomness comes from crypto.getRandomValues and is passed in as entropy.
 // No DOM besides reading #kdf-config.
-import { scriptURL } from './trusted.js';
+import { runInWorker } from './kdf.js';
 import { b64encode, randomBytes } from './vaultcrypto.js';
 
-const timeoutMs = 60000;
-
-function config() {
-  const el = document.getElementById('kdf-config');
-  const d = el ? el.dataset : {};
-  if (!d.worker || !d.wasm || !d.wasmExec) throw new Error('Key derivation is not available on this page.');
-  return { worker: d.worker, wasm: d.wasm, wasmExec: d.wasmExec };
-}
-
 /** run calls the wasm operation op (see kdf-worker.js) with arg in a fresh worker and resolves to its string result. */
-function run(op, arg) {
-  return new Promise((resolve, reject) => {
-    let worker;
-    let cfg;
-    try {
-      cfg = config();
-      if (typeof Worker !== 'function' || typeof WebAssembly !== 'object') throw new Error('This browser cannot run the vault\'s key code (no Web Workers or WebAssembly).');
-      worker = new Worker(scriptURL(cfg.worker), { type: 'module', name: 'ocmt-recovery' });
-    } catch (err) {
-      reject(err instanceof Error ? err : new Error(String(err)));
-      return;
-    }
-    let done = false;
-    const finish = (fn, v) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      worker.terminate();
-      fn(v);
-    };
-    const timer = setTimeout(() => finish(reject, new Error('This took too long. Try again.')), timeoutMs);
-    worker.onmessage = (e) => {
-      const m = e.data || {};
-      if (m.ok && typeof m.key === 'string') finish(resolve, m.key);
-      else finish(reject, new Error(m.error || 'The key could not be derived.'));
-    };
-    worker.onerror = (e) => {
-      if (e && typeof e.preventDefault === 'function') e.preventDefault();
-      finish(reject, new Error(`Could not start the key code${e && e.message ? `: ${e.message}` : ''}.`));
-    };
-    worker.postMessage({ op, arg: String(arg), wasm: cfg.wasm, wasmExec: cfg.wasmExec });
-  });
+async function run(op, arg) {
+  const m = await runInWorker('ocmt-recovery', { op, arg: String(arg) }, 60000);
+  if (typeof m.key !== 'string') throw new Error('The key could not be derived.');
+  return m.key;
 }
 
 /** newPhrase resolves to a fresh 12-word BIP39 English phrase (128 bits from crypto.getRandomValues). */

@@ -17,9 +17,8 @@
 // wrap.
 import { request } from './api.js';
 import { $, busy, h, status } from './dom.js';
-import { deriveKey } from './kdf.js';
+import { deriveKey, runInWorker } from './kdf.js';
 import { registerForgotPath } from './recovery.js';
-import { scriptURL } from './trusted.js';
 import * as vault from './vault.js';
 import { b64encode, randomBytes } from './vaultcrypto.js';
 
@@ -28,40 +27,11 @@ const storeKey = 'ocmt.socialRecovery';
 
 // ---- the wasm functions, in the key derivation worker ----
 
-function workerConfig() {
-  const d = ($('kdf-config') || {}).dataset || {};
-  if (!d.worker || !d.wasm || !d.wasmExec) throw new Error('Key derivation is not available on this page.');
-  return d;
-}
-
 /** socialOp runs ocmtSocial<name>(...args) in a fresh worker and resolves to its result object. */
-export function socialOp(name, args) {
-  return new Promise((resolve, reject) => {
-    let worker;
-    let cfg;
-    try {
-      cfg = workerConfig();
-      worker = new Worker(scriptURL(cfg.worker), { type: 'module', name: 'ocmt-social' });
-    } catch (err) {
-      reject(err instanceof Error ? err : new Error(String(err)));
-      return;
-    }
-    const timer = setTimeout(() => { worker.terminate(); reject(new Error('The browser took too long.')); }, 60000);
-    worker.onmessage = (e) => {
-      clearTimeout(timer);
-      worker.terminate();
-      const m = e.data || {};
-      if (m.ok && m.result && typeof m.result === 'object') resolve(m.result);
-      else reject(new Error(m.error || 'The browser could not run the recovery code.'));
-    };
-    worker.onerror = (e) => {
-      if (e && typeof e.preventDefault === 'function') e.preventDefault();
-      clearTimeout(timer);
-      worker.terminate();
-      reject(new Error('The browser could not start the recovery code.'));
-    };
-    worker.postMessage({ social: name, args, wasm: cfg.wasm, wasmExec: cfg.wasmExec });
-  });
+export async function socialOp(name, args) {
+  const m = await runInWorker('ocmt-social', { social: name, args }, 60000);
+  if (!m.result || typeof m.result !== 'object') throw new Error('The browser could not run the recovery code.');
+  return m.result;
 }
 
 // ---- setup card ----
