@@ -85,29 +85,11 @@ func (w vaultWays) has(kind string) bool {
 	return false
 }
 
-// challenge fetches a fresh unlock challenge.
-func (v vaultAPI) challenge() (id string, challenge []byte) {
-	v.t.Helper()
-	var ch struct {
-		ChallengeID string `json:"challengeId"`
-		Challenge   string `json:"challenge"`
-	}
-	v.json("POST", "/unlock/challenge", nil, &ch)
-	b, err := base64.StdEncoding.DecodeString(ch.Challenge)
-	if err != nil {
-		v.t.Fatalf("challenge: %v", err)
-	}
-	return ch.ChallengeID, b
-}
-
 // tryUnlock answers a challenge with kek for a way of kind and returns the
 // API error (nil on success).
 func (v vaultAPI) tryUnlock(kind string, kek crypto.KEK) error {
 	v.t.Helper()
-	id, ch := v.challenge()
-	return v.c.JSON(context.Background(), "POST", "/api/v1/me/agent/vault/unlock", map[string]string{
-		"kind": kind, "challengeId": id, "derivedKey": b64(kek[:]), "proof": b64(crypto.UnlockProof(&kek, ch)),
-	}, nil)
+	return v.c.JSON(context.Background(), "POST", "/api/v1/me/agent/vault/unlock", v.proveWay(kind, kek, nil), nil)
 }
 
 // resetPassword is POST /vault/recovery/reset: prove the recovery KEK, set
@@ -129,11 +111,9 @@ func (v vaultAPI) resetPassword(w recoveryWay, newPassword string) (crypto.KEK, 
 		v.t.Fatal(err)
 	}
 	start := time.Now()
-	id, ch := v.challenge()
-	err = v.c.JSON(context.Background(), "POST", "/api/v1/me/agent/vault/recovery/reset", map[string]any{
-		"kind": w.kind, "id": "", "challengeId": id, "derivedKey": b64(w.kek[:]), "proof": b64(crypto.UnlockProof(&w.kek, ch)),
+	err = v.c.JSON(context.Background(), "POST", "/api/v1/me/agent/vault/recovery/reset", v.proveWay(w.kind, w.kek, map[string]any{
 		"newDerivedKey": b64(newKEK[:]), "newSalt": b64(salt), "newKdf": p.KDF, "signOutAll": false,
-	}, nil)
+	}), nil)
 	return newKEK, time.Since(start), err
 }
 
@@ -185,19 +165,8 @@ func runRecoveryReset(t *testing.T, newWay func(*testing.T) recoveryWay) {
 	defer cli.Close()
 
 	// 1. A vault with a password, a provider key and one chat.
-	bg := context.Background()
 	admin, au := env.Admin("alice@example.org")
-	if err := admin.ProvisionAgent(bg); err != nil {
-		t.Fatal(err)
-	}
-	wctx, wcancel := context.WithTimeout(bg, 3*time.Minute)
-	defer wcancel()
-	if _, err := admin.WaitAgent(wctx, api.StateRunning); err != nil {
-		t.Fatal(err)
-	}
-	v := vaultAPI{t: t, c: admin, env: env}
-	oldKEK := v.deriveKey(e2ePassword)
-	v.json("POST", "/init", map[string]string{"derivedKey": b64(oldKEK[:])}, nil)
+	v, oldKEK := readyVaultKey(t, env, admin, e2ePassword)
 	fp.SetKey(e2eAPIKey)
 	fp.Script(fakeprovider.Reply{Text: e2eReply}, fakeprovider.Reply{Text: "Second reply after the reset."})
 	v.json("PUT", "/apikeys/anthropic", map[string]string{"key": e2eAPIKey, "baseUrl": fp.URL()}, nil)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/crypto"
 
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/roles/agent/docker"
@@ -65,6 +66,13 @@ func (f *fakeAPI) sawOnly(secret string) bool {
 // readyVault provisions c's container and creates its vault.
 func readyVault(t testing.TB, env *xtest.Env, c *api.Client, password string) vaultAPI {
 	t.Helper()
+	v, _ := readyVaultKey(t, env, c, password)
+	return v
+}
+
+// readyVaultKey is readyVault that also returns the password's KEK.
+func readyVaultKey(t testing.TB, env *xtest.Env, c *api.Client, password string) (vaultAPI, crypto.KEK) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := c.ProvisionAgent(ctx); err != nil {
@@ -76,7 +84,7 @@ func readyVault(t testing.TB, env *xtest.Env, c *api.Client, password string) va
 	v := vaultAPI{t: t, c: c, env: env}
 	k := v.deriveKey(password)
 	v.json("POST", "/init", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(k[:])}, nil)
-	return v
+	return v, k
 }
 
 // TestSharingEndToEnd: Alice shares an integration with Bob through the

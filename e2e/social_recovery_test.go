@@ -144,19 +144,7 @@ func socialReset(t *testing.T, v vaultAPI, requestID string, kek crypto.KEK, pas
 // tryUnlock reports the status of an unlock with password.
 func tryUnlock(t *testing.T, v vaultAPI, password string) int {
 	t.Helper()
-	k := v.deriveKey(password)
-	var ch struct {
-		ChallengeID string `json:"challengeId"`
-		Challenge   string `json:"challenge"`
-	}
-	v.json("POST", "/unlock/challenge", nil, &ch)
-	chb, _ := base64.StdEncoding.DecodeString(ch.Challenge)
-	r, err := v.c.Do(context.Background(), "POST", "/api/v1/me/agent/vault/unlock", map[string]string{"challengeId": ch.ChallengeID,
-		"derivedKey": base64.StdEncoding.EncodeToString(k[:]), "proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&k, chb))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r.Status
+	return v.unlockAnswer("password", v.deriveKey(password)).Status
 }
 
 // waitHeld waits until contact's vault holds owner's share of an epoch

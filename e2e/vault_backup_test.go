@@ -177,7 +177,7 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 		t.Fatalf("a second restore: %v", err)
 	}
 	wrong := v.deriveKey("not alice's password")
-	if r := unlockResp(t, v, wrong); r.Status != http.StatusUnauthorized {
+	if r := v.unlockAnswer("password", wrong); r.Status != http.StatusUnauthorized {
 		t.Fatalf("a wrong password on the restored vault: %d %s", r.Status, r.Body)
 	}
 	time.Sleep(300 * time.Millisecond) // the vault's backoff after one failure is 250 ms
@@ -237,23 +237,6 @@ func runVaultBackup(t *testing.T, env *xtest.Env, fp *fakeprovider.Server, lose 
 	env.Stop()
 	search.in("management responses", responses.bytes())
 	search.platform(env)
-}
-
-// unlockResp answers a fresh challenge with k and returns the raw answer.
-func unlockResp(t *testing.T, v vaultAPI, k crypto.KEK) *api.Response {
-	t.Helper()
-	var ch struct {
-		ChallengeID string `json:"challengeId"`
-		Challenge   string `json:"challenge"`
-	}
-	v.json("POST", "/unlock/challenge", nil, &ch)
-	chb, _ := base64.StdEncoding.DecodeString(ch.Challenge)
-	r, err := v.c.Do(context.Background(), "POST", "/api/v1/me/agent/vault/unlock", map[string]string{"challengeId": ch.ChallengeID,
-		"derivedKey": base64.StdEncoding.EncodeToString(k[:]), "proof": base64.StdEncoding.EncodeToString(crypto.UnlockProof(&k, chb))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
 
 func isAPIError(err error, status int, code string) bool {

@@ -77,6 +77,17 @@ func (v vaultAPI) proveWay(kind string, k crypto.KEK, extra map[string]any) map[
 	return m
 }
 
+// unlockAnswer is POST /vault/unlock with kind's KEK proved against a
+// fresh challenge; it returns the raw answer (any status).
+func (v vaultAPI) unlockAnswer(kind string, k crypto.KEK) *api.Response {
+	v.t.Helper()
+	r, err := v.c.Do(context.Background(), "POST", "/api/v1/me/agent/vault/unlock", v.proveWay(kind, k, nil))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return r
+}
+
 // newPassword derives a new password's KEK with fresh salt as the browser
 // does and returns it with the request fields that carry it.
 func (v vaultAPI) newPassword(password string, signOutAll bool) (crypto.KEK, map[string]any) {
@@ -117,17 +128,7 @@ func TestWaysLeaveNoKeysOnPlatform(t *testing.T) {
 	defer cli.Close()
 	admin, au := env.Admin("alice@example.org")
 	rec := record(admin)
-	if err := admin.ProvisionAgent(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer wcancel()
-	if _, err := admin.WaitAgent(wctx, api.StateRunning); err != nil {
-		t.Fatal(err)
-	}
-	v := vaultAPI{t: t, c: admin, env: env}
-	pw := v.deriveKey(e2ePassword)
-	v.json("POST", "/init", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(pw[:])}, nil)
+	v, pw := readyVaultKey(t, env, admin, e2ePassword)
 	v.json("PUT", "/apikeys/anthropic", map[string]string{"key": e2eAPIKey}, nil)
 	phrase, backup := randomKEK(t), randomKEK(t)
 	v.json("PUT", "/ways/phrase", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(phrase[:])}, nil)
