@@ -1,12 +1,7 @@
 package ui
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -51,41 +46,7 @@ type recoveryCase struct {
 
 func runRecoveryWasm(t *testing.T, cases []recoveryCase) []wasmResult {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true and node is not on PATH")
-		}
-		t.Skip("node not on PATH")
-	}
-	dir := t.TempDir()
-	for name, data := range map[string][]byte{
-		"kdf.wasm":     assets.byName["wasm/kdf.wasm"].body,
-		"wasm_exec.js": assets.byName["wasm/wasm_exec.js"].body,
-		"harness.cjs":  []byte(recoveryHarness),
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	in, _ := json.Marshal(cases)
-	cmd := exec.Command(node, filepath.Join(dir, "harness.cjs"))
-	cmd.Stdin = bytes.NewReader(in)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node: %v\n%s\n%s", err, out, stderr.Bytes())
-	}
-	_, line, ok := bytes.Cut(out, []byte("RESULT:"))
-	if !ok {
-		t.Fatalf("no result from node:\n%s\n%s", out, stderr.Bytes())
-	}
-	var res []wasmResult
-	if err := json.Unmarshal(bytes.TrimSpace(line), &res); err != nil || len(res) != len(cases) {
-		t.Fatalf("bad result %s: %v", line, err)
-	}
-	return res
+	return runWasmHarness(t, recoveryHarness, cases, len(cases))
 }
 
 // TestWasmRecoveryMatchesGo runs the recovery functions of the committed

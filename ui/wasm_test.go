@@ -157,15 +157,26 @@ type wasmResult struct {
 // runWasmKDF runs the harness over cases with the embedded (served) files.
 func runWasmKDF(t *testing.T, cases []wasmCase) []wasmResult {
 	t.Helper()
+	return runWasmHarness(t, wasmHarness, cases, len(cases))
+}
+
+// runWasmHarness runs a node harness script beside the served kdf.wasm and
+// wasm_exec.js, with cases as JSON on its stdin, and returns the n results
+// it prints after "RESULT:". Without node it skips, or fails when CI=true.
+func runWasmHarness(t *testing.T, harness string, cases any, n int) []wasmResult {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true and node is not on PATH")
+		}
 		t.Skip("node not on PATH")
 	}
 	dir := t.TempDir()
 	for name, data := range map[string][]byte{
 		"kdf.wasm":     assets.byName["wasm/kdf.wasm"].body,
 		"wasm_exec.js": assets.byName["wasm/wasm_exec.js"].body,
-		"harness.cjs":  []byte(wasmHarness),
+		"harness.cjs":  []byte(harness),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
@@ -185,7 +196,7 @@ func runWasmKDF(t *testing.T, cases []wasmCase) []wasmResult {
 		t.Fatalf("no result from node:\n%s\n%s", out, stderr.Bytes())
 	}
 	var res []wasmResult
-	if err := json.Unmarshal(bytes.TrimSpace(line), &res); err != nil || len(res) != len(cases) {
+	if err := json.Unmarshal(bytes.TrimSpace(line), &res); err != nil || len(res) != n {
 		t.Fatalf("bad result %s: %v", line, err)
 	}
 	return res

@@ -469,24 +469,32 @@ type passkeyFinishReq struct {
 	DerivedKey string          `json:"derivedKey"`
 }
 
+// bindPasskeyFinish reads a ceremony's finish request: the credential
+// JSON (without PRF results, credentialJSON), the KEK and the relying
+// party. The caller zeroes kek.
+func (s *Server) bindPasskeyFinish(c echo.Context) (req passkeyFinishReq, raw []byte, kek *crypto.KEK, rp *webauthn.WebAuthn, err error) {
+	if err = web.Bind(c, &req); err != nil {
+		return
+	}
+	if raw, err = credentialJSON(req.Credential); err != nil {
+		return
+	}
+	if kek, err = decodeKey(req.DerivedKey); err != nil {
+		return
+	}
+	if rp, err = s.relyingParty(); err != nil {
+		kek.Zero()
+		kek = nil
+	}
+	return
+}
+
 func (s *Server) passkeyRegisterFinish(c echo.Context) error {
-	var req passkeyFinishReq
-	if err := web.Bind(c, &req); err != nil {
-		return err
-	}
-	raw, err := credentialJSON(req.Credential)
-	if err != nil {
-		return err
-	}
-	kek, err := decodeKey(req.DerivedKey)
+	req, raw, kek, rp, err := s.bindPasskeyFinish(c)
 	if err != nil {
 		return err
 	}
 	defer kek.Zero()
-	rp, err := s.relyingParty()
-	if err != nil {
-		return err
-	}
 	parsed, err := protocol.ParseCredentialCreationResponseBytes(raw)
 	if err != nil {
 		return api.BadRequest("invalid_credential", "the passkey response could not be read: "+webauthnDetails(err))
@@ -627,23 +635,11 @@ func (s *Server) passkeyUnlockBegin(c echo.Context) error {
 // opens the vault and records the use (sign counter, last used).
 func (s *Server) passkeyUnlockFinish(c echo.Context) error {
 	start := time.Now()
-	var req passkeyFinishReq
-	if err := web.Bind(c, &req); err != nil {
-		return err
-	}
-	raw, err := credentialJSON(req.Credential)
-	if err != nil {
-		return err
-	}
-	kek, err := decodeKey(req.DerivedKey)
+	req, raw, kek, rp, err := s.bindPasskeyFinish(c)
 	if err != nil {
 		return err
 	}
 	defer kek.Zero()
-	rp, err := s.relyingParty()
-	if err != nil {
-		return err
-	}
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(raw)
 	if err != nil {
 		return api.BadRequest("invalid_credential", "the passkey response could not be read: "+webauthnDetails(err))
