@@ -102,7 +102,7 @@ func (s *Server) agentProxy(c echo.Context) error {
 	if r.Method == http.MethodGet && inner == "/vault/apikeys" {
 		return s.withIssuerEmails(c, h, r2, "shared")
 	}
-	rec := &statusRecorder{ResponseWriter: c.Response().Writer, status: http.StatusOK}
+	rec := &statusRecorder{ResponseWriter: c.Response(), status: http.StatusOK}
 	if ws {
 		h.ServeHTTP(c.Response(), r2)
 		return nil
@@ -134,7 +134,7 @@ func (s *Server) agentProxy(c echo.Context) error {
 	// otherwise). Other answers wait: callers may read what follows them
 	// (published keys, audit events) right after.
 	if r.Method == http.MethodPost && inner == api.VaultPasskeyUnlockPath {
-		_ = http.NewResponseController(c.Response().Writer).Flush()
+		_ = http.NewResponseController(c.Response()).Flush()
 	}
 	ctx := context.WithoutCancel(r.Context())
 	if r.Method == http.MethodPost && (inner == api.VaultUnlockPath || inner == api.VaultRecoveryResetPath || inner == api.VaultPasskeyUnlockPath) && (rec.status == http.StatusUnauthorized || rec.status == http.StatusTooManyRequests) {

@@ -173,3 +173,37 @@ func TestAgentProxyHeadersOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentProxyLogsStatus: a proxied answer is logged (and counted) with
+// the status and size the container sent, not as 499 (client gone), so that
+// failed unlocks and resets show in the request log.
+func TestAgentProxyLogsStatus(t *testing.T) {
+	env := xtest.NewEnv(t)
+	c := provisioned(t, env)
+	ctx := context.Background()
+	for _, p := range []string{"/api/v1/me/agent/vault/status", "/api/v1/me/agent/no-such-route", "/api/v1/me/agent/vault/capabilities"} {
+		if _, err := c.Do(ctx, "GET", p, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lines []string
+	for _, l := range strings.Split(env.Log.String(), "\n") {
+		if strings.Contains(l, "msg=\"http request\"") && strings.Contains(l, "route=/api/v1/me/agent/*") {
+			lines = append(lines, l)
+		}
+	}
+	seen := map[string]bool{}
+	for _, l := range lines {
+		for _, st := range []string{"status=200", "status=404", "status=423", "status=499"} {
+			if strings.Contains(l, st+" ") {
+				seen[st] = true
+			}
+		}
+		if strings.Contains(l, "bytes=0 ") && !strings.Contains(l, "status=499") {
+			t.Errorf("proxied answer logged without its size: %s", l)
+		}
+	}
+	if seen["status=499"] || !seen["status=200"] || !seen["status=404"] {
+		t.Fatalf("proxied requests logged with statuses %v:\n%s", seen, strings.Join(lines, "\n"))
+	}
+}
