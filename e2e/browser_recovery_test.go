@@ -188,10 +188,14 @@ func TestBrowserRecoveryPhrase(t *testing.T) {
 	// 7. A password change with "Sign out all devices" leaves only the
 	// new password: the phrase is no longer a way back in.
 	const fourthPW = "saffron-glacier-meadow-7731"
-	mustEval[bool](b, `(() => { for (const d of document.querySelectorAll('dialog[open]')) d.close(); return true; })()`)
-	b.do("press Unlock", chromedp.Click(chromedp.ID("vault-unlock")))
+	b.open("/") // a fresh page: no dialog left open by the steps above
+	b.waitJS("the locked workspace", 60*time.Second, `vis('#tab-vault') && document.getElementById('vault-state').dataset.locked === 'true'`, "")
+	mustEval[bool](b, `(() => { if (!document.getElementById('unlock-dialog').open) document.getElementById('vault-unlock').click(); return true; })()`)
 	b.waitJS("the unlock dialog", stepTimeout, `document.getElementById('unlock-dialog').open && vis('#unlock-password')`, "")
-	b.do("unlock with the third password", chromedp.SendKeys(chromedp.ID("unlock-password"), thirdPW), chromedp.Click(chromedp.ID("unlock-submit")))
+	time.Sleep(300 * time.Millisecond) // let the dialog's open hooks settle
+	// Set, not typed: the dialog's hooks may move the focus while it opens.
+	mustEval[bool](b, `(() => { document.getElementById('unlock-password').value = '`+thirdPW+`'; return true; })()`)
+	b.do("unlock with the third password", chromedp.Click(chromedp.ID("unlock-submit")))
 	b.waitJS("the vault unlocked", 90*time.Second, `!document.getElementById('unlock-dialog').open && document.getElementById('vault-state').dataset.locked === 'false'`,
 		`document.getElementById('unlock-status').dataset.kind === 'error' && !/^(Wrong password|Too many)/.test(document.getElementById('unlock-status').textContent) && document.getElementById('unlock-status').textContent`)
 	b.do("open Vault & keys", chromedp.Click(chromedp.ID("tab-vault")))

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -159,6 +161,23 @@ func TestWaysLeaveNoKeysOnPlatform(t *testing.T) {
 			t.Errorf("no audit event %s in %v", want, seen)
 		}
 	}
+	// The owner is mailed for each way added and for the reset, so that a
+	// stolen session cannot add a lasting way in silently.
+	xtest.Eventually(t, 30*time.Second, func() error {
+		var added, reset int
+		for _, m := range env.Mails("alice@example.org") {
+			switch {
+			case m.Subject == "A new way into your ocmt vault was added" && (strings.Contains(m.Body, "recovery phrase") || strings.Contains(m.Body, "backup key")):
+				added++
+			case m.Subject == "The password of your ocmt vault was reset" && strings.Contains(m.Body, "recovery phrase"):
+				reset++
+			}
+		}
+		if added != 2 || reset != 1 {
+			return fmt.Errorf("mails: %d way added, %d reset; want 2 and 1", added, reset)
+		}
+		return nil
+	})
 	files := containerData(t, cli, string(au.ID))
 	env.Stop()
 

@@ -192,14 +192,18 @@ func (s *Server) agentProxy(c echo.Context) error {
 	case r.Method == http.MethodPost && inner == api.VaultRecoveryResetPath:
 		s.audit(ctx, uid, "vault.password_reset", uid, map[string]string{"ip": c.RealIP(), "way": hook.wayName(), "signOutAll": fmt.Sprint(hook.signedOutAll())})
 		s.forgetWays(ctx, u, hook)
+		s.mailWayChanged(ctx, *u, wayLabel(hook.wayName()), true, c.RealIP())
 	case r.Method == http.MethodPut && strings.HasPrefix(inner, api.VaultWaysPath+"/"):
-		s.audit(ctx, uid, "vault.way_added", uid, map[string]string{"kind": strings.TrimPrefix(inner, api.VaultWaysPath+"/")})
+		kind := strings.TrimPrefix(inner, api.VaultWaysPath+"/")
+		s.audit(ctx, uid, "vault.way_added", uid, map[string]string{"kind": kind})
+		s.mailWayChanged(ctx, *u, wayLabel(kind), false, c.RealIP())
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, api.VaultWaysPath+"/"):
 		s.audit(ctx, uid, "vault.way_removed", uid, map[string]string{"kind": strings.TrimPrefix(inner, api.VaultWaysPath+"/")})
 	case r.Method == http.MethodPost && inner == api.VaultPasskeyUnlockPath:
 		s.audit(ctx, uid, "vault.unlocked", uid, map[string]string{"way": "passkey"})
 	case r.Method == http.MethodPost && inner == api.VaultPasskeyRegisterPath:
 		s.audit(ctx, uid, "vault.way_added", uid, map[string]string{"kind": "passkey"})
+		s.mailWayChanged(ctx, *u, wayLabel(crypto.WrapPasskey), false, c.RealIP())
 	case r.Method == http.MethodDelete && strings.HasPrefix(inner, api.VaultPasskeysPath+"/"):
 		s.audit(ctx, uid, "vault.way_removed", uid, map[string]string{"kind": "passkey", "id": strings.TrimPrefix(inner, api.VaultPasskeysPath+"/")})
 	}

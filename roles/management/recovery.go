@@ -173,6 +173,30 @@ func (s *Server) mailRecoveryStarted(ctx context.Context, u store.User, r store.
 	s.log.Info("recovery mail queued", "mail", id, "user", u.ID)
 }
 
+// mailWayChanged tells the owner that a way into their vault was added
+// or their password was reset, so that a stolen session cannot add a
+// lasting way in (or take the vault over) without them hearing of it.
+// what is the way ("recovery phrase", "passkey", …); reset says which.
+func (s *Server) mailWayChanged(ctx context.Context, u store.User, what string, reset bool, ip string) {
+	now := s.now().UTC().Format("2 January 2006 at 15:04 UTC")
+	subject := "A new way into your ocmt vault was added"
+	body := fmt.Sprintf("Someone signed in as you added a %s as a way into your ocmt vault on %s (from %s).\n\n", what, now, ip)
+	if reset {
+		subject = "The password of your ocmt vault was reset"
+		body = fmt.Sprintf("Someone signed in as you set a new password for your ocmt vault with your %s on %s (from %s); the old password no longer opens it.\n\n", what, now, ip)
+	}
+	body += "If it was you, there is nothing to do.\n" +
+		"If it was not you, sign in now: in Vault & keys, remove what you do not recognise under Ways back in, " +
+		"change your password with \"Sign out all devices\", and sign out your other sessions.\n"
+	id, err := s.opt.Outbox.Enqueue(ctx, mail.KindRecovery, mail.Message{To: u.Email, Subject: subject, Body: body,
+		Link: s.opt.PublicURL + "/#vault", ShowBody: true}, time.Time{})
+	if err != nil {
+		s.log.Error("way mail not queued", "user", u.ID, "err", err)
+		return
+	}
+	s.log.Info("way mail queued", "mail", id, "user", u.ID)
+}
+
 // mailContactAsked tells a contact that the owner asks for their help,
 // at most once per owner and contact in 10 minutes (the share mails'
 // guard), without a code: the owner must tell it to them.
@@ -375,6 +399,21 @@ func (s *Server) vaultHasWrap(ctx context.Context, uid store.UserID, kind string
 		}
 	}
 	return false, nil
+}
+
+// wayLabel names a way into the vault in words, for mail.
+func wayLabel(kind string) string {
+	switch kind {
+	case crypto.WrapPhrase:
+		return "recovery phrase"
+	case crypto.WrapBackupKey:
+		return "backup key"
+	case crypto.WrapSocial:
+		return "set of trusted contacts"
+	case crypto.WrapPasskey:
+		return "passkey"
+	}
+	return "way in (" + kind + ")"
 }
 
 // wayName is the way in for the audit ("" for other calls); nil-safe.
