@@ -7,6 +7,8 @@ package api
 const (
 	// VaultUnlockPath is POST {kind?, id?, challengeId, derivedKey, proof}.
 	VaultUnlockPath = "/vault/unlock"
+	// VaultLockPath is POST: lock the vault (the DEK is wiped).
+	VaultLockPath = "/vault/lock"
 	// VaultPasswordPath is POST: change the password (signOutAll drops every other way).
 	VaultPasswordPath = "/vault/password"
 	// VaultRecoveryResetPath is POST: a recovery way sets a new password.

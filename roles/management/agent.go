@@ -184,7 +184,7 @@ func (s *Server) agentProxy(c echo.Context) error {
 		s.audit(ctx, uid, "vault.integration_removed", uid, map[string]string{"name": strings.TrimPrefix(inner, "/vault/integrations/")})
 	case r.Method == http.MethodPost && inner == api.VaultUnlockPath:
 		s.audit(ctx, uid, "vault.unlocked", uid, map[string]string{"way": hook.wayName()})
-	case r.Method == http.MethodPost && inner == "/vault/lock":
+	case r.Method == http.MethodPost && inner == api.VaultLockPath:
 		s.audit(ctx, uid, "vault.locked", uid, nil)
 	case r.Method == http.MethodPost && inner == api.VaultPasswordPath:
 		s.audit(ctx, uid, "vault.password_changed", uid, map[string]string{"signOutAll": fmt.Sprint(hook.signedOutAll())})

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"time"
 
@@ -262,12 +263,38 @@ func (s *Server) logout(c echo.Context) error {
 		}
 		if u := currentUser(c); u != nil {
 			s.audit(ctx, string(u.ID), "auth.signout", string(u.ID), nil)
+			s.lockVaultAfterSignOut(u.ID)
 		}
 		s.endSession(store.TokenHash(sess), api.CloseReasonSignedOut)
 	}
 	s.clearCookie(c, SessionCookie)
 	s.setCSRF(c, "")
 	return c.NoContent(http.StatusNoContent)
+}
+
+// lockVaultAfterSignOut locks the user's vault (POST /vault/lock in their
+// container, which also drops a hibernation key) after they sign out, in
+// the background so that signing out answers at once. A user without a
+// container is left alone; a paused or stopped one is woken for it, since
+// its vault would otherwise come back unlocked. Signing out on one device
+// locks the vault for the user's other sessions too.
+func (s *Server) lockVaultAfterSignOut(uid store.UserID) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		st, err := s.agent.Status(ctx, string(uid))
+		if err != nil || st.State == api.StateNone {
+			return
+		}
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, api.VaultLockPath, nil)
+		rec := httptest.NewRecorder()
+		s.agent.Proxy(string(uid)).ServeHTTP(rec, req)
+		if rec.Code/100 != 2 {
+			s.log.Warn("vault not locked after sign-out", "user", uid, "status", rec.Code)
+			return
+		}
+		s.log.Info("vault locked after sign-out", "user", uid)
+	}()
 }
 
 func (s *Server) me(c echo.Context) error {

@@ -2,6 +2,9 @@ package management_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/config"
+	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/xtest"
 )
 
@@ -353,4 +357,58 @@ func TestForwardedForIgnored(t *testing.T) {
 			t.Fatalf("forged address audited: %+v", e)
 		}
 	}
+}
+
+// TestSignOutLocksVault: signing out locks the user's vault (issue 11:
+// it used to stay unlocked for whoever reached the container next).
+func TestSignOutLocksVault(t *testing.T) {
+	env := xtest.NewEnv(t)
+	c := provisioned(t, env)
+	ctx := context.Background()
+	var p struct {
+		Salt string           `json:"salt"`
+		KDF  crypto.KDFParams `json:"kdf"`
+	}
+	if err := c.JSON(ctx, "GET", "/api/v1/me/agent/vault/params", nil, &p); err != nil {
+		t.Fatal(err)
+	}
+	salt, _ := base64.StdEncoding.DecodeString(p.Salt)
+	k, err := crypto.DeriveKEK([]byte("a long enough password"), salt, p.KDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.JSON(ctx, "POST", "/api/v1/me/agent/vault/init", map[string]string{"derivedKey": base64.StdEncoding.EncodeToString(k[:])}, nil); err != nil {
+		t.Fatal(err)
+	}
+	me, err := c.Me(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint, secret := env.ContainerAccess(me.ID)
+	locked := func() bool {
+		req, _ := http.NewRequest("GET", endpoint+"/vault/status", nil)
+		req.Header.Set(api.ContainerSecretHeader, secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Locked bool `json:"locked"`
+		}
+		json.NewDecoder(resp.Body).Decode(&st)
+		return st.Locked
+	}
+	if locked() {
+		t.Fatal("a new vault is locked")
+	}
+	if err := c.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	xtest.Eventually(t, 30*time.Second, func() error {
+		if !locked() {
+			return errors.New("the vault is still unlocked after sign-out")
+		}
+		return nil
+	})
 }
