@@ -189,3 +189,27 @@ func TestDoctorNoSocket(t *testing.T) {
 		t.Errorf("doctor output lacks %q:\n%s", want, out)
 	}
 }
+
+// TestUnknownFlagSuggests: an unknown flag names the known one meant, by
+// alias, by prefix or by a small typo; a name close to nothing gets none.
+func TestUnknownFlagSuggests(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--port=8080"}, "unknown flag --port; did you mean --listen?"},
+		{[]string{"doctor", "--port", "8080"}, "unknown flag --port; did you mean --listen?"},
+		{[]string{"serve", "--data=/tmp/x"}, "unknown flag --data; did you mean --data-dir?"},
+		{[]string{"serve", "--relay-prot=9000"}, "unknown flag --relay-prot; did you mean --relay-port?"},
+		{[]string{"serve", "--netwrok=n"}, "unknown flag --netwrok; did you mean --network?"},
+		{[]string{"audit", "verify", "--datadir=/tmp/x"}, "unknown flag --datadir; did you mean --data-dir?"},
+		{[]string{"serve", "--colour=blue"}, "unknown flag --colour (ocmt serve --help lists the flags)"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, errOut := run(t, nil, tc.args...)
+			if code == 0 || strings.TrimSpace(errOut) != "ocmt: "+tc.want {
+				t.Errorf("exit %d, stderr %q; want %q", code, errOut, tc.want)
+			}
+		})
+	}
+}
