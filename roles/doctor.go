@@ -30,7 +30,8 @@ type Check struct {
 }
 
 // Doctor checks this machine for cfg: container engine reachable and its
-// version, data directory writable, agent image present, listen address free.
+// version, data directory writable, agent image present, listen address free (or
+// who holds it: listenCheck), reverse proxy set up.
 func Doctor(ctx context.Context, cfg config.Config) []Check {
 	var out []Check
 	engine := Check{Name: "container engine"}
@@ -101,16 +102,7 @@ func Doctor(ctx context.Context, cfg config.Config) []Check {
 	}
 	out = append(out, img)
 
-	lc := Check{Name: "listen address"}
-	if ln, err := net.Listen("tcp", cfg.Listen); err != nil && held && holder.Listen == cfg.Listen {
-		lc.OK, lc.Detail = true, fmt.Sprintf("%s is in use by the ocmt holding the data directory (%s)", cfg.Listen, holder)
-	} else if err != nil {
-		lc.Detail = fmt.Sprintf("%s is not free: %v", cfg.Listen, err)
-	} else {
-		ln.Close()
-		lc.OK, lc.Detail = true, cfg.Listen+" is free"
-	}
-	out = append(out, lc)
+	out = append(out, listenCheck(ctx, cfg, holder, held))
 	return append(out, proxyChecks(ctx, cfg)...)
 }
 
