@@ -212,7 +212,8 @@ const defaultDockerSocket = "/var/run/docker.sock"
 // engineHint says why no engine answered, for the two usual causes when
 // ocmt itself runs in a container as uid 65532: the socket is not mounted,
 // or it is mounted but its group is not one of the process's (docker run
-// --group-add). Otherwise it is err's text.
+// --group-add); on a host, that last is fixed by joining the group or using
+// rootless Docker (docker.PermissionFix). Otherwise it is err's text.
 func engineHint(err error) string {
 	sock := defaultDockerSocket
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
@@ -238,5 +239,6 @@ func engineHint(err error) string {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		gid = int(st.Gid)
 	}
-	return fmt.Sprintf("uid %d may not use %s, which belongs to group %d: add that group (docker run --group-add %d)", os.Getuid(), sock, gid, gid)
+	return fmt.Sprintf("uid %d may not use %s, which belongs to group %d: add that group (docker run --group-add %d) "+
+		"when ocmt runs in a container; on a host, %s", os.Getuid(), sock, gid, gid, docker.PermissionFix)
 }
