@@ -44,9 +44,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServe(), newVersion(), newDoctor(), newAudit(), newBackup(), newRestore(), newInternal())
-	for _, c := range root.Commands() {
-		c.SetFlagErrorFunc(flagError)
-	}
+	root.SetFlagErrorFunc(flagError) // inherited by every subcommand
 	return root
 }
 
@@ -157,8 +155,17 @@ func kindOf(f *pflag.Flag) string {
 
 // flagError rewrites pflag's parse errors ("invalid argument "x" for
 // "--memory-mib" flag: strconv.ParseInt: ...") into one plain line.
+//
+// An unknown flag ("unknown flag: --port") names the closest known one
+// (closestFlag): "unknown flag --port; did you mean --listen?".
 func flagError(cmd *cobra.Command, err error) error {
 	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
+		if near := closestFlag(cmd.Flags(), name); near != "" {
+			return fmt.Errorf("unknown flag --%s; did you mean --%s?", name, near)
+		}
+		return fmt.Errorf("unknown flag --%s (ocmt %s --help lists the flags)", name, cmd.Name())
+	}
 	if !strings.HasPrefix(msg, "invalid argument ") {
 		return err
 	}
@@ -176,6 +183,66 @@ func flagError(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("--%s: %q is not %s", name, value, kindOf(f))
 	}
 	return err
+}
+
+// flagAliases maps names people try, from other servers' command lines,
+// to ocmt's flag for the same thing.
+var flagAliases = map[string]string{
+	"port": "listen", "addr": "listen", "address": "listen", "bind": "listen", "host": "listen",
+	"data": "data-dir", "datadir": "data-dir", "dir": "data-dir", "state-dir": "data-dir",
+	"url": "public-url", "base-url": "public-url", "external-url": "public-url",
+	"image": "agent-image", "debug": "log-level", "verbose": "log-level",
+}
+
+// closestFlag returns the flag of fs that the unknown name most likely
+// meant: its alias (flagAliases), else the one flag it is a prefix of
+// ("data" → "data-dir"), else the nearest by edit distance if at most 2
+// edits away ("relay-prot" → "relay-port"); "" when none is close.
+// Hidden flags are never suggested.
+func closestFlag(fs *pflag.FlagSet, name string) string {
+	name = strings.ToLower(name)
+	usable := func(n string) bool { f := fs.Lookup(n); return f != nil && !f.Hidden }
+	if a, ok := flagAliases[name]; ok && usable(a) {
+		return a
+	}
+	var prefixed []string
+	best, bestD := "", 3
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Hidden {
+			return
+		}
+		if strings.HasPrefix(f.Name, name) {
+			prefixed = append(prefixed, f.Name)
+		}
+		if d := editDistance(name, f.Name); d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	if len(prefixed) == 1 && best == "" {
+		return prefixed[0]
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // loadConfig applies the environment to the flags not given and validates.

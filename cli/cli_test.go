@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -187,5 +188,87 @@ func TestDoctorNoSocket(t *testing.T) {
 	_, out, _ := run(t, nil, "doctor", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0")
 	if want := "no engine answers (no Docker socket at /nonexistent/docker.sock; in a container, mount it with -v /var/run/docker.sock:/var/run/docker.sock)"; !strings.Contains(out, want) {
 		t.Errorf("doctor output lacks %q:\n%s", want, out)
+	}
+}
+
+// TestUnknownFlagSuggests: an unknown flag names the known one meant, by
+// alias, by prefix or by a small typo; a name close to nothing gets none.
+func TestUnknownFlagSuggests(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--port=8080"}, "unknown flag --port; did you mean --listen?"},
+		{[]string{"doctor", "--port", "8080"}, "unknown flag --port; did you mean --listen?"},
+		{[]string{"serve", "--data=/tmp/x"}, "unknown flag --data; did you mean --data-dir?"},
+		{[]string{"serve", "--relay-prot=9000"}, "unknown flag --relay-prot; did you mean --relay-port?"},
+		{[]string{"serve", "--netwrok=n"}, "unknown flag --netwrok; did you mean --network?"},
+		{[]string{"audit", "verify", "--datadir=/tmp/x"}, "unknown flag --datadir; did you mean --data-dir?"},
+		{[]string{"serve", "--colour=blue"}, "unknown flag --colour (ocmt serve --help lists the flags)"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, errOut := run(t, nil, tc.args...)
+			if code == 0 || strings.TrimSpace(errOut) != "ocmt: "+tc.want {
+				t.Errorf("exit %d, stderr %q; want %q", code, errOut, tc.want)
+			}
+		})
+	}
+}
+
+// readmeSection returns the text of the README section under heading,
+// up to the next heading of any level.
+func readmeSection(t *testing.T, heading string) string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("README has no %q section", heading)
+	}
+	if i := strings.Index(rest, "\n#"); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
+}
+
+// TestReadmeSecondInstance: the README's second-instance command names
+// the flags a second ocmt on one host needs, and they parse (run through
+// doctor, which takes the same flags).
+func TestReadmeSecondInstance(t *testing.T) {
+	sec := readmeSection(t, "### A second instance on one host")
+	_, block, _ := strings.Cut(sec, "```sh\n")
+	block, _, _ = strings.Cut(block, "```")
+	args := strings.Fields(strings.ReplaceAll(block, "\\\n", " "))
+	if len(args) < 2 || args[0] != "ocmt" || args[1] != "serve" {
+		t.Fatalf("README second-instance command %q is not `ocmt serve …`", block)
+	}
+	for _, f := range []string{"--data-dir", "--listen", "--relay-port", "--network"} {
+		if !slices.Contains(args, f) {
+			t.Errorf("README second-instance command lacks %s", f)
+		}
+	}
+	args = append([]string{"doctor"}, args[2:]...)
+	_, out, errOut := run(t, nil, append(args, "--runtime", "process")...)
+	if strings.Contains(errOut, "unknown flag") || !strings.Contains(out, "listen address") {
+		t.Errorf("doctor %v: %s%s", args, out, errOut)
+	}
+}
+
+// TestReadmeRestarts: the README says which vaults are unlocked after a
+// restart of ocmt and why the others are locked (the behaviour
+// e2e.TestConfigChangeDocker checks).
+func TestReadmeRestarts(t *testing.T) {
+	sec := strings.Join(strings.Fields(readmeSection(t, "### Restarts")), " ")
+	for _, want := range []string{
+		"a **running** or **paused** container keeps its vault in its own memory, so an unlocked vault is still unlocked",
+		"**stopped** for hibernation before the restart comes up **locked**",
+		"its hibernation key lived only in the old process's memory",
+		"on the **process** runtime every agent ends with ocmt, so every vault is locked",
+	} {
+		if !strings.Contains(sec, want) {
+			t.Errorf("README Restarts section lacks %q", want)
+		}
 	}
 }

@@ -30,7 +30,8 @@ type Check struct {
 }
 
 // Doctor checks this machine for cfg: container engine reachable and its
-// version, data directory writable, agent image present, listen address free.
+// version, data directory writable, agent image present, listen address free (or
+// who holds it: listenCheck), reverse proxy set up.
 func Doctor(ctx context.Context, cfg config.Config) []Check {
 	var out []Check
 	engine := Check{Name: "container engine"}
@@ -101,16 +102,7 @@ func Doctor(ctx context.Context, cfg config.Config) []Check {
 	}
 	out = append(out, img)
 
-	lc := Check{Name: "listen address"}
-	if ln, err := net.Listen("tcp", cfg.Listen); err != nil && held && holder.Listen == cfg.Listen {
-		lc.OK, lc.Detail = true, fmt.Sprintf("%s is in use by the ocmt holding the data directory (%s)", cfg.Listen, holder)
-	} else if err != nil {
-		lc.Detail = fmt.Sprintf("%s is not free: %v", cfg.Listen, err)
-	} else {
-		ln.Close()
-		lc.OK, lc.Detail = true, cfg.Listen+" is free"
-	}
-	out = append(out, lc)
+	out = append(out, listenCheck(ctx, cfg, holder, held))
 	return append(out, proxyChecks(ctx, cfg)...)
 }
 
@@ -220,7 +212,8 @@ const defaultDockerSocket = "/var/run/docker.sock"
 // engineHint says why no engine answered, for the two usual causes when
 // ocmt itself runs in a container as uid 65532: the socket is not mounted,
 // or it is mounted but its group is not one of the process's (docker run
-// --group-add). Otherwise it is err's text.
+// --group-add); on a host, that last is fixed by joining the group or using
+// rootless Docker (docker.PermissionFix). Otherwise it is err's text.
 func engineHint(err error) string {
 	sock := defaultDockerSocket
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
@@ -246,5 +239,6 @@ func engineHint(err error) string {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		gid = int(st.Gid)
 	}
-	return fmt.Sprintf("uid %d may not use %s, which belongs to group %d: add that group (docker run --group-add %d)", os.Getuid(), sock, gid, gid)
+	return fmt.Sprintf("uid %d may not use %s, which belongs to group %d: add that group (docker run --group-add %d) "+
+		"when ocmt runs in a container; on a host, %s", os.Getuid(), sock, gid, gid, docker.PermissionFix)
 }

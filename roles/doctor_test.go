@@ -2,12 +2,16 @@ package roles_test
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/roles"
+	"github.com/ocmt/ocmt/version"
 	"github.com/ocmt/ocmt/xtest"
 )
 
@@ -129,4 +133,47 @@ func TestDoctorProxy(t *testing.T) {
 			t.Errorf("an http deployment got a proxied requests line: %+v", c)
 		}
 	})
+}
+
+// TestDoctorListenHolder: a taken --listen address is named as held by a
+// running ocmt (with its version and pid) when an ocmt answers there, else
+// as held by another program (with its pid).
+func TestDoctorListenHolder(t *testing.T) {
+	env := xtest.NewEnv(t)
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	pid := "(pid " + strconv.Itoa(os.Getpid())
+	for _, tc := range []struct {
+		name, listen string
+		want         []string
+	}{
+		{"ocmt", strings.TrimPrefix(env.URL, "http://"), []string{
+			" is held by a running ocmt " + version.String() + " " + pid,
+			"with another data directory; stop it, or give this one another --listen (a second ocmt on one host also needs its own --data-dir, --relay-port and --network)",
+		}},
+		{"other program", other.Addr().String(), []string{" is held by another program " + pid, "not an ocmt; stop it or pick another --listen"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.DataDir, cfg.Listen, cfg.Runtime = t.TempDir(), tc.listen, config.RuntimeProcess
+			var c roles.Check
+			for _, c = range roles.Doctor(context.Background(), cfg) {
+				if c.Name == "listen address" {
+					break
+				}
+			}
+			t.Log(c.Detail)
+			if c.OK || c.Warn {
+				t.Errorf("a taken address passed: %+v", c)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(c.Detail, w) {
+					t.Errorf("detail %q lacks %q", c.Detail, w)
+				}
+			}
+		})
+	}
 }

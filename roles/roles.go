@@ -490,7 +490,16 @@ func selectDriver(ctx context.Context, cfg config.Config, log *slog.Logger, depl
 		return d, nil
 	}
 	if cfg.Runtime == config.RuntimeDocker {
-		return nil, &config.Error{Setting: "runtime", Msg: "docker was asked for but no engine answers (" + err.Error() + "); start Docker or use --runtime=process"}
+		fix := "start Docker or use --runtime=process"
+		if docker.IsPermission(err) { // err says how to get access
+			fix = "or use --runtime=process"
+		}
+		return nil, &config.Error{Setting: "runtime", Msg: "docker was asked for but no engine answers (" + err.Error() + "); " + fix}
+	}
+	if docker.IsPermission(err) {
+		log.Warn("THE DOCKER SOCKET REFUSES THIS USER: falling back to the process runtime; user agents are NOT isolated in containers. "+
+			"To fix: "+docker.PermissionFix+"; then restart ocmt.", "docker_error", err.Error())
+		return process.New(log), nil
 	}
 	log.Warn("NO CONTAINER ENGINE ANSWERED: falling back to the process runtime; user agents are NOT isolated in containers. Start Docker and restart ocmt for real isolation.", "docker_error", err.Error())
 	return process.New(log), nil

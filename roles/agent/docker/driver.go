@@ -123,7 +123,8 @@ func Ping(ctx context.Context) (serverVersion string, err error) {
 }
 
 // connect makes a client from the environment and negotiates the API
-// version with a bounded ping.
+// version with a bounded ping. When the socket refuses this user
+// (IsPermission), the error ends with PermissionFix.
 func connect(ctx context.Context) (*client.Client, error) {
 	cli, err := client.New(client.FromEnv)
 	if err != nil {
@@ -133,6 +134,9 @@ func connect(ctx context.Context) (*client.Client, error) {
 	defer cancel()
 	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		cli.Close()
+		if IsPermission(err) {
+			return nil, fmt.Errorf("no docker engine answers at %s: %w; to fix: %s", cli.DaemonHost(), err, PermissionFix)
+		}
 		return nil, fmt.Errorf("no docker engine answers at %s: %w", cli.DaemonHost(), err)
 	}
 	return cli, nil
