@@ -80,7 +80,8 @@ func bindFlags(fs *pflag.FlagSet, cfg *config.Config) {
 	fs.DurationVar(&cfg.PausedStopAfter, "paused-stop-after", cfg.PausedStopAfter, "stop a container after this long paused (0 = never)")
 	fs.DurationVar(&cfg.WakeTimeout, "wake-timeout", cfg.WakeTimeout, "how long a request waits for its container to wake")
 	fs.IntVar(&cfg.RelayPort, "relay-port", cfg.RelayPort, "port of the relay listener user containers reach on the agent network's gateway (0 = any)")
-	fs.BoolVar(&cfg.AllowPrivateTargets, "allow-private-targets", cfg.AllowPrivateTargets, "let shared resources reach loopback and private network addresses (SSRF guard off)")
+	fs.Var(&cfg.AllowPrivateTargets, "allow-private-targets", "let shared resources reach loopback and private network addresses: true (SSRF guard off) or only these CIDR prefixes, e.g. 192.168.1.0/24,10.0.0.7")
+	fs.Lookup("allow-private-targets").NoOptDefVal = "true"
 	fs.BoolVar(&cfg.HibernateUnlocked, "hibernate-unlocked", cfg.HibernateUnlocked, "a vault unlocked when its container is stopped for hibernation is unlocked again on wake, until its auto-lock time (false = a stop locks it)")
 	fs.StringVar(&cfg.RelayURL, "relay-url", cfg.RelayURL, "relay WebSocket URL: --role=agent gives it to containers (relay run elsewhere); --role=vault dials it (set by the agent role)")
 	fs.StringVar(&cfg.AgentURL, "agent-url", cfg.AgentURL, "agent role URL, for --role=management (and --role=relay, to wake recipients)")
@@ -149,6 +150,8 @@ func kindOf(f *pflag.Flag) string {
 		return "a positive number"
 	case "stringSlice":
 		return "a comma-separated list"
+	case "true|false|CIDRs":
+		return "true, false or a comma-separated list of CIDR prefixes (e.g. 192.168.1.0/24)"
 	}
 	return "a valid value"
 }

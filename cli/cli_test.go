@@ -11,8 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/datadir"
 	"github.com/ocmt/ocmt/store"
+	"github.com/spf13/pflag"
 )
 
 func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
@@ -52,6 +54,8 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"bad metrics listen", nil, []string{"serve", "--metrics-listen=9464"}, "--metrics-listen"},
 		{"metrics on the public listener", nil, []string{"serve", "--listen=127.0.0.1:8080", "--metrics-listen=127.0.0.1:8080"}, "--metrics-listen: must differ from --listen"},
 		{"unknown flag", nil, []string{"serve", "--colour=blue"}, "unknown flag"},
+		{"bad private target", nil, []string{"serve", "--allow-private-targets=10.0.0.0/33"}, `--allow-private-targets: "10.0.0.0/33" is not true, false or a comma-separated list of CIDR prefixes`},
+		{"bad private target from env", map[string]string{"OCMT_ALLOW_PRIVATE_TARGETS": "the lan"}, []string{"serve"}, "OCMT_ALLOW_PRIVATE_TARGETS"},
 		{"smtp auth in clear", nil, []string{"serve", "--smtp-host=mail.example.org", "--smtp-tls=none", "--smtp-username=u"}, "--smtp-username: SMTP AUTH needs --smtp-tls=starttls or tls"},
 		{"smtp port too big", nil, []string{"serve", "--smtp-port=99999"}, "--smtp-port: must be a port number, 1 to 65535"},
 		{"smtp port zero", nil, []string{"serve", "--smtp-port=0"}, "--smtp-port: must be a port number"},
@@ -269,6 +273,41 @@ func TestReadmeRestarts(t *testing.T) {
 	} {
 		if !strings.Contains(sec, want) {
 			t.Errorf("README Restarts section lacks %q", want)
+		}
+	}
+}
+
+// TestAllowPrivateTargetsFlag: the bare flag turns the SSRF guard off (as
+// when it was a boolean), a list allows those prefixes only, and the
+// environment variable takes the same text.
+func TestAllowPrivateTargetsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{nil, "", "false"},
+		{[]string{"--allow-private-targets"}, "", "true"},
+		{[]string{"--allow-private-targets=false"}, "", "false"},
+		{[]string{"--allow-private-targets=192.168.1.0/24,10.0.0.7"}, "", "192.168.1.0/24,10.0.0.7/32"},
+		{nil, "fd00::/8", "fd00::/8"},
+	} {
+		cfg := config.Default()
+		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		bindFlags(fs, &cfg)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := applyEnv(fs, func(k string) string {
+			if k == "OCMT_ALLOW_PRIVATE_TARGETS" {
+				return tc.env
+			}
+			return ""
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.AllowPrivateTargets.String(); got != tc.want {
+			t.Errorf("%v env %q: %s, want %s", tc.args, tc.env, got, tc.want)
 		}
 	}
 }

@@ -128,8 +128,9 @@ type Config struct {
 	// agent role for each container; "" = no relay).
 	RelayURL string
 	// AllowPrivateTargets lets shared resources reach loopback and private
-	// addresses (SPEC §7.3 SSRF guard); off by default.
-	AllowPrivateTargets bool
+	// addresses (SPEC §7.3 SSRF guard): all of them, or listed prefixes;
+	// none by default.
+	AllowPrivateTargets PrivateTargets
 	// HibernateUnlocked keeps a vault that is unlocked when its container
 	// is stopped for hibernation unlocked after the next wake, until its own
 	// auto-lock time; the key for that is held only in the agent role's

@@ -54,7 +54,7 @@ func TestBackupRestoreDocker(t *testing.T) {
 	if _, err := docker.Ping(ctx); err != nil {
 		xtest.SkipOrFail(t, "no Docker engine answers: "+err.Error())
 	}
-	env := xtest.NewEnv(t, xtest.WithRuntime(config.RuntimeDocker), xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	env := xtest.NewEnv(t, xtest.WithRuntime(config.RuntimeDocker), xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} }))
 	ctx = context.Background()
 	fp := fakeProviderOnGateway(t, env)
 	cli, err := client.New(client.FromEnv)

@@ -146,7 +146,7 @@ func BenchmarkSharedCallSleepingIssuer(b *testing.B) {
 }
 
 func benchSharedCall(b *testing.B, rt config.Runtime, state string) {
-	env := xtest.NewEnv(b, xtest.WithRuntime(rt), xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	env := xtest.NewEnv(b, xtest.WithRuntime(rt), xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} }))
 	ctx := context.Background()
 	var ln net.Listener
 	if rt == config.RuntimeDocker {

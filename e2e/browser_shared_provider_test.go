@@ -30,7 +30,7 @@ func TestBrowserSharedProviderKey(t *testing.T) {
 		aliceKey   = "sk-ant-household-e2e-31d7"
 		reply      = "Hello Bob: this answer was paid for by Alice's key."
 	)
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true })) // the fake provider is on loopback
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} })) // the fake provider is on loopback
 	fp := fakeprovider.New()
 	t.Cleanup(fp.Close)
 	fp.SetKey(aliceKey)

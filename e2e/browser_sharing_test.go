@@ -125,7 +125,7 @@ func TestBrowserSharing(t *testing.T) {
 		xtest.SkipOrFail(t, "no chromium or chromium-browser in PATH")
 	}
 	begin := time.Now()
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true })) // fake API on loopback
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} })) // fake API on loopback
 	cal := newFakeAPI(t, nil)
 	fp := fakeprovider.New()
 	t.Cleanup(fp.Close)

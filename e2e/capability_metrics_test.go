@@ -45,7 +45,7 @@ func capCalls(t *testing.T, env *xtest.Env) map[string]float64 {
 func capMetricsEnv(t *testing.T, sweep time.Duration) (env *xtest.Env, alice *api.Client, aliceID string, call func()) {
 	env = xtest.NewEnv(t, xtest.WithSweep(sweep), xtest.WithConfig(func(c *config.Config) {
 		c.MetricsListen = "127.0.0.1:0"
-		c.AllowPrivateTargets = true // the fake API is on loopback
+		c.AllowPrivateTargets = config.PrivateTargets{All: true} // the fake API is on loopback
 	}))
 	if env.MetricsURL == "" {
 		t.Fatal("no metrics listener")

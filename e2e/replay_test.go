@@ -26,7 +26,7 @@ import (
 // calendar API is called, and the share's budget spent, once per call Bob
 // made.
 func TestReplayedCallRunsOnce(t *testing.T) {
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true })) // the fake API is on loopback
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} })) // the fake API is on loopback
 	cal := newFakeAPI(t, nil)
 	ctx := context.Background()
 	alice, au := env.Admin("alice@example.org")

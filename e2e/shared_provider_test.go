@@ -51,7 +51,7 @@ func (c *chatWS) sharedChatOnce(id, session, msg string) (reply, errMsg string) 
 func TestChatOnSharedProviderKey(t *testing.T) {
 	for _, prov := range []string{"anthropic", "openai"} {
 		t.Run(prov, func(t *testing.T) {
-			env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true })) // the fake provider is on loopback
+			env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} })) // the fake provider is on loopback
 			ctx := context.Background()
 			fp := fakeprovider.New()
 			defer fp.Close()

@@ -38,7 +38,7 @@ func (m *failingMailer) Send(ctx context.Context, msg mail.Message) error {
 // "new" until the recipient marks them seen, which only they can do.
 func TestShareMails(t *testing.T) {
 	fm := &failingMailer{}
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }),
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} }),
 		xtest.WithMailer(func(next mail.Mailer) mail.Mailer { fm.next = next; return fm }))
 	ctx := context.Background()
 	alice, _ := env.Admin("alice@example.org")

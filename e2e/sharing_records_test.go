@@ -22,7 +22,7 @@ import (
 // an unlimited share carries no maxCalls, and settings.changed is audited
 // only for a real change.
 func TestSharingRecordsTruthfully(t *testing.T) {
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} }))
 	ctx := context.Background()
 	alice, _ := env.Admin("alice@example.org")
 	bob, bu := env.Invite(alice, "bob@example.org")

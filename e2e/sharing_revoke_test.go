@@ -73,7 +73,7 @@ func writeRelayFrame(t *testing.T, ws *websocket.Conn, f api.RelayFrame) {
 // (not_issuer); Bob's next call still works and both Alice and Bob still
 // see the share active. Alice's own revocation then works as before.
 func TestSharingStrangerCannotRevoke(t *testing.T) {
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} }))
 	cal := newFakeAPI(t, nil)
 	ctx := context.Background()
 	alice, _ := env.Admin("alice@example.org")

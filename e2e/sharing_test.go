@@ -92,7 +92,7 @@ func readyVaultKey(t testing.TB, env *xtest.Env, c *api.Client, password string)
 // container executes it with her credential; revocation refuses Bob's next
 // call at once; a paused issuer is woken by the call.
 func TestSharingEndToEnd(t *testing.T) {
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true })) // the fake API is on loopback
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} })) // the fake API is on loopback
 	runSharing(t, env, newFakeAPI(t, nil), nil)
 }
 
@@ -105,7 +105,7 @@ func TestSharingDocker(t *testing.T) {
 	if _, err := docker.Ping(ctx); err != nil {
 		xtest.SkipOrFail(t, "no Docker engine answers: "+err.Error())
 	}
-	env := xtest.NewEnv(t, xtest.WithRuntime(config.RuntimeDocker), xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	env := xtest.NewEnv(t, xtest.WithRuntime(config.RuntimeDocker), xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} }))
 	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +307,7 @@ func mustJSONString(v any) string {
 // locked (not connected to the relay) waits at the relay, survives a
 // restart of the server, and reaches Bob once he unlocks.
 func TestSharingOfflineAndRelayRestart(t *testing.T) {
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} }))
 	ctx := context.Background()
 	cal := newFakeAPI(t, nil)
 	alice, _ := env.Admin("alice@example.org")
@@ -340,7 +340,7 @@ func TestSharingOfflineAndRelayRestart(t *testing.T) {
 // relay as three separate servers: the relay reads the key directory from
 // management and wakes recipients through the agent role, over HTTP.
 func TestSharingSplitRoles(t *testing.T) {
-	env := xtest.NewSplitEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	env := xtest.NewSplitEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} }))
 	runSharing(t, env, newFakeAPI(t, nil), nil)
 }
 
@@ -349,7 +349,7 @@ func TestSharingSplitRoles(t *testing.T) {
 // never holds it, and the budget ends his access. Then Alice's agent asks
 // to share it again and Alice approves the request, narrowed.
 func TestSharingProviderKey(t *testing.T) {
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true }))
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true} }))
 	ctx := context.Background()
 	fp := fakeprovider.New()
 	defer fp.Close()
@@ -470,7 +470,7 @@ func TestSharingProviderKey(t *testing.T) {
 // timeout; his next call is refused at once; once Alice unlocks, calls
 // work again.
 func TestSharingLockedIssuerFailsFast(t *testing.T) {
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = true; c.HibernateUnlocked = false }))
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true}; c.HibernateUnlocked = false }))
 	ctx := context.Background()
 	cal := newFakeAPI(t, nil)
 	alice, au := env.Admin("alice@example.org")

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/ocmt/ocmt/api"
+	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/roles/agent/runtime"
 	"github.com/ocmt/ocmt/store"
@@ -48,7 +49,7 @@ type Options struct {
 	WakeTimeout     time.Duration
 	SweepInterval   time.Duration // how often hibernation runs; 0 = 15 s
 	// AllowPrivateTargets is passed to vaults (OCMT_ALLOW_PRIVATE_TARGETS).
-	AllowPrivateTargets bool
+	AllowPrivateTargets config.PrivateTargets
 	// HibernateUnlocked keeps a vault that is unlocked when its container
 	// is stopped for hibernation unlocked after the next start, until its
 	// own auto-lock time (see hibernate.go); false = a stop locks it.
@@ -493,8 +494,8 @@ func (s *Server) containerEnv(userID string) map[string]string {
 	if u := s.relayURL.Load(); u != nil && *u != "" {
 		env["OCMT_RELAY_URL"] = *u
 	}
-	if s.opt.AllowPrivateTargets {
-		env["OCMT_ALLOW_PRIVATE_TARGETS"] = "true"
+	if s.opt.AllowPrivateTargets.Enabled() {
+		env["OCMT_ALLOW_PRIVATE_TARGETS"] = s.opt.AllowPrivateTargets.String()
 	}
 	if s.opt.VaultAutoLock > 0 {
 		env["OCMT_VAULT_AUTO_LOCK"] = s.opt.VaultAutoLock.String()

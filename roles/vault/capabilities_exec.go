@@ -390,7 +390,7 @@ func (s *Server) resourceClient(timeout time.Duration) *http.Client {
 				return nil, fmt.Errorf("no address for host")
 			}
 			for _, ip := range ips {
-				if !allowPrivate && !publicAddr(ip) {
+				if !publicAddr(ip) && !allowPrivate.Allows(ip) {
 					return nil, errTargetRefused
 				}
 			}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/crypto"
 	"github.com/ocmt/ocmt/roles/relay"
 	"github.com/ocmt/ocmt/roles/web"
@@ -70,7 +71,7 @@ func newSharingVault(t *testing.T, user, relayURL string, dir *mapDir, logs io.W
 func startSharingVault(t *testing.T, user, relayURL, d string, logs io.Writer) *sharingVault {
 	t.Helper()
 	s, err := New(Options{Secret: testSecret, Version: "test", Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		DataDir: d, PublicURL: "https://ocmt.example", UserID: user, RelayURL: relayURL, AllowPrivateTargets: true})
+		DataDir: d, PublicURL: "https://ocmt.example", UserID: user, RelayURL: relayURL, AllowPrivateTargets: config.PrivateTargets{All: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,13 @@
 package vault
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/textproto"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -31,6 +36,49 @@ type integrationJSON struct {
 	BaseURL    string    `json:"baseUrl"`
 	AuthHeader string    `json:"authHeader,omitempty"`
 	AddedAt    time.Time `json:"addedAt"`
+	// Warning (PUT only) says why calls through a share of it will be
+	// refused: {"code":"private_target","message":…,"address":…}.
+	Warning *targetWarning `json:"warning,omitempty"`
+}
+
+// targetWarning is a save-time warning about a base URL.
+type targetWarning struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Address string `json:"address"`
+}
+
+// privateTargetWarning resolves baseURL's host (2 s at most) and returns a
+// warning if a shared call would be refused by the SSRF guard (an address
+// that is not public and not allowed by --allow-private-targets), or nil.
+// A host that does not resolve gets no warning here: the call will say so.
+func (s *Server) privateTargetWarning(ctx context.Context, baseURL string) *targetWarning {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
+	if err != nil {
+		return nil
+	}
+	for _, ip := range ips {
+		if publicAddr(ip) || s.allowPrivate.Allows(ip) {
+			continue
+		}
+		ip = ip.Unmap()
+		bits := 24
+		if ip.Is6() {
+			bits = 64
+		}
+		suggest := netip.PrefixFrom(ip, bits).Masked().String()
+		return &targetWarning{Code: "private_target", Address: ip.String(), Message: fmt.Sprintf(
+			"Saved, but %s is a private network address (%s): people you share this API with will have their calls refused, "+
+				"to protect the networks around this server. Your administrator can allow it by starting ocmt with "+
+				"--allow-private-targets=%s (or a narrower range).", u.Hostname(), ip, suggest)}
+	}
+	return nil
 }
 
 func (s *Server) listIntegrations(c echo.Context) error {
@@ -84,6 +132,7 @@ func (s *Server) putIntegration(c echo.Context) error {
 	case (req.AuthHeader == "") != (req.AuthValue == ""):
 		return api.BadRequest("invalid_auth", "give both authHeader and authValue, or neither")
 	}
+	warn := s.privateTargetWarning(c.Request().Context(), req.BaseURL) // before the lock: it may wait for DNS
 	k := s.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -100,7 +149,8 @@ func (s *Server) putIntegration(c echo.Context) error {
 	}); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, integrationJSON{Name: name, Type: in.Type, BaseURL: in.BaseURL, AuthHeader: in.AuthHeader, AddedAt: in.AddedAt})
+	return c.JSON(http.StatusOK, integrationJSON{Name: name, Type: in.Type, BaseURL: in.BaseURL, AuthHeader: in.AuthHeader, AddedAt: in.AddedAt,
+		Warning: warn})
 }
 
 func (s *Server) deleteIntegration(c echo.Context) error {

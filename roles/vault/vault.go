@@ -37,6 +37,7 @@ import (
 
 	"github.com/ocmt/ocmt/api"
 	"github.com/ocmt/ocmt/capability"
+	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/metrics"
 	"github.com/ocmt/ocmt/roles/web"
 )
@@ -60,7 +61,7 @@ type Options struct {
 	// AllowPrivateTargets lets shared resources (capability calls) reach
 	// loopback, private and link-local addresses; off by default (SSRF
 	// guard, SPEC §7.3).
-	AllowPrivateTargets bool
+	AllowPrivateTargets config.PrivateTargets
 	// Metrics, if set, counts the capability calls this vault answers
 	// (ocmt_capability_calls_total) and its HTTP requests, served by
 	// --metrics-listen. Without it the capability calls are still counted
@@ -90,7 +91,7 @@ type Server struct {
 	calls        pendingCalls
 	rates        capability.Limiter
 	capSkew      atomic.Int64 // tests move the capability clock (ns)
-	allowPrivate bool
+	allowPrivate config.PrivateTargets
 	// inflight counts chat runs and capability calls under way (work.go).
 	inflight workTracker
 	// instance and capCalls answer GET /internal/stats (stats.go).

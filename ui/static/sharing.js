@@ -111,9 +111,12 @@ async function saveIntegration(form) {
   await busy(form.querySelector('button[type=submit]'), async () => {
     status('integration-status', 'Saving…');
     try {
-      await vault.vaultRequest('PUT', `/integrations/${encodeURIComponent(name)}`, { type: 'http', baseUrl, authHeader, authValue: secret.value });
+      const saved = await vault.vaultRequest('PUT', `/integrations/${encodeURIComponent(name)}`, { type: 'http', baseUrl, authHeader, authValue: secret.value });
       form.reset();
-      status('integration-status', `“${name}” is saved. The secret is sealed in your vault.`, 'ok');
+      // A private address is saved, but shares of it would be refused:
+      // the vault says so now, in words, with what the administrator can change.
+      if (saved && saved.warning && saved.warning.message) status('integration-status', saved.warning.message, 'warn');
+      else status('integration-status', `“${name}” is saved. The secret is sealed in your vault.`, 'ok');
     } catch (err) {
       failed(err, 'integration-status');
     } finally {
