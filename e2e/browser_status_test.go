@@ -3,6 +3,7 @@ package e2e
 import (
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +107,72 @@ func (b *browser) forget(substr string) {
 		}
 	}
 	b.problems = kept
+}
+
+// unreachableConsole matches the console errors a stopped server causes.
+var unreachableConsole = regexp.MustCompile(`ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE|WebSocket connection to .* failed|status of 50[234]`)
+
+// TestBrowserServerUnreachable checks that the page says so when the server
+// stops answering (issue 11, item 5): the agent badge no longer claims
+// "Running", the vault's lock countdown stops, a banner says the server
+// cannot be reached; all of it recovers when the server answers again.
+func TestBrowserServerUnreachable(t *testing.T) {
+	if findChromium() == "" {
+		xtest.SkipOrFail(t, "no chromium or chromium-browser in PATH")
+	}
+	for _, vp := range statusViewports {
+		t.Run(vp.name, func(t *testing.T) {
+			env := xtest.NewEnv(t) // process runtime
+			b := newBrowser(t, env, 3*time.Minute)
+			vp.emulate(b)
+			b.signInBootstrap("offline-" + vp.name + "@example.com")
+			b.waitAgentState("running", 60*time.Second)
+			b.waitJS("the onboarding wizard", 30*time.Second, `vis('#vault-password')`, "")
+			b.do("type the vault password twice",
+				chromedp.SendKeys(chromedp.ID("vault-password"), bvPassword),
+				chromedp.SendKeys(chromedp.ID("vault-password-confirm"), bvPassword))
+			b.do("press Create vault", chromedp.Click(chromedp.ID("vault-create-submit")))
+			b.skipRecoveryPhrase()
+			b.waitJS("the lock countdown", 30*time.Second, `vis('#vault-timer') && document.getElementById('vault-timer').textContent.startsWith('locks in')`, "")
+			if !mustEval[bool](b, `document.getElementById('offline-banner')?.hidden ?? true`) {
+				t.Errorf("the offline banner shows while the server answers")
+			}
+
+			env.Stop()
+			b.waitJS("the page to say the server cannot be reached", 20*time.Second,
+				`document.getElementById('agent-state').dataset.state === 'offline' && vis('#offline-banner') && document.getElementById('vault-timer').dataset.offline === 'true'`, "")
+			type view struct {
+				Badge  string `json:"badge"`
+				Banner string `json:"banner"`
+				Timer  string `json:"timer"`
+				Text   string `json:"text"`
+			}
+			look := func() view {
+				return mustEval[view](b, `({badge: document.getElementById('agent-state').textContent.trim(),
+  banner: document.getElementById('offline-banner').textContent.trim(),
+  timer: document.getElementById('vault-timer').textContent.trim(),
+  text: document.body.innerText})`)
+			}
+			v1 := look()
+			time.Sleep(2500 * time.Millisecond)
+			v2 := look()
+			if v1.Timer != v2.Timer || strings.Contains(v2.Timer, "locks in") {
+				t.Errorf("the lock countdown goes on while the server is away: %q, then %q", v1.Timer, v2.Timer)
+			}
+			if strings.Contains(v2.Badge, "Running") || strings.Contains(v2.Text, "Your agent is running") {
+				t.Errorf("the page still claims the agent runs: badge %q", v2.Badge)
+			}
+			if !strings.Contains(v2.Banner, "can't reach the server") {
+				t.Errorf("offline banner = %q", v2.Banner)
+			}
+			b.assertNoHorizontalScroll("/ (offline)")
+			b.screenshot("offline")
+
+			env.Restart()
+			b.waitJS("the page to recover", 30*time.Second,
+				`!['offline', 'loading'].includes(document.getElementById('agent-state').dataset.state) && document.getElementById('offline-banner').hidden && document.getElementById('vault-timer').dataset.offline === undefined`, "")
+			t.Logf("after the restart: badge %q", mustEval[string](b, `document.getElementById('agent-state').textContent`))
+			b.checkConsoleAllowing(unreachableConsole)
+		})
+	}
 }
