@@ -36,6 +36,11 @@ const fallbackMessages = {
   503: 'The server is busy. Please try again shortly.',
 };
 
+/** sentence returns msg with its first letter in upper case (messages are shown as sentences). */
+export function sentence(msg) {
+  return msg.charAt(0).toUpperCase() + msg.slice(1);
+}
+
 function fallbackMessage(status) {
   if (fallbackMessages[status]) return fallbackMessages[status];
   if (status >= 500) return 'Something went wrong on the server. Please try again.';
@@ -97,7 +102,7 @@ export async function request(method, path, body) {
   if (!res.ok) {
     const e = data && typeof data === 'object' && data.error && typeof data.error === 'object' ? data.error : {};
     const code = typeof e.code === 'string' && e.code ? e.code : `http_${res.status}`;
-    const message = typeof e.message === 'string' && e.message ? e.message : fallbackMessage(res.status);
+    const message = typeof e.message === 'string' && e.message ? sentence(e.message) : fallbackMessage(res.status);
     const err = new APIError(res.status, code, message);
     if (typeof e.unlockUrl === 'string') err.unlockUrl = e.unlockUrl;
     const retry = Number(e.retryAfterMs);
