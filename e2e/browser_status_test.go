@@ -138,6 +138,8 @@ func TestBrowserServerUnreachable(t *testing.T) {
 				t.Errorf("the offline banner shows while the server answers")
 			}
 
+			b.checkConfirmDialog()
+
 			env.Stop()
 			b.waitJS("the page to say the server cannot be reached", 20*time.Second,
 				`document.getElementById('agent-state').dataset.state === 'offline' && vis('#offline-banner') && document.getElementById('vault-timer').dataset.offline === 'true'`, "")
@@ -174,5 +176,48 @@ func TestBrowserServerUnreachable(t *testing.T) {
 			t.Logf("after the restart: badge %q", mustEval[string](b, `document.getElementById('agent-state').textContent`))
 			b.checkConsoleAllowing(unreachableConsole)
 		})
+	}
+}
+
+// checkConfirmDialog opens the styled confirm dialog (dom.js confirmDialog)
+// on the current page, checks it fits the screen, and answers it once with
+// Cancel (false) and once with its confirm button (true).
+func (b *browser) checkConfirmDialog() {
+	b.t.Helper()
+	ask := `(() => {
+  const url = performance.getEntriesByType('resource').map((e) => e.name).find((n) => /\/static\/dom\.[0-9a-f]{8}\.js$/.test(n));
+  window.__answer = 'pending';
+  import(url).then((m) => m.confirmDialog('Remove the test thing? This is a long question that has to wrap on a phone screen.', 'Remove'))
+    .then((v) => { window.__answer = v; }, (e) => { window.__answer = 'error: ' + e; });
+  return !!url;
+})()`
+	for _, c := range []struct {
+		button string
+		want   bool
+	}{{"confirm-cancel", false}, {"confirm-ok", true}} {
+		if !mustEval[bool](b, ask) {
+			b.fatalf("dom.js is not among the loaded resources")
+		}
+		b.waitJS("the confirm dialog", stepTimeout, `document.getElementById('confirm-dialog').open && vis('#confirm-ok')`, "")
+		type box struct {
+			Left  float64 `json:"left"`
+			Right float64 `json:"right"`
+			Width float64 `json:"width"`
+			OK    string  `json:"ok"`
+		}
+		d := mustEval[box](b, `(() => { const r = document.getElementById('confirm-dialog').getBoundingClientRect();
+  return { left: r.left, right: r.right, width: window.innerWidth, ok: document.getElementById('confirm-ok').textContent }; })()`)
+		if d.Left < 0 || d.Right > d.Width || d.OK != "Remove" {
+			b.t.Errorf("confirm dialog spans %.0f–%.0f of %.0f px, confirm button %q", d.Left, d.Right, d.Width, d.OK)
+		}
+		b.assertNoHorizontalScroll("confirm dialog")
+		if c.want {
+			b.screenshot("confirm")
+		}
+		b.do("press "+c.button, chromedp.Click(chromedp.ID(c.button)))
+		b.waitJS("the dialog to answer", stepTimeout, `!document.getElementById('confirm-dialog').open && window.__answer !== 'pending'`, "")
+		if got := mustEval[any](b, `window.__answer`); got != c.want {
+			b.t.Errorf("%s: confirmDialog resolved %v, want %v", c.button, got, c.want)
+		}
 	}
 }
