@@ -181,6 +181,9 @@ func checkHTML(t *testing.T, name, s string) {
 	}
 }
 
+// nativeDialog matches a call of the browser's own dialogs.
+var nativeDialog = regexp.MustCompile(`(^|[^\w.]|window\.)(confirm|alert|prompt)\(`)
+
 func TestEmbeddedFilesCSPClean(t *testing.T) {
 	n := 0
 	err := fs.WalkDir(templateFS, ".", func(p string, d fs.DirEntry, err error) error {
@@ -221,6 +224,10 @@ func TestEmbeddedFilesCSPClean(t *testing.T) {
 			}
 			if strings.Contains(s, "importScripts(") {
 				t.Errorf("%s: importScripts (use a module worker)", p)
+			}
+			// Questions go through the styled dialog (dom.js confirmDialog).
+			if m := nativeDialog.FindString(s); m != "" {
+				t.Errorf("%s: browser dialog %q (use confirmDialog from dom.js)", p, m)
 			}
 		case ".svg", ".html":
 			checkHTML(t, p, s)

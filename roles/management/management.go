@@ -122,6 +122,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 // Routes mounts every management route on e.
 func (s *Server) Routes(e *echo.Echo) {
 	e.Use(noStoreAPI, s.loadSession, s.csrf)
+	e.HTTPErrorHandler = s.pageErrors(e.HTTPErrorHandler)
 	s.pageRoutes(e)
 	e.POST("/api/v1/auth/magic-link", s.magicLink)
 	e.GET("/auth/verify", s.verifyPage)

@@ -70,7 +70,7 @@ func (c *conn) refuseRevoked(ctx context.Context, id, jti string, parties ...str
 		return false
 	}
 	c.send(&Frame{Type: FrameError, Code: CodeCapabilityRevoked, ID: id, JTI: jti, Issuer: r.Issuer,
-		Revocation: &capability.Revocation{Revocation: r.Revocation, Sig: r.Sig}, Message: "the capability has been revoked"})
+		Revocation: &capability.Revocation{Revocation: r.Revocation, Sig: r.Sig}, Message: "The share has been revoked"})
 	return true
 }
 
@@ -130,7 +130,7 @@ func (c *conn) handleRevoke(f *Frame) {
 		return
 	}
 	if !key.Equal(issuer) {
-		c.sendError(CodeRevocationSignature, "", "only the capability's issuer may revoke it")
+		c.sendError(CodeRevocationSignature, "", "Only the person who made the share may revoke it")
 		return
 	}
 	claims, err := capability.VerifyRevocation(*f.Revocation, issuer, s.now(), MaxClockSkew)
@@ -157,7 +157,7 @@ func (c *conn) handleRevoke(f *Frame) {
 	}
 	if len(issuers) > 0 && !slices.Contains(issuers, store.UserID(c.user)) {
 		s.log.Info("relay revocation refused", "user", c.user, "code", CodeNotIssuer, "jti", jti)
-		c.send(&Frame{Type: FrameError, Code: CodeNotIssuer, JTI: jti, Message: "only the capability's issuer may revoke it"})
+		c.send(&Frame{Type: FrameError, Code: CodeNotIssuer, JTI: jti, Message: "Only the person who made the share may revoke it"})
 		return
 	}
 	added, err := s.st.PutRevocation(ctx, store.RelayRevocation{

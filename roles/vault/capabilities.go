@@ -413,7 +413,7 @@ func (s *Server) issueCapability(c echo.Context) error {
 		Scope: scope, IssuedAt: now, Expires: now.Add(time.Duration(req.ExpiresIn) * time.Second), MaxCalls: req.MaxCalls})
 	if err != nil {
 		k.mu.Unlock()
-		return api.BadRequest("invalid_capability", "the capability could not be issued")
+		return api.BadRequest("invalid_capability", "The share could not be made")
 	}
 	p, _ := capability.Parse(tok)
 	cl := p.Claims()
@@ -582,7 +582,7 @@ func (s *Server) revokeCapability(c echo.Context) error {
 func (s *Server) revokeCap(ctx context.Context, jti string) error {
 	j, err := capability.ParseJTI(jti)
 	if err != nil {
-		return api.NotFound("no such capability")
+		return api.NotFound("No such share")
 	}
 	k := s.keys
 	k.mu.Lock()
@@ -598,7 +598,7 @@ func (s *Server) revokeCap(ctx context.Context, jti string) error {
 	ic := cs.Issued[jti]
 	if ic == nil {
 		k.mu.Unlock()
-		return api.NotFound("no such capability")
+		return api.NotFound("No such share")
 	}
 	if !ic.Revoked {
 		ic.Revoked, ic.RevokedAt, ic.Token = true, time.Now().Unix(), ""
@@ -959,7 +959,7 @@ func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultP
 	rc := cs.Received[jti]
 	if rc == nil {
 		k.mu.Unlock()
-		return none, api.NotFound("no such capability")
+		return none, api.NotFound("No such share")
 	}
 	reqID := newRandomID()
 	env, err := s.sealEnvelopeLocked(rc.IssuerUserID, rc.IssuerX25519, envCall, jti, &callPayload{RequestID: reqID,
@@ -982,7 +982,7 @@ func (s *Server) sendCall(ctx context.Context, jti string, req callReq) (resultP
 				return none, errRelayRefused()
 			}
 			s.noteResult(jti, capability.ErrRevoked.Code(), false)
-			return none, api.Forbidden(capability.ErrRevoked.Code(), "this capability has been revoked")
+			return none, api.Forbidden(capability.ErrRevoked.Code(), "This share has been revoked")
 		}
 		if errors.As(err, &rr) && rr.code == "rate_limited" {
 			return none, api.TooMany("too many shared-resource calls; try again later")

@@ -163,7 +163,7 @@ func (s *Server) executeCall(ctx context.Context, env *api.RelayEnvelope) {
 		return
 	}
 	if p.JTI().String() != jti {
-		refuse(http.StatusForbidden, capability.ErrMalformed.Code(), "the envelope does not carry this capability")
+		refuse(http.StatusForbidden, capability.ErrMalformed.Code(), "The request does not carry this share")
 		return
 	}
 	op, ok := methodOps[call.Method]

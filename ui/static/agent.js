@@ -3,12 +3,13 @@
 // provisioning, else 5 s). Provisioning starts by itself on first load when
 // there is no container yet (SPEC §3 step 3). Once the container runs,
 // workspace.js takes over below the card: vault, onboarding and chat.
-import { get, post } from './api.js';
+import { get, post, reachabilityEvent } from './api.js';
 import { $, busy, fullTime, knownState, setText, setTime, show, stateLabels, status } from './dom.js';
 import { actions as workspaceActions, containerState } from './workspace.js';
 
 const fastPollMs = 700;
 const slowPollMs = 5000;
+const offlinePollMs = 3000;
 const phases = ['image', 'create', 'start', 'ready'];
 
 const headlines = {
@@ -19,6 +20,7 @@ const headlines = {
   stopped: ['Your agent is stopped', 'Wake it to continue where you left off.'],
   error: ['Your agent ran into a problem', ''],
   unknown: ['Your agent is in an unexpected state', ''],
+  offline: ["Can't reach the server", 'Your agent may still be running. This page updates when the server answers again.'],
 };
 
 let timer = 0;
@@ -51,11 +53,32 @@ async function refresh() {
       window.location.assign('/signin');
       return;
     }
-    status('agent-status', err.message, 'error');
+    if (err.status === 0) {
+      renderOffline();
+      status('agent-status', '');
+      next = offlinePollMs;
+    } else {
+      status('agent-status', err.message, 'error');
+    }
   } finally {
     inflight = false;
   }
   schedule(next);
+}
+
+// renderOffline shows that the server cannot be reached: no state is
+// claimed (not "Running"), and nothing is offered that needs the server.
+function renderOffline() {
+  const el = $('agent-state');
+  el.dataset.state = 'offline';
+  el.textContent = 'Offline';
+  const [headline, subline] = headlines.offline;
+  setText('agent-headline', headline);
+  setText('agent-subline', subline);
+  show('agent-subline', true);
+  show('agent-provision', false);
+  show('agent-wake', false);
+  renderProgress(null);
 }
 
 function render(info) {
@@ -141,6 +164,11 @@ export const actions = {
 export function init() {
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) schedule(0);
+  });
+  // Another request found the server gone or back: show it now.
+  document.addEventListener(reachabilityEvent, (e) => {
+    if (!e.detail.reachable) renderOffline();
+    schedule(0);
   });
   refresh();
 }

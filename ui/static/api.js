@@ -36,11 +36,38 @@ const fallbackMessages = {
   503: 'The server is busy. Please try again shortly.',
 };
 
+/** sentence returns msg with its first letter in upper case (messages are shown as sentences). */
+export function sentence(msg) {
+  return msg.charAt(0).toUpperCase() + msg.slice(1);
+}
+
 function fallbackMessage(status) {
   if (fallbackMessages[status]) return fallbackMessages[status];
   if (status >= 500) return 'Something went wrong on the server. Please try again.';
   return `Request failed (HTTP ${status}).`;
 }
+
+/**
+ * reachabilityEvent is dispatched on document when the server stops or
+ * starts answering: detail {reachable: bool}. A network failure (or a
+ * 502/504 without ocmt's JSON error, i.e. a proxy in front whose upstream
+ * is gone) marks the server unreachable; any other answer marks it back.
+ */
+export const reachabilityEvent = 'ocmt:reachability';
+let reachable = true;
+
+/** serverReachable reports whether the last request reached the server. */
+export function serverReachable() {
+  return reachable;
+}
+
+function setReachable(ok) {
+  if (ok === reachable) return;
+  reachable = ok;
+  if (typeof document !== 'undefined') document.dispatchEvent(new CustomEvent(reachabilityEvent, { detail: { reachable: ok } }));
+}
+
+const unreachableMessage = "Can't reach the server. Check your connection; the page updates when it answers again.";
 
 /**
  * request sends method to path with an optional JSON body and resolves to
@@ -59,17 +86,23 @@ export async function request(method, path, body) {
   try {
     res = await fetch(path, init);
   } catch {
-    throw new APIError(0, 'network_error', 'Could not reach the server. Check your connection and try again.');
+    setReachable(false);
+    throw new APIError(0, 'network_error', unreachableMessage);
   }
   let data = null;
   const text = await res.text().catch(() => '');
   if (text) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
+  if ((res.status === 502 || res.status === 504) && !(data && typeof data === 'object' && data.error)) {
+    setReachable(false);
+    throw new APIError(0, 'network_error', unreachableMessage);
+  }
+  setReachable(true);
   if (!res.ok) {
     const e = data && typeof data === 'object' && data.error && typeof data.error === 'object' ? data.error : {};
     const code = typeof e.code === 'string' && e.code ? e.code : `http_${res.status}`;
-    const message = typeof e.message === 'string' && e.message ? e.message : fallbackMessage(res.status);
+    const message = typeof e.message === 'string' && e.message ? sentence(e.message) : fallbackMessage(res.status);
     const err = new APIError(res.status, code, message);
     if (typeof e.unlockUrl === 'string') err.unlockUrl = e.unlockUrl;
     const retry = Number(e.retryAfterMs);

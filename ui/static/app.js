@@ -1,7 +1,7 @@
 // app.js — the one entry module. It picks the page module from
 // <body data-page> and routes clicks and submits on [data-action] elements
 // to the registered actions (no inline handlers: the CSP forbids them).
-import { post } from './api.js';
+import { post, reachabilityEvent } from './api.js';
 import * as signin from './signin.js';
 import * as agent from './agent.js';
 import * as admin from './admin.js';
@@ -30,6 +30,12 @@ function start() {
     if (!fn) return;
     e.preventDefault();
     fn(el, e);
+  });
+
+  // Every page says so when the server cannot be reached (api.js).
+  document.addEventListener(reachabilityEvent, (e) => {
+    const banner = document.getElementById('offline-banner');
+    if (banner) banner.hidden = e.detail.reachable;
   });
 
   document.addEventListener('submit', (e) => {

@@ -9,7 +9,7 @@
 // or a shared key chosen for chat that can no longer be used
 // (shared_provider_unavailable), sends the user to the "Vault & keys" tab.
 // On a shared key the reply comes as one delta (see settings.js).
-import { $, ago, fullTime, h, status } from './dom.js';
+import { $, ago, confirmDialog, fullTime, h, status } from './dom.js';
 import { GatewayClient } from './gateway.js';
 import { render as renderMarkdown } from './markdown.js';
 import { chatEvent, chatURL, historyMessages, newSessionKey, sessionList, uuid } from './protocol.js';
@@ -411,10 +411,10 @@ async function loadHistory() {
   }
 }
 
-async function sessionOp(method, button, confirmText, done) {
+async function sessionOp(method, button, confirmText, okText, done) {
   const menu = $('chat-menu');
   if (menu) menu.open = false;
-  if (!sessionKey || !window.confirm(confirmText)) return;
+  if (!sessionKey || !(await confirmDialog(confirmText, okText))) return;
   button.disabled = true;
   try {
     await client.request(method, { key: sessionKey });
@@ -427,7 +427,7 @@ async function sessionOp(method, button, confirmText, done) {
 }
 
 function clearChat(button) {
-  sessionOp('sessions.reset', button, 'Clear all messages of this chat? This cannot be undone.', () => {
+  sessionOp('sessions.reset', button, 'Clear all messages of this chat? This cannot be undone.', 'Clear', () => {
     $('chat-messages').replaceChildren();
     setEmpty();
     loadSessions();
@@ -436,7 +436,7 @@ function clearChat(button) {
 
 function deleteChat(button) {
   const key = sessionKey;
-  sessionOp('sessions.delete', button, 'Delete this chat? This cannot be undone.', () => {
+  sessionOp('sessions.delete', button, 'Delete this chat? This cannot be undone.', 'Delete', () => {
     sessions = sessions.filter((s) => s.key !== key);
     const next = sessions[0];
     if (next) selectSession(next.key);

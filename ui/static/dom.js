@@ -128,3 +128,24 @@ export async function busy(el, fn) {
     if (el) { el.disabled = false; el.removeAttribute('aria-busy'); }
   }
 }
+
+/**
+ * confirmDialog asks a yes/no question in the page's styled
+ * <dialog id="confirm-dialog"> (never the browser's own dialog). It resolves
+ * true when the user presses the confirm button (labelled okText), false on
+ * Cancel or Escape. A dialog already open is answered "no" first.
+ */
+export function confirmDialog(message, okText = 'OK') {
+  const dlg = document.getElementById('confirm-dialog');
+  if (!dlg || typeof dlg.showModal !== 'function') return Promise.resolve(false);
+  if (dlg.open) dlg.close('cancel');
+  document.getElementById('confirm-message').textContent = message;
+  const ok = document.getElementById('confirm-ok');
+  ok.textContent = okText;
+  dlg.returnValue = '';
+  return new Promise((resolve) => {
+    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
+    dlg.showModal();
+    document.getElementById('confirm-cancel').focus();
+  });
+}

@@ -30,7 +30,7 @@ async function loadGo(wasmExec, wasm) {
   const url = sameOriginStatic(wasm);
   let instance;
   const res = await fetch(url, { credentials: 'same-origin' });
-  if (!res.ok) throw new Error(`could not load the key derivation module (HTTP ${res.status})`);
+  if (!res.ok) throw new Error(`Could not load the key derivation module (HTTP ${res.status})`);
   if (WebAssembly.instantiateStreaming && (res.headers.get('Content-Type') || '').startsWith('application/wasm')) {
     ({ instance } = await WebAssembly.instantiateStreaming(res, go.importObject));
   } else {
@@ -40,7 +40,7 @@ async function loadGo(wasmExec, wasm) {
   for (let i = 0; i < 200 && typeof globalThis.ocmtDeriveKey !== 'function'; i++) {
     await new Promise((r) => setTimeout(r, 10));
   }
-  if (typeof globalThis.ocmtDeriveKey !== 'function') throw new Error('the key derivation module did not start');
+  if (typeof globalThis.ocmtDeriveKey !== 'function') throw new Error('The key derivation module did not start');
 }
 
 const recoveryOps = { newPhrase: 'ocmtNewPhrase', phraseKey: 'ocmtPhraseKey', newBackupKey: 'ocmtNewBackupKey', backupKeyKey: 'ocmtBackupKeyKey' };
@@ -66,7 +66,7 @@ self.onmessage = async (e) => {
     }
     const k = m.kdf || {};
     const key = await globalThis.ocmtDeriveKey(String(m.password), String(m.salt), k.memoryKiB, k.iterations, k.parallelism);
-    if (typeof key !== 'string' || key.length < 40) throw new Error('the key derivation returned no key');
+    if (typeof key !== 'string' || key.length < 40) throw new Error('The key derivation returned no key');
     self.postMessage({ ok: true, key });
   } catch (err) {
     self.postMessage({ ok: false, error: String((err && err.message) || err || 'key derivation failed') });

@@ -12,7 +12,7 @@
 // Other ways (trusted contacts, passkeys) add themselves to the "Forgot
 // password?" choices with registerForgotPath.
 import { request } from './api.js';
-import { $, busy, h, status } from './dom.js';
+import { $, busy, confirmDialog, h, status } from './dom.js';
 import { deriveKey } from './kdf.js';
 import { update as updateMeter } from './meter.js';
 import { backupKeyKey, newBackupKey, newPhrase, phraseKey } from './recoverykeys.js';
@@ -315,7 +315,7 @@ async function removeWay(el) {
   const kind = el.dataset.way;
   if (kind !== 'phrase' && kind !== 'backup-key') return;
   const name = kind === 'phrase' ? 'recovery phrase' : 'backup key';
-  if (!window.confirm(`Remove your ${name}? It will no longer open your vault; throw away the paper it is on.`)) return;
+  if (!(await confirmDialog(`Remove your ${name}? It will no longer open your vault; throw away the paper it is on.`, 'Remove'))) return;
   await busy(el, async () => {
     try {
       ways = await vault.vaultRequest('DELETE', `/ways/${kind}`);

@@ -5,7 +5,7 @@
 // provider the chat uses, and the password change (the DEK is re-wrapped
 // under a key derived with a fresh salt). saveProvider is shared with the
 // onboarding wizard.
-import { $, busy, h, status, timeEl } from './dom.js';
+import { $, busy, confirmDialog, h, status, timeEl } from './dom.js';
 import { deriveKey } from './kdf.js';
 import { update as updateMeter } from './meter.js';
 import { minScore } from './password.js';
@@ -243,7 +243,7 @@ async function removeProvider(el) {
   const { provider } = el.dataset;
   const p = (providers || []).find((x) => x.provider === provider) || { provider };
   const name = providerName(p);
-  if (!window.confirm(`Remove ${name} from your vault? Your agent cannot use it afterwards.`)) return;
+  if (!(await confirmDialog(`Remove ${name} from your vault? Your agent cannot use it afterwards.`, 'Remove'))) return;
   await busy(el, async () => {
     try {
       await vault.vaultRequest('DELETE', `/apikeys/${encodeURIComponent(provider)}`);

@@ -7,7 +7,7 @@
 // with Revoke) and received ("Shared with me", with Try it). The capability
 // tokens and keys behind a share stay out of sight; the words come from
 // sharetext.js.
-import { $, busy, h, status, timeEl } from './dom.js';
+import { $, busy, confirmDialog, h, status, timeEl } from './dom.js';
 import {
   approvalDurations, approvalExceeds, approvalText, callsLimit, callsText, clip, durations, expiryText, knownStatus,
   normScope, scopeWords, shareError, statusLabels, summary, validName, resourceName,
@@ -107,7 +107,7 @@ async function saveIntegration(form) {
   if (!validURL(baseUrl)) return bad('baseUrl', 'Enter the base URL, starting with http:// or https://.');
   if (!secret.value) return bad('authValue', 'Enter the secret value, e.g. “Bearer …”.');
   if ((integrations || []).some((i) => i.name === name)
-    && !window.confirm(`Replace the HTTP API “${name}”? Shares of it keep working with the new settings.`)) return undefined;
+    && !(await confirmDialog(`Replace the HTTP API “${name}”? Shares of it keep working with the new settings.`, 'Replace'))) return undefined;
   await busy(form.querySelector('button[type=submit]'), async () => {
     status('integration-status', 'Saving…');
     try {
@@ -128,7 +128,7 @@ async function saveIntegration(form) {
 
 async function removeIntegration(el) {
   const { name } = el.dataset;
-  if (!window.confirm(`Remove “${name}” from your vault? Shares of it stop working.`)) return;
+  if (!(await confirmDialog(`Remove “${name}” from your vault? Shares of it stop working.`, 'Remove'))) return;
   await busy(el, async () => {
     try {
       await vault.vaultRequest('DELETE', `/integrations/${encodeURIComponent(name)}`);
@@ -412,7 +412,7 @@ async function revoke(el) {
   const { jti } = el.dataset;
   const c = (shares.issued || []).find((x) => x.jti === jti);
   const what = c ? `${c.subjectEmail || 'them'} on ${c.resource}` : 'this share';
-  if (!window.confirm(`Revoke the share with ${what}? It stops working at once.`)) return;
+  if (!(await confirmDialog(`Revoke the share with ${what}? It stops working at once.`, 'Revoke'))) return;
   let done = false;
   await busy(el, async () => {
     try {

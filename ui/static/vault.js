@@ -7,7 +7,7 @@
 // /unlock/challenge → proof = HMAC-SHA256(K, challenge) → POST /unlock. The
 // password and K never leave this page except K to the user's own
 // container; nothing is kept after the request.
-import { APIError, request } from './api.js';
+import { APIError, reachabilityEvent, request, serverReachable } from './api.js';
 import { $, busy, status } from './dom.js';
 import { deriveKey } from './kdf.js';
 import { checkKDFParams, unlockProof } from './vaultcrypto.js';
@@ -29,6 +29,7 @@ const state = {
   expiresAt: 0, // ms timestamp of the auto-lock, 0 = none known
   publicKeys: null,
   error: '',
+  offline: false, // the server cannot be reached: the lock time is not known
 };
 
 const listeners = new Set();
@@ -166,6 +167,18 @@ function renderBar() {
   if ($('vault-state-text').textContent !== text) $('vault-state-text').textContent = text;
   const left = remaining();
   const timer = $('vault-timer');
+  clearTimeout(tickTimer);
+  if (state.offline) {
+    // Nothing counts down while the server is away: the vault may have
+    // locked (or been locked) meanwhile. The status reloads on its return.
+    timer.hidden = false;
+    timer.dataset.offline = 'true';
+    timer.dataset.soon = 'false';
+    timer.textContent = "Offline: can't reach the server";
+    timer.removeAttribute('title');
+    return;
+  }
+  delete timer.dataset.offline;
   if (!state.locked && state.expiresAt) {
     timer.hidden = false;
     timer.textContent = `locks in ${fmtDuration(left)}`;
@@ -178,7 +191,6 @@ function renderBar() {
   $('vault-unlock').hidden = !state.locked;
   $('vault-extend').hidden = state.locked;
   $('vault-lock').hidden = state.locked;
-  clearTimeout(tickTimer);
   if (!state.locked && state.expiresAt) {
     if (left <= 0) {
       setLocked();
@@ -412,6 +424,12 @@ export function start() {
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) refresh();
   });
+  document.addEventListener(reachabilityEvent, (e) => {
+    state.offline = !e.detail.reachable;
+    if (state.offline) renderBar();
+    else refresh();
+  });
+  state.offline = !serverReachable();
   return refresh();
 }
 
