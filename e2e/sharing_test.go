@@ -470,7 +470,10 @@ func TestSharingProviderKey(t *testing.T) {
 // timeout; his next call is refused at once; once Alice unlocks, calls
 // work again.
 func TestSharingLockedIssuerFailsFast(t *testing.T) {
-	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) { c.AllowPrivateTargets = config.PrivateTargets{All: true}; c.HibernateUnlocked = false }))
+	env := xtest.NewEnv(t, xtest.WithConfig(func(c *config.Config) {
+		c.AllowPrivateTargets = config.PrivateTargets{All: true}
+		c.HibernateUnlocked = false
+	}))
 	ctx := context.Background()
 	cal := newFakeAPI(t, nil)
 	alice, au := env.Admin("alice@example.org")
