@@ -396,7 +396,7 @@ func (s *Server) startProvision(ctx context.Context, userID string, old store.Co
 		u.op.Unlock()
 		return err
 	}
-	u.progress.Store(&api.Progress{Phase: api.PhaseImage, Message: "preparing", Percent: 0})
+	u.progress.Store(&api.Progress{Phase: api.PhaseImage, Message: "Getting ready…", Percent: 0})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -441,7 +441,7 @@ func (s *Server) provision(ctx context.Context, userID string, rec store.Contain
 	if rec.EngineID != "" { // a failed earlier attempt may have left an instance
 		_ = s.drv.Remove(ctx, rec.EngineID, true)
 	}
-	s.progress(u, api.PhaseCreate, "creating your container", 45)
+	s.progress(u, api.PhaseCreate, "Setting up your private space…", 45)
 	u.caps.started()
 	in, err := s.drv.Create(ctx, s.spec(userID, image))
 	if err != nil {
@@ -451,17 +451,17 @@ func (s *Server) provision(ctx context.Context, userID string, rec store.Contain
 	if err := s.st.PutContainer(ctx, rec); err != nil {
 		return err
 	}
-	s.progress(u, api.PhaseStart, "starting your container", 65)
+	s.progress(u, api.PhaseStart, "Starting your agent…", 65)
 	in, err = s.drv.Start(ctx, in.ID)
 	if err != nil {
 		return fmt.Errorf("start container: %w", err)
 	}
-	s.progress(u, api.PhaseReady, "waiting for your agent to answer", 85)
+	s.progress(u, api.PhaseReady, "Waiting for your agent to say hello…", 85)
 	if err := s.waitHealthy(ctx, userID, in.ID, in.Endpoint); err != nil {
 		return err
 	}
 	rec.State, rec.Endpoint, rec.LastError, rec.StateSince = store.StateRunning, in.Endpoint, "", s.now()
-	s.progress(u, api.PhaseDone, "ready", 100)
+	s.progress(u, api.PhaseDone, "Your agent is ready.", 100)
 	return s.st.PutContainer(ctx, rec)
 }
 

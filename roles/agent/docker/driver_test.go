@@ -62,7 +62,7 @@ func TestPrepareBuildsAndReuses(t *testing.T) {
 	checkProgress(t, f.progress)
 	if !f.imageExisted {
 		built := slices.ContainsFunc(f.progress, func(p api.Progress) bool {
-			return strings.HasPrefix(p.Message, "building image (") && strings.HasSuffix(p.Message, " MiB context)")
+			return strings.HasPrefix(p.Message, "Preparing the agent software for this server (first time only; ") && strings.HasSuffix(p.Message, " MiB)…")
 		})
 		if !built {
 			t.Errorf("first Prepare reported no build: %+v", f.progress)
@@ -113,8 +113,8 @@ func TestPrepareBuildsAndReuses(t *testing.T) {
 // 0–40 and a final "image ready" at 40.
 func checkProgress(t *testing.T, ps []api.Progress) {
 	t.Helper()
-	if len(ps) < 2 || ps[0].Message != "checking image" || ps[len(ps)-1].Percent != 40 {
-		t.Fatalf("progress = %+v, want checking image … 40%%", ps)
+	if len(ps) < 2 || ps[0].Message != "Checking the agent software…" || ps[len(ps)-1].Percent != 40 {
+		t.Fatalf("progress = %+v, want Checking the agent software… 40%%", ps)
 	}
 	last := 0
 	for _, p := range ps {
@@ -122,6 +122,22 @@ func checkProgress(t *testing.T, ps []api.Progress) {
 			t.Errorf("bad progress event %+v after %d%%", p, last)
 		}
 		last = p.Percent
+		checkWords(t, p.Message)
+	}
+}
+
+// checkWords fails for a progress message that is not in plain words for
+// the owner (issue 11): it starts with a capital and shows no Docker build
+// output or jargon.
+func checkWords(t *testing.T, msg string) {
+	t.Helper()
+	if msg == "" || strings.ToUpper(msg[:1]) != msg[:1] {
+		t.Errorf("progress message %q does not start with a capital", msg)
+	}
+	for _, jargon := range []string{"image", "step", "COPY", "FROM", "RUN", "sha256", "layer", "context", "pull"} {
+		if strings.Contains(msg, jargon) {
+			t.Errorf("progress message %q shows %q", msg, jargon)
+		}
 	}
 }
 

@@ -73,7 +73,7 @@ func (d *Driver) Prepare(ctx context.Context, progress func(api.Progress)) (stri
 	if _, err := d.pruneImages(ctx); err != nil {
 		d.log.Warn("cannot remove old agent images", "err", err)
 	}
-	report("image ready", pctImageReady)
+	report("The agent software is ready.", pctImageReady)
 	return ref, nil
 }
 
@@ -98,7 +98,7 @@ func ImageTag(path, version string) (string, error) {
 
 // operatorImage checks that ref exists in the engine, pulling it if not.
 func (d *Driver) operatorImage(ctx context.Context, ref string, report func(string, int)) (string, error) {
-	report("checking image", pctCheck)
+	report("Checking the agent software…", pctCheck)
 	_, err := d.cli.ImageInspect(ctx, ref)
 	if err == nil {
 		return ref, nil
@@ -106,7 +106,7 @@ func (d *Driver) operatorImage(ctx context.Context, ref string, report func(stri
 	if !cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("inspect image %s: %w", ref, err)
 	}
-	report("pulling image "+ref, pctBuildStart)
+	report("Downloading the agent software…", pctBuildStart)
 	d.log.Info("pulling image", "image", ref)
 	resp, err := d.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
 	if err != nil {
@@ -115,7 +115,7 @@ func (d *Driver) operatorImage(ctx context.Context, ref string, report func(stri
 	defer resp.Close()
 	err = readJSONStream(resp, func(m jsonstream.Message) {
 		if m.Status != "" && m.Progress == nil {
-			report("pulling image: "+firstLine(m.Status), pctBuildStart)
+			report("Downloading the agent software…", pctBuildStart)
 		}
 	})
 	if err != nil {
@@ -130,7 +130,7 @@ func (d *Driver) operatorImage(ctx context.Context, ref string, report func(stri
 // buildImage builds the agent image from Options.Binary unless its tag
 // exists already, and returns the tag.
 func (d *Driver) buildImage(ctx context.Context, report func(string, int)) (string, error) {
-	report("checking image", pctCheck)
+	report("Checking the agent software…", pctCheck)
 	tag, err := ImageTag(d.opts.Binary, d.opts.Version)
 	if err != nil {
 		return "", err
@@ -147,7 +147,7 @@ func (d *Driver) buildImage(ctx context.Context, report func(string, int)) (stri
 	}
 	size := contextSize(plan)
 	mib := max(1, (size+(1<<19))>>20)
-	report(fmt.Sprintf("building image (%d MiB context)", mib), pctBuildStart)
+	report(fmt.Sprintf("Preparing the agent software for this server (first time only; %d MiB)…", mib), pctBuildStart)
 	d.log.Info("building image", "image", tag, "static", plan.Static, "libraries", len(plan.Libraries), "contextBytes", size)
 
 	pr, pw := io.Pipe()
@@ -174,9 +174,9 @@ func (d *Driver) buildImage(ctx context.Context, report func(string, int)) (stri
 		return "", fmt.Errorf("build image %s: %w", tag, err)
 	}
 	streamErr := readJSONStream(res.Body, func(m jsonstream.Message) {
-		if step, n, text, ok := parseStep(m.Stream); ok {
+		if step, n, _, ok := parseStep(m.Stream); ok {
 			pct := pctBuildStart + (pctImageReady-pctBuildStart)*step/(n+1)
-			report(fmt.Sprintf("building image: step %d/%d %s", step, n, text), pct)
+			report(fmt.Sprintf("Preparing the agent software for this server (first time only): part %d of %d…", step, n), pct)
 		}
 	})
 	res.Body.Close()

@@ -89,7 +89,7 @@ func (d *Driver) Name() string { return "process" }
 // Prepare implements runtime.Driver; there is no image.
 func (d *Driver) Prepare(ctx context.Context, progress func(api.Progress)) (string, error) {
 	if progress != nil {
-		progress(api.Progress{Phase: api.PhaseImage, Message: "no image needed (process runtime)", Percent: 40})
+		progress(api.Progress{Phase: api.PhaseImage, Message: "The agent software is ready.", Percent: 40})
 	}
 	return "", nil
 }
