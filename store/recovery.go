@@ -239,6 +239,26 @@ func (s *Store) RecoveryRequestsFor(ctx context.Context, contact UserID) ([]Reco
 	return out, nil
 }
 
+// openRecoveryInTx checks, inside tx, that request id exists and is still
+// open: ErrNotFound, ErrExpired (past its expiry) or ErrConflict
+// (completed or cancelled) otherwise.
+func (s *Store) openRecoveryInTx(ctx context.Context, tx *sql.Tx, id string) error {
+	r, err := scanRecovery(tx.QueryRowContext(ctx, `SELECT `+recoveryCols+` FROM recovery_requests WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	switch r.Effective(s.now()) {
+	case RecoveryOpen:
+		return nil
+	case RecoveryExpired:
+		return ErrExpired
+	}
+	return ErrConflict
+}
+
 // AddRecoveryApproval stores contact's sealed share for the request. It
 // fails with ErrNotFound (no such request), ErrExpired (past its expiry),
 // ErrConflict (completed or cancelled) or ErrUsed (this contact already
@@ -249,19 +269,8 @@ func (s *Store) AddRecoveryApproval(ctx context.Context, requestID string, conta
 		return err
 	}
 	defer tx.Rollback()
-	r, err := scanRecovery(tx.QueryRowContext(ctx, `SELECT `+recoveryCols+` FROM recovery_requests WHERE id = ?`, requestID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
-	}
-	if err != nil {
+	if err := s.openRecoveryInTx(ctx, tx, requestID); err != nil {
 		return err
-	}
-	switch r.Effective(s.now()) {
-	case RecoveryOpen:
-	case RecoveryExpired:
-		return ErrExpired
-	default:
-		return ErrConflict
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO recovery_approvals(request_id, contact_id, sealed_share, created_at) VALUES(?,?,?,?)
 		ON CONFLICT DO NOTHING`, requestID, contact, sealed, ms(s.now()))
@@ -284,19 +293,8 @@ func (s *Store) CloseRecoveryRequest(ctx context.Context, id, status string) err
 		return err
 	}
 	defer tx.Rollback()
-	r, err := scanRecovery(tx.QueryRowContext(ctx, `SELECT `+recoveryCols+` FROM recovery_requests WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
-	}
-	if err != nil {
+	if err := s.openRecoveryInTx(ctx, tx, id); err != nil {
 		return err
-	}
-	switch r.Effective(s.now()) {
-	case RecoveryOpen:
-	case RecoveryExpired:
-		return ErrExpired
-	default:
-		return ErrConflict
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE recovery_requests SET status = ?, closed_at = ? WHERE id = ?`, status, ms(s.now()), id); err != nil {
 		return fmt.Errorf("close recovery request: %w", err)
