@@ -388,6 +388,22 @@ func credentialJSON(raw json.RawMessage) ([]byte, error) {
 
 // ---- handlers ----
 
+// passkeyItemsLocked lists the passkeys that still have a wrap in the
+// header, oldest first, counting unlocks not yet recorded. k.mu held.
+func (s *Server) passkeyItemsLocked(sec *secrets) []passkeyItemJSON {
+	out := []passkeyItemJSON{}
+	for id, p := range sec.Ways.Passkeys {
+		if p != nil && s.keys.file.HasWrap(crypto.WrapPasskey, id) {
+			last := max(p.LastUsed, s.passkeys.uses[id].at) // an unlock not yet recorded counts
+			out = append(out, passkeyItemJSON{ID: id, CredentialID: base64.RawURLEncoding.EncodeToString(p.Credential.ID), Name: p.Name, AddedAt: p.AddedAt, LastUsed: last})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].AddedAt < out[j].AddedAt || out[i].AddedAt == out[j].AddedAt && out[i].ID < out[j].ID
+	})
+	return out
+}
+
 func (s *Server) listPasskeys(c echo.Context) error {
 	k := s.keys
 	k.mu.Lock()
@@ -395,21 +411,10 @@ func (s *Server) listPasskeys(c echo.Context) error {
 	if err := k.useLocked(s.publicURL); err != nil {
 		return err
 	}
-	out := []passkeyItemJSON{}
-	if err := k.viewLocked(func(sec *secrets) error {
-		for id, p := range sec.Ways.Passkeys {
-			if p != nil && k.file.HasWrap(crypto.WrapPasskey, id) {
-				last := max(p.LastUsed, s.passkeys.uses[id].at) // an unlock not yet recorded counts
-				out = append(out, passkeyItemJSON{ID: id, CredentialID: base64.RawURLEncoding.EncodeToString(p.Credential.ID), Name: p.Name, AddedAt: p.AddedAt, LastUsed: last})
-			}
-		}
-		return nil
-	}, recWays); err != nil {
+	var out []passkeyItemJSON
+	if err := k.viewLocked(func(sec *secrets) error { out = s.passkeyItemsLocked(sec); return nil }, recWays); err != nil {
 		return err
 	}
-	sort.Slice(out, func(i, j int) bool {
-		return out[i].AddedAt < out[j].AddedAt || out[i].AddedAt == out[j].AddedAt && out[i].ID < out[j].ID
-	})
 	return c.JSON(http.StatusOK, map[string]any{"passkeys": out})
 }
 

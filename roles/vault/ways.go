@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -180,24 +179,16 @@ type (
 		Kind string `json:"kind"`
 		ID   string `json:"id,omitempty"`
 	}
-	// passkeyJSON is a passkey in GET /ways: what the user named and
-	// when; not the credential (GET /passkeys has what the UI needs).
-	passkeyJSON struct {
-		ID       string `json:"id"`
-		Name     string `json:"name"`
-		AddedAt  int64  `json:"addedAt"`  // unix seconds
-		LastUsed int64  `json:"lastUsed"` // unix seconds; 0 = never
-	}
 	// waysJSON is GET /vault/ways: the wraps in the header (readable while
 	// locked, so the unlock dialog can offer a passkey) and, when unlocked,
 	// what each way is.
 	waysJSON struct {
-		Locked    bool          `json:"locked"`
-		Wraps     []wrapJSON    `json:"wraps"`
-		Phrase    *wayInfo      `json:"phrase"`
-		BackupKey *wayInfo      `json:"backupKey"`
-		Social    *socialConfig `json:"social"`
-		Passkeys  []passkeyJSON `json:"passkeys"`
+		Locked    bool              `json:"locked"`
+		Wraps     []wrapJSON        `json:"wraps"`
+		Phrase    *wayInfo          `json:"phrase"`
+		BackupKey *wayInfo          `json:"backupKey"`
+		Social    *socialConfig     `json:"social"`
+		Passkeys  []passkeyItemJSON `json:"passkeys"` // as GET /passkeys lists them
 	}
 	putWayReq struct {
 		DerivedKey string `json:"derivedKey"` // base64 of the 32-byte KEK derived in the browser
@@ -222,7 +213,7 @@ func (s *Server) waysRoutes(g *echo.Group) {
 // waysLocked builds the GET /ways answer. k.mu held.
 func (s *Server) waysLocked() (waysJSON, error) {
 	k := s.keys
-	out := waysJSON{Locked: k.sec == nil, Wraps: []wrapJSON{}, Passkeys: []passkeyJSON{}}
+	out := waysJSON{Locked: k.sec == nil, Wraps: []wrapJSON{}, Passkeys: []passkeyItemJSON{}}
 	for _, w := range k.file.Wraps() {
 		out.Wraps = append(out.Wraps, wrapJSON{Kind: w.Kind, ID: w.ID})
 	}
@@ -232,10 +223,7 @@ func (s *Server) waysLocked() (waysJSON, error) {
 	err := k.viewLocked(func(sec *secrets) error {
 		w := sec.Ways
 		out.Phrase, out.BackupKey, out.Social = w.Phrase, w.BackupKey, w.Social
-		for id, p := range w.Passkeys {
-			out.Passkeys = append(out.Passkeys, passkeyJSON{ID: id, Name: p.Name, AddedAt: p.AddedAt, LastUsed: p.LastUsed})
-		}
-		sort.Slice(out.Passkeys, func(i, j int) bool { return out.Passkeys[i].ID < out.Passkeys[j].ID })
+		out.Passkeys = s.passkeyItemsLocked(sec)
 		return nil
 	}, recWays)
 	return out, err
