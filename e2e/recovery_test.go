@@ -14,11 +14,8 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/ocmt/ocmt/api"
-	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/crypto"
-	"github.com/ocmt/ocmt/roles/agent/docker"
 	"github.com/ocmt/ocmt/testdata/fakeprovider"
-	"github.com/ocmt/ocmt/xtest"
 )
 
 // Recovery ways in (issue 10 items 1 and 3): a vault with a recovery
@@ -150,19 +147,8 @@ func containerVaultSize(t *testing.T, cli *client.Client, uid string) int {
 // runRecoveryReset is the shared body of TestRecoveryPhraseResetsPassword
 // and TestBackupKeyResetsPassword.
 func runRecoveryReset(t *testing.T, newWay func(*testing.T) recoveryWay) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, err := docker.Ping(ctx)
-	cancel()
-	if err != nil {
-		xtest.SkipOrFail(t, "no Docker engine answers: "+err.Error())
-	}
-	env := xtest.NewEnv(t, xtest.WithRuntime(config.RuntimeDocker))
+	env, cli := dockerEnv(t)
 	fp := fakeProviderOnGateway(t, env)
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
 
 	// 1. A vault with a password, a provider key and one chat.
 	admin, au := env.Admin("alice@example.org")
@@ -212,6 +198,7 @@ func runRecoveryReset(t *testing.T, newWay func(*testing.T) recoveryWay) {
 	// (resetPassword times its part after the new password's Argon2id).
 	start := time.Now()
 	var kek crypto.KEK
+	var err error
 	switch w.kind {
 	case "phrase":
 		kek, err = crypto.PhraseKEK(w.text)

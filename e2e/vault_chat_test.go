@@ -257,18 +257,29 @@ func TestVaultChatProcess(t *testing.T) {
 	runVaultChat(t, env, fp, func(string) map[string][]byte { return nil }) // process data lives in DataDir
 }
 
-func TestVaultChatDocker(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := docker.Ping(ctx); err != nil {
+// dockerEnv starts a server on the Docker runtime and returns it with an
+// engine client (closed at the end of the test). Without an engine it
+// skips, or fails when CI=true.
+func dockerEnv(t *testing.T, opts ...xtest.Option) (*xtest.Env, *client.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err := docker.Ping(ctx)
+	cancel()
+	if err != nil {
 		xtest.SkipOrFail(t, "no Docker engine answers: "+err.Error())
 	}
-	env := xtest.NewEnv(t, xtest.WithRuntime(config.RuntimeDocker))
+	env := xtest.NewEnv(t, append([]xtest.Option{xtest.WithRuntime(config.RuntimeDocker)}, opts...)...)
 	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() })
+	return env, cli
+}
+
+func TestVaultChatDocker(t *testing.T) {
+	ctx := context.Background()
+	env, cli := dockerEnv(t)
 	// The fake provider listens on the agent network's gateway, the one
 	// host address a user container can reach.
 	nw, err := cli.NetworkInspect(ctx, env.Cfg.Network, client.NetworkInspectOptions{})

@@ -16,9 +16,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/ocmt/ocmt/api"
-	"github.com/ocmt/ocmt/config"
 	"github.com/ocmt/ocmt/crypto"
-	"github.com/ocmt/ocmt/roles/agent/docker"
 	"github.com/ocmt/ocmt/xtest"
 )
 
@@ -117,17 +115,7 @@ func containerData(t *testing.T, cli *client.Client, uid string) map[string][]by
 // its logs, any response body management sent, or the container's /data
 // (which holds only wraps).
 func TestWaysLeaveNoKeysOnPlatform(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := docker.Ping(ctx); err != nil {
-		xtest.SkipOrFail(t, "no Docker engine answers: "+err.Error())
-	}
-	env := xtest.NewEnv(t, xtest.WithRuntime(config.RuntimeDocker))
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	env, cli := dockerEnv(t)
 	admin, au := env.Admin("alice@example.org")
 	rec := record(admin)
 	v, pw := readyVaultKey(t, env, admin, e2ePassword)
